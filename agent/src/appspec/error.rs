@@ -1,0 +1,66 @@
+//! Why an appspec could not be found or accepted. Every error names the file; YAML
+//! and validation errors also carry the key path and line that serde_norway
+//! attaches to them. Construction only: no I/O.
+
+use std::path::PathBuf;
+
+use thiserror::Error;
+
+#[derive(Debug, Error)]
+pub enum AppSpecError {
+    /// The wording up to "..." is the official agent's, which operators search for.
+    #[error(
+        "The CodeDeploy agent did not find an AppSpec file within the unpacked revision directory at revision-relative path \"{expected}\". The revision was unpacked to directory \"{archive_dir}\", and the AppSpec file was expected but not found at path \"{path}\". Check that the revision contains an AppSpec file at its top level with exactly this name, or name the file in the deployment's AppSpecFilename."
+    )]
+    NotFound {
+        expected: String,
+        archive_dir: PathBuf,
+        path: PathBuf,
+    },
+
+    #[error("Could not read the AppSpec file {path}: {source}")]
+    Read {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+
+    #[error("The AppSpec file {file} is empty: it must define at least version and os")]
+    Empty { file: PathBuf },
+
+    /// Malformed YAML or a rule of the appspec grammar broken; the source's text
+    /// names the key path (e.g. `hooks.BeforeInstall[0].timeout`) and the line.
+    #[error("Invalid AppSpec file {file}: {source}")]
+    Invalid {
+        file: PathBuf,
+        #[source]
+        source: serde_norway::Error,
+    },
+
+    /// The list is printed the way the official agent prints it: `["A", "B"]`.
+    #[error("{file_name} file contains unknown lifecycle events: [{}]", quoted_list(.events))]
+    UnknownLifecycleEvents { file_name: String, events: Vec<String> },
+
+    #[error(
+        "You specified a lifecycle event which is not a default one and doesn't exist in your {file_name} file: {event}"
+    )]
+    CustomEventWithoutHooks { file_name: String, event: String },
+}
+
+impl AppSpecError {
+    /// The 1-based line the error points at, when the parser knows it.
+    pub fn line(&self) -> Option<usize> {
+        match self {
+            AppSpecError::Invalid { source, .. } => source.location().map(|l| l.line()),
+            _ => None,
+        }
+    }
+}
+
+fn quoted_list(items: &[String]) -> String {
+    items
+        .iter()
+        .map(|i| format!("{i:?}"))
+        .collect::<Vec<_>>()
+        .join(", ")
+}

@@ -1,0 +1,109 @@
+//! The appspec: model, parser and validation, plus finding the file inside an
+//! unpacked revision. Everything here is pure except [`load`], which only reads
+//! the one file; nothing here installs, runs or changes anything.
+
+mod behavior;
+mod error;
+mod model;
+mod parse;
+mod paths;
+mod permission;
+
+use std::path::Path;
+
+pub use behavior::FileExistsBehavior;
+pub use error::AppSpecError;
+pub use model::{AppSpec, AppSpecVersion, EventHooks, FileMapping, HookScript, Os};
+pub use parse::parse;
+pub use paths::{normalize_host_path, RevisionPath};
+pub use permission::{
+    AclEntry, AclKind, AclPerms, Glob, Mode, ObjectKinds, Permission, SeLinuxContext,
+    SeLinuxRange,
+};
+
+use crate::event::LifecycleEvent;
+
+/// How to find the appspec inside `deployment-archive/`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AppSpecLookup {
+    /// Hooks and noop checks: exactly the spec's AppSpecFilename.
+    Exact,
+    /// Install: the given name, else `appspec.yaml`, else `appspec.yml`.
+    InstallFallback,
+}
+
+/// Reads and parses the appspec of an unpacked revision.
+pub fn load(
+    archive_dir: &Path,
+    appspec_filename: &str,
+    lookup: AppSpecLookup,
+) -> Result<AppSpec, AppSpecError> {
+    let fallbacks: &[&str] = match lookup {
+        AppSpecLookup::Exact => &[],
+        AppSpecLookup::InstallFallback => &["appspec.yaml", "appspec.yml"],
+    };
+    for name in std::iter::once(appspec_filename).chain(fallbacks.iter().copied()) {
+        let path = archive_dir.join(name);
+        match std::fs::read_to_string(&path) {
+            Ok(text) => return parse(&text, &path),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+            Err(source) => return Err(AppSpecError::Read { path, source }),
+        }
+    }
+    Err(AppSpecError::NotFound {
+        expected: appspec_filename.to_string(),
+        archive_dir: archive_dir.to_path_buf(),
+        path: archive_dir.join(appspec_filename),
+    })
+}
+
+impl AppSpec {
+    /// The local CLI's AllPossibleLifecycleEvents check (Install step 2): every
+    /// event the appspec names, and every standard hook event, must be in the
+    /// list; every custom event in the list must be named by the appspec.
+    pub fn check_lifecycle_events(
+        &self,
+        all_possible: &[String],
+        appspec_filename: &str,
+    ) -> Result<(), AppSpecError> {
+        let hook_events = LifecycleEvent::STANDARD
+            .iter()
+            .filter(|e| !e.is_agent_action() && !e.is_reserved());
+        let mut unknown: Vec<String> = Vec::new();
+        for name in self
+            .hooks
+            .iter()
+            .map(|h| h.event.name())
+            .chain(hook_events.map(LifecycleEvent::name))
+        {
+            if !all_possible.iter().any(|p| p == name) && !unknown.iter().any(|u| u == name) {
+                unknown.push(name.to_string());
+            }
+        }
+        if !unknown.is_empty() {
+            return Err(AppSpecError::UnknownLifecycleEvents {
+                file_name: appspec_filename.to_string(),
+                events: unknown,
+            });
+        }
+        let missing: Vec<&str> = all_possible
+            .iter()
+            .map(String::as_str)
+            .filter(|name| {
+                let event = LifecycleEvent::from_name(name);
+                let custom = matches!(event, LifecycleEvent::Custom(_)) || event.is_reserved();
+                custom && !self.hooks.iter().any(|h| h.event == event)
+            })
+            .collect();
+        if !missing.is_empty() {
+            return Err(AppSpecError::CustomEventWithoutHooks {
+                file_name: appspec_filename.to_string(),
+                event: missing.join(","),
+            });
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,62 @@
+//! The agent's configuration: codedeployagent.yml (model, parser, defaults) and
+//! the on-premises registration file. Reading the files is the only I/O here.
+
+mod model;
+mod onprem;
+mod parse;
+
+use std::path::{Path, PathBuf};
+
+pub use model::{
+    AgentConfig, ConfigWarning, SpecVerification, DEFAULT_CONFIG_FILE, DEFAULT_ON_PREMISES_FILE,
+    DEFAULT_SPEC_CA_FILE,
+};
+pub use onprem::{parse_on_premises, OnPremisesIdentity};
+pub use parse::{check_fips_region, parse_agent_config, ParsedConfig};
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read {}: {source}", file.display())]
+    Read {
+        file: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("{}{}: {message}", file.display(), line.map(|l| format!(" line {l}")).unwrap_or_default())]
+    Syntax {
+        file: PathBuf,
+        line: Option<usize>,
+        message: String,
+    },
+    #[error("{}{}: key `:{key}:` must be {expected}, found {found}", file.display(), line.map(|l| format!(" line {l}")).unwrap_or_default())]
+    InvalidValue {
+        file: PathBuf,
+        key: String,
+        line: Option<usize>,
+        expected: String,
+        found: String,
+    },
+    #[error("{}: {message}", file.display())]
+    OnPremises { file: PathBuf, message: String },
+}
+
+/// Reads and parses the agent configuration file.
+pub fn load_agent_config(file: &Path) -> Result<ParsedConfig, ConfigError> {
+    let text = std::fs::read_to_string(file).map_err(|source| ConfigError::Read {
+        file: file.to_path_buf(),
+        source,
+    })?;
+    parse_agent_config(&text, file)
+}
+
+/// Reads the on-premises file; a missing file means the host is not registered
+/// on-premises (it is then an EC2 instance).
+pub fn load_on_premises(file: &Path) -> Result<Option<OnPremisesIdentity>, ConfigError> {
+    match std::fs::read_to_string(file) {
+        Ok(text) => parse_on_premises(&text, file),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(source) => Err(ConfigError::Read {
+            file: file.to_path_buf(),
+            source,
+        }),
+    }
+}

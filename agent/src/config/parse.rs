@@ -1,0 +1,375 @@
+//! Reads codedeployagent.yml: YAML whose keys are Ruby symbols (`:key: value`),
+//! plain `key:` accepted too. Pure: text in, typed config and warnings out.
+//! Unknown and retired keys are warnings (operators carry keys between versions);
+//! a known key with a value of the wrong type is an error naming file, key and line.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde_norway::Value;
+
+use super::model::{AgentConfig, ConfigWarning, SpecVerification, MAX_KILL_WAIT};
+use super::ConfigError;
+
+/// Keys the official agents know that this agent accepts and does not use.
+const RETIRED_KEYS: &[&str] = &[
+    "wait_after_error",
+    "wait_between_spawning_children",
+    "shared_dir",
+    "user",
+    "group",
+    "instance_service_region",
+    "instance_service_endpoint",
+    "instance_service_port",
+    "codedeploy_test_profile",
+    "ssl_verify_peer",
+];
+
+/// Regions where the official agent accepts `use_fips_mode`.
+const FIPS_REGIONS: &[&str] = &[
+    "us-east-1",
+    "us-east-2",
+    "us-west-1",
+    "us-west-2",
+    "us-gov-west-1",
+    "us-gov-east-1",
+];
+
+/// The parsed file: the config and what the operator should be told about it.
+#[derive(Debug)]
+pub struct ParsedConfig {
+    pub config: AgentConfig,
+    pub warnings: Vec<ConfigWarning>,
+}
+
+pub fn parse_agent_config(text: &str, file: &Path) -> Result<ParsedConfig, ConfigError> {
+    let mut config = AgentConfig::default();
+    let mut warnings = Vec::new();
+    let document: Value = serde_norway::from_str(text).map_err(|e| ConfigError::Syntax {
+        file: file.to_path_buf(),
+        line: e.location().map(|l| l.line()),
+        message: e.to_string(),
+    })?;
+    let mapping = match document {
+        Value::Null => return Ok(ParsedConfig { config, warnings }),
+        Value::Mapping(mapping) => mapping,
+        other => {
+            return Err(ConfigError::Syntax {
+                file: file.to_path_buf(),
+                line: Some(1),
+                message: format!(
+                    "the file must be a mapping of `:key: value` lines, found {}",
+                    kind(&other)
+                ),
+            })
+        }
+    };
+
+    for (raw_key, value) in mapping {
+        let Some(raw_key) = raw_key.as_str() else {
+            return Err(ConfigError::Syntax {
+                file: file.to_path_buf(),
+                line: None,
+                message: format!("keys must be names such as `:root_dir:`, found {}", kind(&raw_key)),
+            });
+        };
+        let key = raw_key.strip_prefix(':').unwrap_or(raw_key);
+        let field = Field {
+            file,
+            text,
+            key,
+            value: &value,
+        };
+        if value.is_null() {
+            // `:proxy_uri:` with nothing after it: the default applies.
+            continue;
+        }
+        match key {
+            "log_aws_wire" => config.log_aws_wire = field.boolean()?,
+            "log_dir" => config.log_dir = field.path()?,
+            "pid_dir" => config.pid_dir = field.path()?,
+            "program_name" => config.program_name = field.string()?,
+            "root_dir" => config.root_dir = field.path()?,
+            "verbose" => config.verbose = field.boolean()?,
+            "wait_between_runs" => config.wait_between_runs = field.seconds()?,
+            "wait_after_throttle_error" => config.wait_after_throttle_error = field.seconds()?,
+            "wait_after_connection_problem" => {
+                config.wait_after_connection_problem = field.seconds()?
+            }
+            "proxy_uri" => config.proxy_uri = field.optional_string()?,
+            "max_revisions" => {
+                config.max_revisions = field
+                    .integer()
+                    .ok()
+                    .filter(|n| (1..=u32::MAX as u64).contains(n))
+                    .map(|n| n as u32)
+                    .ok_or_else(|| field.invalid("an integer of 1 or more"))?;
+            }
+            "disable_imds_v1" => config.disable_imds_v1 = field.boolean()?,
+            "on_premises_config_file" => config.on_premises_config_file = field.path()?,
+            "http_read_timeout" => config.http_read_timeout = field.seconds()?,
+            "kill_agent_max_wait_time_seconds" => {
+                let wait = field.seconds()?;
+                if wait > MAX_KILL_WAIT {
+                    warnings.push(field.warning(format!(
+                        "{} s is more than 24 hours; using 86400 s",
+                        wait.as_secs()
+                    )));
+                }
+                config.kill_agent_max_wait = wait.min(MAX_KILL_WAIT);
+            }
+            "enable_deployments_log" => config.enable_deployments_log = field.boolean()?,
+            "use_fips_mode" => config.use_fips_mode = field.boolean()?,
+            "deploy_control_endpoint" => config.deploy_control_endpoint = field.optional_string()?,
+            "s3_endpoint_override" => config.s3_endpoint_override = field.optional_string()?,
+            "enable_auth_policy" => config.enable_auth_policy = field.boolean()?,
+            "ongoing_deployment_tracking" => {
+                let name = field.string()?;
+                if name.is_empty() || name.contains('/') || name == "." || name == ".." {
+                    return Err(field.invalid("a folder name under root_dir (no `/`)"));
+                }
+                config.ongoing_deployment_tracking = name;
+            }
+            "children" => {
+                if field.integer()? != 1 {
+                    return Err(field.invalid("1 (the agent runs one command at a time)"));
+                }
+            }
+            "deployment_spec_ca_file" => config.deployment_spec_ca_file = field.path()?,
+            "deployment_spec_verify_chain" => {
+                config.spec_verification = if field.boolean()? {
+                    SpecVerification::SignatureAndChain
+                } else {
+                    SpecVerification::SignatureOnly
+                };
+            }
+            retired if RETIRED_KEYS.contains(&retired) => warnings.push(field.warning(
+                "this key is retired and has no effect on this agent".to_string(),
+            )),
+            _ => warnings.push(field.warning(
+                "unknown key, ignored (check its spelling against the README's key table)"
+                    .to_string(),
+            )),
+        }
+    }
+    Ok(ParsedConfig { config, warnings })
+}
+
+/// Checks that need more than the file: the region the agent ended up with.
+pub fn check_fips_region(config: &AgentConfig, region: &str) -> Result<(), String> {
+    if config.use_fips_mode && !FIPS_REGIONS.contains(&region) {
+        return Err(format!(
+            "use_fips_mode is set but region {region} has no FIPS endpoint; FIPS is available in {}",
+            FIPS_REGIONS.join(", ")
+        ));
+    }
+    Ok(())
+}
+
+/// One key of the file, with what is needed to explain a bad value.
+struct Field<'a> {
+    file: &'a Path,
+    text: &'a str,
+    key: &'a str,
+    value: &'a Value,
+}
+
+impl Field<'_> {
+    fn line(&self) -> Option<usize> {
+        line_of_key(self.text, self.key)
+    }
+
+    fn invalid(&self, expected: &str) -> ConfigError {
+        ConfigError::InvalidValue {
+            file: self.file.to_path_buf(),
+            key: self.key.to_string(),
+            line: self.line(),
+            expected: expected.to_string(),
+            found: describe(self.value),
+        }
+    }
+
+    fn warning(&self, message: String) -> ConfigWarning {
+        ConfigWarning {
+            key: self.key.to_string(),
+            line: self.line(),
+            message,
+        }
+    }
+
+    fn boolean(&self) -> Result<bool, ConfigError> {
+        match self.value {
+            Value::Bool(b) => Ok(*b),
+            Value::String(s) if s == "true" => Ok(true),
+            Value::String(s) if s == "false" => Ok(false),
+            _ => Err(self.invalid("true or false")),
+        }
+    }
+
+    fn integer(&self) -> Result<u64, ConfigError> {
+        match self.value {
+            Value::Number(n) => n.as_u64(),
+            Value::String(s) => s.trim().parse().ok(),
+            _ => None,
+        }
+        .ok_or_else(|| self.invalid("a whole number of 0 or more"))
+    }
+
+    fn seconds(&self) -> Result<Duration, ConfigError> {
+        self.integer().map(Duration::from_secs).map_err(|_| self.invalid("a whole number of seconds"))
+    }
+
+    fn string(&self) -> Result<String, ConfigError> {
+        match self.value {
+            Value::String(s) => Ok(s.clone()),
+            Value::Number(n) => Ok(n.to_string()),
+            _ => Err(self.invalid("a string")),
+        }
+    }
+
+    fn optional_string(&self) -> Result<Option<String>, ConfigError> {
+        let s = self.string()?;
+        Ok((!s.trim().is_empty()).then(|| s.trim().to_string()))
+    }
+
+    fn path(&self) -> Result<PathBuf, ConfigError> {
+        let s = self.string()?;
+        if s.trim().is_empty() {
+            return Err(self.invalid("a path"));
+        }
+        Ok(PathBuf::from(s.trim()))
+    }
+}
+
+/// The 1-based line where `key` (as `:key:` or `key:`) is defined, for messages.
+fn line_of_key(text: &str, key: &str) -> Option<usize> {
+    let symbol = format!(":{key}:");
+    let plain = format!("{key}:");
+    text.lines()
+        .position(|line| {
+            let line = line.trim_start();
+            line.starts_with(&symbol) || line.starts_with(&plain)
+        })
+        .map(|i| i + 1)
+}
+
+fn describe(value: &Value) -> String {
+    match value {
+        Value::String(s) => format!("\"{s}\""),
+        Value::Number(n) => n.to_string(),
+        Value::Bool(b) => b.to_string(),
+        other => kind(other).to_string(),
+    }
+}
+
+fn kind(value: &Value) -> &'static str {
+    match value {
+        Value::Null => "nothing",
+        Value::Bool(_) => "a boolean",
+        Value::Number(_) => "a number",
+        Value::String(_) => "a string",
+        Value::Sequence(_) => "a list",
+        Value::Mapping(_) => "a mapping",
+        Value::Tagged(_) => "a tagged value",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(text: &str) -> Result<ParsedConfig, ConfigError> {
+        parse_agent_config(text, Path::new("/etc/codedeploy-agent/conf/codedeployagent.yml"))
+    }
+
+    #[test]
+    fn the_official_default_file_parses_to_its_values() {
+        let text = "---\n:log_aws_wire: false\n:log_dir: '/var/log/aws/codedeploy-agent/'\n:pid_dir: '/opt/codedeploy-agent/state/.pid/'\n:program_name: codedeploy-agent\n:root_dir: '/opt/codedeploy-agent/deployment-root'\n:verbose: false\n:wait_between_runs: 1\n:proxy_uri:\n:max_revisions: 5\n";
+        let parsed = parse(text).unwrap();
+        assert!(parsed.warnings.is_empty(), "{:?}", parsed.warnings);
+        let c = parsed.config;
+        assert_eq!(c.wait_between_runs, Duration::from_secs(1));
+        assert_eq!(c.proxy_uri, None);
+        assert_eq!(c.max_revisions, 5);
+        assert_eq!(c.root_dir, PathBuf::from("/opt/codedeploy-agent/deployment-root"));
+        assert_eq!(c.http_read_timeout, Duration::from_secs(80));
+        assert_eq!(c.spec_verification, SpecVerification::SignatureAndChain);
+    }
+
+    #[test]
+    fn empty_file_gives_built_in_defaults() {
+        assert_eq!(parse("").unwrap().config, AgentConfig::default());
+        assert_eq!(parse("---\n").unwrap().config.wait_between_runs, Duration::from_secs(30));
+    }
+
+    #[test]
+    fn plain_keys_are_accepted_like_symbols() {
+        let c = parse("root_dir: /srv/root\nverbose: true\n").unwrap().config;
+        assert_eq!(c.root_dir, PathBuf::from("/srv/root"));
+        assert!(c.verbose);
+    }
+
+    #[test]
+    fn our_keys_are_read() {
+        let c = parse(":deployment_spec_ca_file: /etc/ca.pem\n:deployment_spec_verify_chain: false\n:s3_endpoint_override: http://127.0.0.1:9000\n:deploy_control_endpoint: http://127.0.0.1:8000\n")
+            .unwrap()
+            .config;
+        assert_eq!(c.deployment_spec_ca_file, PathBuf::from("/etc/ca.pem"));
+        assert_eq!(c.spec_verification, SpecVerification::SignatureOnly);
+        assert_eq!(c.s3_endpoint_override.as_deref(), Some("http://127.0.0.1:9000"));
+        assert_eq!(c.deploy_control_endpoint.as_deref(), Some("http://127.0.0.1:8000"));
+    }
+
+    #[test]
+    fn bad_values_name_key_line_and_file() {
+        let cases: &[(&str, &str, usize, &str)] = &[
+            (":verbose: false\n:max_revisions: 0\n", "max_revisions", 2, "1 or more"),
+            (":max_revisions: many\n", "max_revisions", 1, "1 or more"),
+            (":wait_between_runs: soon\n", "wait_between_runs", 1, "seconds"),
+            (":verbose: maybe\n", "verbose", 1, "true or false"),
+            (":children: 4\n", "children", 1, "one command at a time"),
+            (":root_dir: [a, b]\n", "root_dir", 1, "a string"),
+            (":ongoing_deployment_tracking: a/b\n", "ongoing_deployment_tracking", 1, "folder name"),
+        ];
+        for (text, key, line, expected) in cases {
+            let err = parse(text).unwrap_err();
+            let message = err.to_string();
+            assert!(
+                message.contains(key) && message.contains(&format!("line {line}")) && message.contains(expected),
+                "{text:?} gave {message}"
+            );
+            assert!(message.contains("codedeployagent.yml"), "{message}");
+        }
+    }
+
+    #[test]
+    fn unknown_and_retired_keys_warn_without_failing() {
+        let parsed = parse(":verbose: true\n:colour: blue\n:children: 1\n:user: deploy\n").unwrap();
+        let keys: Vec<_> = parsed.warnings.iter().map(|w| (w.key.as_str(), w.line)).collect();
+        assert_eq!(keys, vec![("colour", Some(2)), ("user", Some(4))]);
+        assert!(parsed.config.verbose);
+    }
+
+    #[test]
+    fn yaml_syntax_error_names_the_line() {
+        let err = parse(":verbose: true\n:root_dir: [unclosed\n").unwrap_err();
+        assert!(matches!(err, ConfigError::Syntax { line: Some(_), .. }), "{err}");
+    }
+
+    #[test]
+    fn kill_wait_is_clamped_to_a_day() {
+        let parsed = parse(":kill_agent_max_wait_time_seconds: 999999\n").unwrap();
+        assert_eq!(parsed.config.kill_agent_max_wait, MAX_KILL_WAIT);
+        assert_eq!(parsed.warnings.len(), 1);
+    }
+
+    #[test]
+    fn fips_only_in_us_regions() {
+        let mut c = AgentConfig::default();
+        c.use_fips_mode = true;
+        assert!(check_fips_region(&c, "us-west-2").is_ok());
+        assert!(check_fips_region(&c, "eu-west-1").unwrap_err().contains("eu-west-1"));
+        c.use_fips_mode = false;
+        assert!(check_fips_region(&c, "eu-west-1").is_ok());
+    }
+}

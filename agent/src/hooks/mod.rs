@@ -1,0 +1,1 @@
+//! Running lifecycle hook scripts.

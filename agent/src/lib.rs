@@ -1,0 +1,25 @@
+//! A CodeDeploy-compatible host agent. The lifecycle reads in the module names:
+//! configuration and identity, the Commands protocol, the deployment spec, the
+//! bundle, the appspec, install, hooks, and the lifecycle/poller that drive them.
+//!
+//! Pure logic (appspec, spec parsing, install planning, endpoints, the poll
+//! schedule, diagnostics) does no I/O; adaptors (HTTP, S3, files, processes) are
+//! thin and sit beside it.
+
+pub mod appspec;
+pub mod bundle;
+pub mod config;
+pub mod diagnostics;
+pub mod event;
+pub mod hooks;
+pub mod identity;
+pub mod install;
+pub mod lifecycle;
+pub mod logging;
+pub mod poller;
+pub mod protocol;
+pub mod shutdown;
+pub mod spec;
+
+/// The agent's version, sent to the service and written to `.version`.
+pub const VERSION: &str = env!("CARGO_PKG_VERSION");

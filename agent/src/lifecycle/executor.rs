@@ -1,0 +1,307 @@
+//! Executes one command of a deployment: DownloadBundle, Install, or the hook
+//! scripts of a lifecycle event, in the deployment-root layout the official agent
+//! uses. Failures become the service's diagnostics here, and only here.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use crate::appspec::{self, AppSpec, AppSpecLookup};
+use crate::bundle;
+use crate::diagnostics::{Diagnostic, ErrorCode};
+use crate::event::LifecycleEvent;
+use crate::hooks::{self, EventRun, ScriptFailure};
+use crate::identity::CredentialSource;
+use crate::install::{self, InstallRequest};
+use crate::shutdown::Shutdown;
+use crate::spec::{BundleType, DeploymentSpec, Revision};
+
+use super::layout::{DeploymentDir, DeploymentRoot};
+use super::retention::{folders_to_delete, DeploymentFolder};
+use super::revision::{revision_for, PreviousRevision, RevisionChoice};
+
+#[derive(Debug, thiserror::Error)]
+pub enum ExecutionError {
+    #[error("Unsupported command type: {0}.")]
+    UnsupportedCommand(String),
+    #[error(transparent)]
+    AppSpec(#[from] appspec::AppSpecError),
+    #[error("{0}")]
+    PreviousRevisionGone(String),
+    #[error(transparent)]
+    Bundle(#[from] bundle::BundleError),
+    #[error(transparent)]
+    Install(#[from] install::InstallError),
+    #[error("{}", .0.message)]
+    Script(ScriptFailure),
+    #[error("{context}: {source}")]
+    Io {
+        context: String,
+        source: std::io::Error,
+    },
+    #[error("{0}")]
+    Unsupported(String),
+    #[error("{0}")]
+    Credentials(String),
+}
+
+impl ExecutionError {
+    /// The one mapping from failures to what the service is told.
+    pub fn to_diagnostic(&self) -> Diagnostic {
+        match self {
+            ExecutionError::Script(failure) => {
+                Diagnostic::failed(failure.code, &failure.script_name, failure.message.clone(), &failure.log)
+            }
+            other => Diagnostic::failed(ErrorCode::UnknownError, "", other.to_string(), ""),
+        }
+    }
+}
+
+fn io_error(context: impl Into<String>) -> impl FnOnce(std::io::Error) -> ExecutionError {
+    let context = context.into();
+    move |source| ExecutionError::Io { context, source }
+}
+
+/// How the executor reaches S3.
+#[derive(Debug, Clone)]
+pub struct S3Settings {
+    pub region: String,
+    pub endpoint_override: Option<String>,
+}
+
+/// Everything a command needs besides the command itself.
+pub struct Executor {
+    pub root: DeploymentRoot,
+    pub max_revisions: u32,
+    pub deployments_log: bool,
+    pub s3: S3Settings,
+    pub credentials: Arc<CredentialSource>,
+}
+
+/// The lifecycle event a command name stands for, if the agent runs it.
+pub fn event_for_command(command_name: &str) -> Result<LifecycleEvent, ExecutionError> {
+    match LifecycleEvent::from_name(command_name) {
+        LifecycleEvent::Custom(_) => Err(ExecutionError::UnsupportedCommand(command_name.to_string())),
+        event if event.is_reserved() => Err(ExecutionError::UnsupportedCommand(command_name.to_string())),
+        event => Ok(event),
+    }
+}
+
+/// Where an event's scripts come from, once resolved against the disk.
+enum ScriptSource {
+    /// No earlier revision to run from: the event does nothing.
+    Nothing,
+    Revision(DeploymentDir),
+}
+
+impl Executor {
+    fn deployment_dir(&self, spec: &DeploymentSpec) -> DeploymentDir {
+        self.root.deployment(&spec.deployment_group_id, &spec.deployment_id)
+    }
+
+    /// A command is a noop when its event has no scripts in the relevant appspec.
+    pub fn is_noop(&self, event: &LifecycleEvent, spec: &DeploymentSpec) -> Result<bool, ExecutionError> {
+        if event.is_agent_action() {
+            return Ok(false);
+        }
+        match self.script_source(event, spec)? {
+            ScriptSource::Nothing => Ok(true),
+            ScriptSource::Revision(dir) => Ok(!self.appspec_of(&dir, spec)?.has_hooks(event)),
+        }
+    }
+
+    pub async fn execute(
+        &self,
+        event: &LifecycleEvent,
+        spec: &DeploymentSpec,
+        shutdown: Shutdown,
+    ) -> Result<(), ExecutionError> {
+        let current = self.deployment_dir(spec);
+        std::fs::create_dir_all(current.logs_dir())
+            .map_err(io_error(format!("cannot create {}", current.logs_dir().display())))?;
+        match event {
+            LifecycleEvent::DownloadBundle => self.download_bundle(spec, &current).await,
+            LifecycleEvent::Install => self.install(spec, &current).await,
+            _ => self.run_hooks(event, spec, &current, shutdown).await,
+        }
+    }
+
+    async fn download_bundle(&self, spec: &DeploymentSpec, current: &DeploymentDir) -> Result<(), ExecutionError> {
+        self.remove_old_revisions(spec);
+        let bundle_type = match &spec.revision {
+            Revision::S3(revision) => {
+                let credentials = self.credentials.current().map_err(|e| ExecutionError::Credentials(e.to_string()))?;
+                let client = bundle::s3_client(&self.s3.region, self.s3.endpoint_override.as_deref(), credentials);
+                bundle::download_s3(&client, revision, &current.bundle_file()).await?;
+                revision.bundle_type
+            }
+            Revision::GitHub(_) => {
+                return Err(ExecutionError::Unsupported(
+                    "GitHub revisions are not supported by this agent version yet".to_string(),
+                ))
+            }
+            Revision::LocalFile { .. } | Revision::LocalDirectory { .. } => {
+                return Err(ExecutionError::Unsupported(
+                    "local revisions are only deployed by codedeploy-local".to_string(),
+                ))
+            }
+        };
+        let bundle_file = current.bundle_file();
+        let archive_dir = current.archive_dir();
+        if bundle_type != BundleType::Directory {
+            tokio::task::spawn_blocking(move || bundle::unpack(&bundle_file, bundle_type, &archive_dir))
+                .await
+                .map_err(|e| ExecutionError::Unsupported(format!("the unpack task failed: {e}")))??;
+        }
+        write_instruction_file(
+            &self.root.most_recent_install_file(&spec.deployment_group_id),
+            current.path(),
+        )
+    }
+
+    async fn install(&self, spec: &DeploymentSpec, current: &DeploymentDir) -> Result<(), ExecutionError> {
+        let archive_dir = current.archive_dir();
+        let spec_behavior = spec.file_exists_behavior;
+        let cleanup_file = self.root.cleanup_file(&spec.deployment_group_id);
+        let instructions_file = self.root.install_instructions_file(&spec.deployment_group_id);
+        let appspec_filename = spec.appspec_filename.clone();
+        std::fs::create_dir_all(self.root.instructions_dir())
+            .map_err(io_error(format!("cannot create {}", self.root.instructions_dir().display())))?;
+        tokio::task::spawn_blocking(move || -> Result<(), ExecutionError> {
+            // The appspec is parsed before anything on the host changes.
+            let appspec = appspec::load(&archive_dir, &appspec_filename, AppSpecLookup::InstallFallback)?;
+            let file_exists_behavior = install::effective_behavior(appspec.file_exists_behavior, spec_behavior);
+            install::install(&InstallRequest {
+                appspec: &appspec,
+                archive_dir: &archive_dir,
+                file_exists_behavior,
+                cleanup_file: &cleanup_file,
+                instructions_file: &instructions_file,
+            })?;
+            Ok(())
+        })
+        .await
+        .map_err(|e| ExecutionError::Unsupported(format!("the install task failed: {e}")))??;
+        write_instruction_file(
+            &self.root.last_successful_install_file(&spec.deployment_group_id),
+            current.path(),
+        )
+    }
+
+    async fn run_hooks(
+        &self,
+        event: &LifecycleEvent,
+        spec: &DeploymentSpec,
+        current: &DeploymentDir,
+        shutdown: Shutdown,
+    ) -> Result<(), ExecutionError> {
+        let ScriptSource::Revision(source) = self.script_source(event, spec)? else {
+            tracing::info!(event = %event, "no earlier revision on this host: nothing to run");
+            return Ok(());
+        };
+        let appspec = self.appspec_of(&source, spec)?;
+        let scripts = appspec.hooks_for(event);
+        if scripts.is_empty() {
+            return Ok(());
+        }
+        let env = hooks::hook_environment(spec, event);
+        let deployments_log = self.deployments_log.then(|| self.root.deployments_log());
+        let archive_dir = source.archive_dir();
+        let scripts_log = current.scripts_log();
+        let run = EventRun {
+            event,
+            scripts,
+            archive_dir: &archive_dir,
+            env: &env,
+            scripts_log: &scripts_log,
+            deployments_log: deployments_log.as_deref(),
+            deployment_id: &spec.deployment_id,
+        };
+        hooks::run_event(&run, shutdown).await.map_err(ExecutionError::Script)
+    }
+
+    /// The deployment folder whose appspec and scripts an event uses.
+    fn script_source(&self, event: &LifecycleEvent, spec: &DeploymentSpec) -> Result<ScriptSource, ExecutionError> {
+        let current = self.deployment_dir(spec);
+        match revision_for(event, spec.is_blue_green_rollback()) {
+            RevisionChoice::Current => Ok(ScriptSource::Revision(current)),
+            RevisionChoice::Previous(_) if current.archive_dir().exists() => Ok(ScriptSource::Revision(current)),
+            RevisionChoice::Previous(which) => {
+                let file = match which {
+                    PreviousRevision::LastSuccessful => self.root.last_successful_install_file(&spec.deployment_group_id),
+                    PreviousRevision::MostRecent => self.root.most_recent_install_file(&spec.deployment_group_id),
+                };
+                match std::fs::read_to_string(&file) {
+                    Ok(text) if !text.trim().is_empty() => Ok(ScriptSource::Revision(DeploymentDir::at(PathBuf::from(text.trim())))),
+                    Ok(_) => Ok(ScriptSource::Nothing),
+                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(ScriptSource::Nothing),
+                    Err(e) => Err(ExecutionError::Io { context: format!("cannot read {}", file.display()), source: e }),
+                }
+            }
+        }
+    }
+
+    fn appspec_of(&self, dir: &DeploymentDir, spec: &DeploymentSpec) -> Result<AppSpec, ExecutionError> {
+        let current = self.deployment_dir(spec);
+        match appspec::load(&dir.archive_dir(), &spec.appspec_filename, AppSpecLookup::Exact) {
+            Ok(appspec) => Ok(appspec),
+            Err(e) if dir != &current && !dir.archive_dir().exists() => Err(ExecutionError::PreviousRevisionGone(format!(
+                "{e} The previous revision's folder {} is gone from this host, so its scripts cannot run. \
+                 Redeploy with the option to ignore ApplicationStop failures, or remove {} to start afresh.",
+                dir.path().display(),
+                self.root.last_successful_install_file(&spec.deployment_group_id).display()
+            ))),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// Keeps at most `max_revisions` folders of the group; failures only warn.
+    fn remove_old_revisions(&self, spec: &DeploymentSpec) {
+        let group_dir = self.root.group_dir(&spec.deployment_group_id);
+        let Ok(entries) = std::fs::read_dir(&group_dir) else { return };
+        let folders: Vec<DeploymentFolder> = entries
+            .flatten()
+            .filter(|e| e.file_type().map(|t| t.is_dir()).unwrap_or(false))
+            .filter_map(|e| {
+                let modified = e.metadata().and_then(|m| m.modified()).ok()?;
+                Some(DeploymentFolder { name: e.file_name().to_string_lossy().into_owned(), modified })
+            })
+            .collect();
+        let last_successful = std::fs::read_to_string(self.root.last_successful_install_file(&spec.deployment_group_id))
+            .ok()
+            .and_then(|p| Path::new(p.trim()).file_name().map(|n| n.to_string_lossy().into_owned()));
+        for name in folders_to_delete(&folders, &spec.deployment_id, last_successful.as_deref(), self.max_revisions) {
+            let path = group_dir.join(&name);
+            tracing::info!("removing old revision {}", path.display());
+            if let Err(e) = std::fs::remove_dir_all(&path) {
+                tracing::warn!("cannot remove old revision {}: {e}", path.display());
+            }
+        }
+    }
+}
+
+/// Writes a deployment-instructions file atomically (temp file + rename).
+fn write_instruction_file(file: &Path, deployment_dir: &Path) -> Result<(), ExecutionError> {
+    let dir = file.parent().unwrap_or(Path::new("/"));
+    std::fs::create_dir_all(dir).map_err(io_error(format!("cannot create {}", dir.display())))?;
+    let temp = file.with_extension("tmp");
+    std::fs::write(&temp, deployment_dir.to_string_lossy().as_bytes())
+        .and_then(|()| std::fs::rename(&temp, file))
+        .map_err(io_error(format!("cannot write {}", file.display())))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn command_names_map_to_events() {
+        assert_eq!(event_for_command("DownloadBundle").unwrap(), LifecycleEvent::DownloadBundle);
+        assert_eq!(event_for_command("AfterAllowTraffic").unwrap(), LifecycleEvent::AfterAllowTraffic);
+        for bad in ["BlockTraffic", "downloadBundle", "Deploy", ""] {
+            assert_eq!(
+                event_for_command(bad).unwrap_err().to_string(),
+                format!("Unsupported command type: {bad}.")
+            );
+        }
+    }
+}

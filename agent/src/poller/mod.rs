@@ -1,0 +1,3 @@
+//! The poll loop and its schedule.
+
+pub mod schedule;

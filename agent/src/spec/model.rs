@@ -1,0 +1,96 @@
+//! The deployment specification: what one deployment is, as the service signed it.
+//! Typed values only; the parser in `parse.rs` builds them from the spec JSON.
+
+use crate::appspec::FileExistsBehavior;
+
+/// A parsed, validated deployment specification.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DeploymentSpec {
+    /// The bare deployment id (`d-...`), never the ARN.
+    pub deployment_id: String,
+    pub deployment_group_id: String,
+    pub deployment_group_name: String,
+    pub application_name: String,
+    pub deployment_creator: String,
+    pub deployment_type: DeploymentType,
+    pub appspec_filename: String,
+    pub revision: Revision,
+    /// The deployment's AgentOverrides value, upper-cased; `None` when absent.
+    pub file_exists_behavior: Option<FileExistsBehavior>,
+    /// Set by the local CLI only.
+    pub all_possible_lifecycle_events: Option<Vec<String>>,
+}
+
+impl DeploymentSpec {
+    /// A blue/green deployment created by the service to roll back.
+    pub fn is_blue_green_rollback(&self) -> bool {
+        self.deployment_creator == "codeDeployRollback"
+            && self.deployment_type == DeploymentType::BlueGreen
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DeploymentType {
+    InPlace,
+    BlueGreen,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Revision {
+    S3(S3Revision),
+    GitHub(GitHubRevision),
+    LocalFile { location: String, bundle_type: BundleType },
+    LocalDirectory { location: String },
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct S3Revision {
+    pub bucket: String,
+    pub key: String,
+    pub bundle_type: BundleType,
+    pub version: Option<String>,
+    /// As given in the spec; compared with the object's ETag with quotes stripped.
+    pub etag: Option<String>,
+}
+
+#[derive(Clone, PartialEq, Eq)]
+pub struct GitHubRevision {
+    pub account: String,
+    pub repository: String,
+    pub commit_id: String,
+    pub bundle_type: BundleType,
+    /// Never logged: the Debug impl hides it.
+    pub access_token: Option<String>,
+}
+
+impl std::fmt::Debug for GitHubRevision {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("GitHubRevision")
+            .field("account", &self.account)
+            .field("repository", &self.repository)
+            .field("commit_id", &self.commit_id)
+            .field("bundle_type", &self.bundle_type)
+            .field("access_token", &self.access_token.as_ref().map(|_| "<redacted>"))
+            .finish()
+    }
+}
+
+/// How a bundle is packed. `Directory` exists only for the local CLI.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BundleType {
+    Tar,
+    Tgz,
+    Zip,
+    Directory,
+}
+
+impl BundleType {
+    pub fn name(self) -> &'static str {
+        match self {
+            BundleType::Tar => "tar",
+            BundleType::Tgz => "tgz",
+            BundleType::Zip => "zip",
+            BundleType::Directory => "directory",
+        }
+    }
+}
