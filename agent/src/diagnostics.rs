@@ -70,7 +70,11 @@ impl Diagnostic {
             if excess == 0 {
                 return payload;
             }
-            let keep = diagnostic.message.chars().count().saturating_sub(excess + 16);
+            let keep = diagnostic
+                .message
+                .chars()
+                .count()
+                .saturating_sub(excess + 16);
             if keep == 0 && diagnostic.message.is_empty() {
                 diagnostic.log = tail_chars(&diagnostic.log, LOG_TAIL_LIMIT / 2);
             }
@@ -114,7 +118,12 @@ mod tests {
     #[test]
     fn log_tail_keeps_newest_whole_lines_within_limit() {
         let line = format!("[stdout]{}\n", "x".repeat(991)); // 1000 chars
-        let lines = vec!["LifecycleEvent - X\n".to_string(), line.clone(), line.clone(), line.clone()];
+        let lines = vec![
+            "LifecycleEvent - X\n".to_string(),
+            line.clone(),
+            line.clone(),
+            line.clone(),
+        ];
         let tail = log_tail(&lines);
         assert_eq!(tail, format!("{line}{line}"));
     }

@@ -9,6 +9,7 @@
 pub mod appspec;
 pub mod bundle;
 pub mod config;
+pub mod daemon;
 pub mod diagnostics;
 pub mod event;
 pub mod hooks;

@@ -25,9 +25,18 @@ where
     S: Subscriber + for<'a> LookupSpan<'a>,
     N: for<'a> FormatFields<'a> + 'static,
 {
-    fn format_event(&self, ctx: &FmtContext<'_, S, N>, mut writer: Writer<'_>, event: &Event<'_>) -> fmt::Result {
+    fn format_event(
+        &self,
+        ctx: &FmtContext<'_, S, N>,
+        mut writer: Writer<'_>,
+        event: &Event<'_>,
+    ) -> fmt::Result {
         let metadata = event.metadata();
-        let component = metadata.target().rsplit("::").next().unwrap_or(metadata.target());
+        let component = metadata
+            .target()
+            .rsplit("::")
+            .next()
+            .unwrap_or(metadata.target());
         write!(
             writer,
             "{} {} [{}({})]: {}: ",
@@ -62,9 +71,15 @@ pub fn init(log_dir: &Path, program_name: &str, verbose: bool) -> Option<PathBuf
         pid: std::process::id(),
     };
     let file_path = log_dir.join(format!("{program_name}.log"));
-    let file = std::fs::create_dir_all(log_dir)
-        .and_then(|()| OpenOptions::new().create(true).append(true).open(&file_path));
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).event_format(format);
+    let file = std::fs::create_dir_all(log_dir).and_then(|()| {
+        OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&file_path)
+    });
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .event_format(format);
     match file {
         Ok(file) => {
             use tracing_subscriber::fmt::writer::MakeWriterExt;
@@ -74,7 +89,10 @@ pub fn init(log_dir: &Path, program_name: &str, verbose: bool) -> Option<PathBuf
         }
         Err(e) => {
             let _ = builder.with_writer(std::io::stderr).try_init();
-            tracing::warn!("cannot open the log file {}: {e}; logging to stderr only", file_path.display());
+            tracing::warn!(
+                "cannot open the log file {}: {e}; logging to stderr only",
+                file_path.display()
+            );
             None
         }
     }

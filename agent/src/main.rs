@@ -1,1 +1,54 @@
-fn main() {}
+//! `codedeploy-agent`: argument parsing and wiring only.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+use codedeploy_agent::config::DEFAULT_CONFIG_FILE;
+
+#[derive(Parser)]
+#[command(
+    name = "codedeploy-agent",
+    version,
+    about = "A CodeDeploy-compatible host agent"
+)]
+struct Cli {
+    /// The agent configuration file (codedeployagent.yml).
+    #[arg(long, short = 'c', global = true, default_value = DEFAULT_CONFIG_FILE)]
+    config: PathBuf,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the agent in the foreground: poll for commands and deploy.
+    Run,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match cli.command {
+        Command::Run => {
+            let runtime = match tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+            {
+                Ok(runtime) => runtime,
+                Err(e) => {
+                    eprintln!("codedeploy-agent: cannot start the async runtime: {e}");
+                    return ExitCode::FAILURE;
+                }
+            };
+            match runtime.block_on(codedeploy_agent::daemon::run(&cli.config)) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => {
+                    tracing::error!("{e}");
+                    eprintln!("codedeploy-agent: {e}");
+                    ExitCode::FAILURE
+                }
+            }
+        }
+    }
+}

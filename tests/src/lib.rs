@@ -1,1 +1,24 @@
+//! The end-to-end test harness of the CodeDeploy agent: a CodeDeploy
+//! Commands control-plane emulator (`emulator`), a real S3 server
+//! (`s3`, moto), a test PKI for signed deployment specifications (`ca`),
+//! revision bundles (`bundle`), the real agent process (`agent`), and
+//! `testbed`, which wires them together for one test.
+//!
+//! Everything listens on and talks to 127.0.0.1 only.
 
+pub mod agent;
+pub mod bundle;
+pub mod ca;
+pub mod emulator;
+pub mod imds;
+pub mod s3;
+pub mod testbed;
+
+pub use agent::{AgentConfig, AgentProcess, OnPremisesIdentity};
+pub use bundle::{BundleType, Revision};
+pub use ca::TestPki;
+pub use emulator::{
+    CommandRecord, Deployment, Diagnostics, Emulator, Operation, Outcome, S3Location, SpecFormat,
+};
+pub use s3::S3Server;
+pub use testbed::{HostRegistration, TestBed};

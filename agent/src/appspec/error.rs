@@ -39,7 +39,10 @@ pub enum AppSpecError {
 
     /// The list is printed the way the official agent prints it: `["A", "B"]`.
     #[error("{file_name} file contains unknown lifecycle events: [{}]", quoted_list(.events))]
-    UnknownLifecycleEvents { file_name: String, events: Vec<String> },
+    UnknownLifecycleEvents {
+        file_name: String,
+        events: Vec<String>,
+    },
 
     #[error(
         "You specified a lifecycle event which is not a default one and doesn't exist in your {file_name} file: {event}"

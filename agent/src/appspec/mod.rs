@@ -17,8 +17,7 @@ pub use model::{AppSpec, AppSpecVersion, EventHooks, FileMapping, HookScript, Os
 pub use parse::parse;
 pub use paths::{normalize_host_path, RevisionPath};
 pub use permission::{
-    AclEntry, AclKind, AclPerms, Glob, Mode, ObjectKinds, Permission, SeLinuxContext,
-    SeLinuxRange,
+    AclEntry, AclKind, AclPerms, Glob, Mode, ObjectKinds, Permission, SeLinuxContext, SeLinuxRange,
 };
 
 use crate::event::LifecycleEvent;

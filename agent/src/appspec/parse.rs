@@ -85,8 +85,7 @@ impl<'de> Visitor<'de> for DocumentVisitor {
                 "version" => version = map.next_value::<Field<Option<AppSpecVersion>>>()?.0,
                 "os" => os = map.next_value::<Field<Option<Os>>>()?.0,
                 "file_exists_behavior" => {
-                    file_exists_behavior =
-                        map.next_value::<Field<Option<FileExistsBehavior>>>()?.0
+                    file_exists_behavior = map.next_value::<Field<Option<FileExistsBehavior>>>()?.0
                 }
                 "files" => files = map.next_value::<List<FileMapping>>()?.0,
                 "permissions" => {
@@ -110,7 +109,8 @@ impl<'de> Visitor<'de> for DocumentVisitor {
                 }
             }
         }
-        let version = version.ok_or_else(|| de::Error::custom("version is missing; it must be 0.0"))?;
+        let version =
+            version.ok_or_else(|| de::Error::custom("version is missing; it must be 0.0"))?;
         let os = os.ok_or_else(|| de::Error::custom("os is missing; it must be linux"))?;
         Ok(Document::AppSpec(Box::new(AppSpec {
             version,
@@ -266,7 +266,7 @@ impl FromScalar for Option<AppSpecVersion> {
         // Ruby compares with `== 0.0`, which the integer 0 also satisfies.
         match scalar {
             Scalar::Null => Ok(None),
-            Scalar::Float(f) if f == 0.0 => Ok(Some(AppSpecVersion::V0_0)),
+            Scalar::Float(0.0) => Ok(Some(AppSpecVersion::V0_0)),
             Scalar::Int(0) => Ok(Some(AppSpecVersion::V0_0)),
             Scalar::Str(s) => Err(format!(
                 "must be the number 0.0, not the string \"{s}\" (remove the quotes)"
@@ -512,7 +512,9 @@ impl FromScalar for RunAs {
         // The name becomes an argument of `su`: it must not read as an option.
         let valid = !user.is_empty()
             && !user.starts_with('-')
-            && !user.chars().any(|c| c.is_whitespace() || c.is_control() || c == ':' || c == '/');
+            && !user
+                .chars()
+                .any(|c| c.is_whitespace() || c.is_control() || c == ':' || c == '/');
         if valid {
             Ok(RunAs(Some(user.to_string())))
         } else {
@@ -530,7 +532,10 @@ impl FromScalar for Sudo {
         match scalar {
             Scalar::Null => Ok(Sudo(false)),
             Scalar::Bool(b) => Ok(Sudo(b)),
-            other => Err(format!("{} is not valid; use true or false", other.describe())),
+            other => Err(format!(
+                "{} is not valid; use true or false",
+                other.describe()
+            )),
         }
     }
 }
@@ -639,7 +644,12 @@ impl FromScalar for ModeField {
             Scalar::Null => return Ok(ModeField(None)),
             Scalar::Int(i) => i.to_string(),
             Scalar::Str(s) => s.trim().to_string(),
-            other => return Err(format!("{} is not valid; write octal digits such as 644", other.describe())),
+            other => {
+                return Err(format!(
+                    "{} is not valid; write octal digits such as 644",
+                    other.describe()
+                ))
+            }
         };
         let mode = Mode::parse(&digits)?;
         let warning = (digits.len() > 1 && digits.starts_with('0')).then(|| {
@@ -705,9 +715,9 @@ impl<'de> Visitor<'de> for ContextVisitor {
                 }
             }
         }
-        let type_ = type_
-            .filter(|t| !t.is_empty())
-            .ok_or_else(|| de::Error::custom("this context has no type; SELinux contexts need one"))?;
+        let type_ = type_.filter(|t| !t.is_empty()).ok_or_else(|| {
+            de::Error::custom("this context has no type; SELinux contexts need one")
+        })?;
         Ok(ContextEntry {
             context: SeLinuxContext { user, type_, range },
             ignored_role,

@@ -124,7 +124,10 @@ mod tests {
         assert!(root.is_root());
         assert_eq!(root.under(Path::new("/a/archive")), Path::new("/a/archive"));
         let file = RevisionPath::parse("/app/x").unwrap();
-        assert_eq!(file.under(Path::new("/a/archive")), Path::new("/a/archive/app/x"));
+        assert_eq!(
+            file.under(Path::new("/a/archive")),
+            Path::new("/a/archive/app/x")
+        );
     }
 
     #[test]

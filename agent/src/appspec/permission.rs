@@ -155,9 +155,9 @@ impl Mode {
         }
         let mut bits = 0;
         for c in digits.chars() {
-            let digit = c
-                .to_digit(8)
-                .ok_or_else(|| format!("mode '{digits}' contains '{c}', which is not an octal digit (0-7)"))?;
+            let digit = c.to_digit(8).ok_or_else(|| {
+                format!("mode '{digits}' contains '{c}', which is not an octal digit (0-7)")
+            })?;
             bits = bits * 8 + digit;
         }
         Ok(Mode(bits))
@@ -241,7 +241,11 @@ impl AclPerms {
                 'w' => perms.write = true,
                 'x' => perms.execute = true,
                 '-' => {}
-                other => return Err(format!("'{other}' is not a permission (use r, w, x, - or one octal digit)")),
+                other => {
+                    return Err(format!(
+                        "'{other}' is not a permission (use r, w, x, - or one octal digit)"
+                    ))
+                }
             }
         }
         Ok(perms)
@@ -293,7 +297,8 @@ impl AclEntry {
             _ => return Err(invalid("expected [d:][type:]name:perms")),
         };
         let kind_of = |tag: &str| {
-            AclKind::from_tag(tag).ok_or_else(|| invalid(&format!("'{tag}' is not an acl type (u, g, m, o)")))
+            AclKind::from_tag(tag)
+                .ok_or_else(|| invalid(&format!("'{tag}' is not an acl type (u, g, m, o)")))
         };
         // With three parts the first is either the default flag or the type.
         let (default, kind) = match prefix {
@@ -498,7 +503,11 @@ mod tests {
             ("-644", Err(())),
         ];
         for (digits, expected) in cases {
-            assert_eq!(Mode::parse(digits).map(Mode::bits).map_err(|_| ()), *expected, "{digits}");
+            assert_eq!(
+                Mode::parse(digits).map(Mode::bits).map_err(|_| ()),
+                *expected,
+                "{digits}"
+            );
         }
         assert_eq!(Mode::parse("44").unwrap().to_string(), "044");
         assert_eq!(Mode::parse("2775").unwrap().to_string(), "2775");
@@ -577,8 +586,22 @@ mod tests {
     #[test]
     fn invalid_selinux_ranges_are_refused() {
         for written in [
-            "", "0", "s", "sx", "s1-s0", "s0-", "-s1", "s0:", "s0:c1024", "s0:c5.c3", "s0:c1,c1",
-            "s0:c0.c2,c1", "s0:d1", "s0:c", "s0:c1.", "s0::c1",
+            "",
+            "0",
+            "s",
+            "sx",
+            "s1-s0",
+            "s0-",
+            "-s1",
+            "s0:",
+            "s0:c1024",
+            "s0:c5.c3",
+            "s0:c1,c1",
+            "s0:c0.c2,c1",
+            "s0:d1",
+            "s0:c",
+            "s0:c1.",
+            "s0::c1",
         ] {
             assert!(SeLinuxRange::parse(written).is_err(), "{written}");
         }
@@ -603,7 +626,11 @@ mod tests {
             ("*", "", true),
         ];
         for (pattern, name, expected) in cases {
-            assert_eq!(Glob::new(*pattern).matches_name(name), *expected, "{pattern} vs {name}");
+            assert_eq!(
+                Glob::new(*pattern).matches_name(name),
+                *expected,
+                "{pattern} vs {name}"
+            );
         }
     }
 
@@ -644,14 +671,29 @@ mod tests {
         ];
         for (pattern, except, path, expected) in cases {
             let p = permission("/app", pattern, except);
-            assert_eq!(p.reaches_below(Path::new(path)), *expected, "{pattern} {except:?} {path}");
+            assert_eq!(
+                p.reaches_below(Path::new(path)),
+                *expected,
+                "{pattern} {except:?} {path}"
+            );
         }
     }
 
     #[test]
     fn object_kinds_accept_file_and_directory_only() {
-        assert_eq!(ObjectKinds::from_names(["file"]).unwrap(), ObjectKinds { files: true, directories: false });
-        assert_eq!(ObjectKinds::from_names(["directory", "file"]).unwrap(), ObjectKinds::BOTH);
-        assert!(ObjectKinds::from_names(["link"]).unwrap_err().contains("'link'"));
+        assert_eq!(
+            ObjectKinds::from_names(["file"]).unwrap(),
+            ObjectKinds {
+                files: true,
+                directories: false
+            }
+        );
+        assert_eq!(
+            ObjectKinds::from_names(["directory", "file"]).unwrap(),
+            ObjectKinds::BOTH
+        );
+        assert!(ObjectKinds::from_names(["link"])
+            .unwrap_err()
+            .contains("'link'"));
     }
 }

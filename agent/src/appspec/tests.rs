@@ -54,7 +54,10 @@ fn files_are_parsed_and_normalised() {
     assert_eq!(spec.files.len(), 2);
     assert!(spec.files[0].source.is_root());
     assert_eq!(spec.files[0].destination, PathBuf::from("/var/www/app"));
-    assert_eq!(spec.files[1].source.relative(), Path::new("config/app.conf"));
+    assert_eq!(
+        spec.files[1].source.relative(),
+        Path::new("config/app.conf")
+    );
     assert_eq!(spec.files[1].source.written(), "config/app.conf");
     assert_eq!(spec.files[1].destination, PathBuf::from("/etc/app"));
 }
@@ -95,7 +98,10 @@ fn hooks_are_parsed_with_defaults() {
     );
     let start = spec.hooks_for(&LifecycleEvent::ApplicationStart);
     assert!(start[0].sudo);
-    assert_eq!(start[0].revision_path().unwrap().relative(), Path::new("scripts/start.sh"));
+    assert_eq!(
+        start[0].revision_path().unwrap().relative(),
+        Path::new("scripts/start.sh")
+    );
     assert!(!spec.has_hooks(&LifecycleEvent::ApplicationStop));
     assert!(!spec.has_hooks(&LifecycleEvent::AfterInstall));
     assert!(!spec.has_hooks(&LifecycleEvent::ValidateService));
@@ -104,7 +110,13 @@ fn hooks_are_parsed_with_defaults() {
 
 #[test]
 fn timeouts_follow_ruby_to_i() {
-    let cases: &[(&str, u64)] = &[("1", 1), ("7200", 7200), ("\"300\"", 300), ("1.9", 1), ("100000", 100000)];
+    let cases: &[(&str, u64)] = &[
+        ("1", 1),
+        ("7200", 7200),
+        ("\"300\"", 300),
+        ("1.9", 1),
+        ("100000", 100000),
+    ];
     for (written, seconds) in cases {
         let spec = parse_ok(&format!(
             "{HEAD}hooks:\n  ValidateService:\n    - location: v.sh\n      timeout: {written}\n"
@@ -137,7 +149,13 @@ fn permissions_are_parsed_fully() {
     assert_eq!(p.object, PathBuf::from("/var/www/app"));
     assert_eq!(p.pattern.as_str(), "*.sh");
     assert_eq!(p.except, vec![Glob::new("secret.sh")]);
-    assert_eq!(p.kinds, ObjectKinds { files: true, directories: false });
+    assert_eq!(
+        p.kinds,
+        ObjectKinds {
+            files: true,
+            directories: false
+        }
+    );
     assert_eq!(p.owner.as_deref(), Some("www-data"));
     assert_eq!(p.group.as_deref(), Some("www-data"));
     assert_eq!(p.mode.map(Mode::bits), Some(0o755));
@@ -146,13 +164,19 @@ fn permissions_are_parsed_fully() {
     let context = p.context.as_ref().unwrap();
     assert_eq!(context.user.as_deref(), Some("system_u"));
     assert_eq!(context.type_, "httpd_sys_content_t");
-    assert_eq!(context.range.as_ref().map(|r| r.to_string()).as_deref(), Some("s0"));
+    assert_eq!(
+        context.range.as_ref().map(|r| r.to_string()).as_deref(),
+        Some("s0")
+    );
 
     let defaults = &spec.permissions[1];
     assert!(defaults.pattern.is_everything());
     assert!(defaults.except.is_empty() && defaults.acls.is_empty());
     assert_eq!(defaults.kinds, ObjectKinds::BOTH);
-    assert_eq!((defaults.mode, &defaults.owner, &defaults.context), (None, &None, &None));
+    assert_eq!(
+        (defaults.mode, &defaults.owner, &defaults.context),
+        (None, &None, &None)
+    );
 }
 
 #[test]
@@ -166,8 +190,14 @@ fn modes_are_the_digits_written_whatever_the_yaml_type() {
         ("7", 0o007, false),
     ];
     for (written, bits, warns) in cases {
-        let spec = parse_ok(&format!("{HEAD}permissions:\n  - object: /app\n    mode: {written}\n"));
-        assert_eq!(spec.permissions[0].mode.map(Mode::bits), Some(*bits), "{written}");
+        let spec = parse_ok(&format!(
+            "{HEAD}permissions:\n  - object: /app\n    mode: {written}\n"
+        ));
+        assert_eq!(
+            spec.permissions[0].mode.map(Mode::bits),
+            Some(*bits),
+            "{written}"
+        );
         assert_eq!(
             spec.warnings.iter().any(|w| w.contains("official agent")),
             *warns,
@@ -203,7 +233,10 @@ fn probable_mistakes_are_warnings_not_errors() {
     let spec = parse_ok(&format!(
         "{HEAD}hooks:\n  BeforeInstall:\n    - location: a.sh\n  BeforeInstall:\n    - location: b.sh\n"
     ));
-    assert_eq!(spec.hooks_for(&LifecycleEvent::BeforeInstall)[0].location, "b.sh");
+    assert_eq!(
+        spec.hooks_for(&LifecycleEvent::BeforeInstall)[0].location,
+        "b.sh"
+    );
 }
 
 /// (appspec text, fragment of the error, 1-based line it must point at or 0 for any).
@@ -272,7 +305,10 @@ fn invalid_appspecs_are_rejected_with_key_and_line() {
         let err = parse(text, Path::new("/r/appspec.yml")).expect_err(text);
         let message = err.to_string();
         assert!(message.contains("/r/appspec.yml"), "{text}: {message}");
-        assert!(message.contains(fragment), "{text}\nexpected «{fragment}» in: {message}");
+        assert!(
+            message.contains(fragment),
+            "{text}\nexpected «{fragment}» in: {message}"
+        );
         if *line != 0 {
             assert_eq!(err.line(), Some(*line), "{text}: {message}");
         }
@@ -284,7 +320,9 @@ fn empty_documents_are_rejected() {
     for text in ["", "\n", "# nothing here\n", "~\n", "---\n"] {
         let err = parse(text, Path::new("/r/appspec.yml")).expect_err(text);
         assert!(matches!(err, AppSpecError::Empty { .. }), "{text:?}: {err}");
-        assert!(err.to_string().contains("must define at least version and os"));
+        assert!(err
+            .to_string()
+            .contains("must define at least version and os"));
     }
 }
 
@@ -340,13 +378,25 @@ fn all_possible_lifecycle_events_are_checked() {
         list.extend(extra.iter().map(|s| s.to_string()));
         list
     };
-    let custom = parse_ok(&format!("{HEAD}hooks:\n  Custom1:\n    - location: c.sh\n  UnknownHook:\n"));
+    let custom = parse_ok(&format!(
+        "{HEAD}hooks:\n  Custom1:\n    - location: c.sh\n  UnknownHook:\n"
+    ));
 
-    assert!(custom.check_lifecycle_events(&with(&["Custom1", "UnknownHook"]), "appspec.yml").is_ok());
-    let err = custom.check_lifecycle_events(&with(&["Custom1"]), "appspec.yml").unwrap_err();
-    assert_eq!(err.to_string(), "appspec.yml file contains unknown lifecycle events: [\"UnknownHook\"]");
+    assert!(custom
+        .check_lifecycle_events(&with(&["Custom1", "UnknownHook"]), "appspec.yml")
+        .is_ok());
     let err = custom
-        .check_lifecycle_events(&with(&["Custom1", "UnknownHook", "Missing1", "Missing2"]), "app.yml")
+        .check_lifecycle_events(&with(&["Custom1"]), "appspec.yml")
+        .unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        "appspec.yml file contains unknown lifecycle events: [\"UnknownHook\"]"
+    );
+    let err = custom
+        .check_lifecycle_events(
+            &with(&["Custom1", "UnknownHook", "Missing1", "Missing2"]),
+            "app.yml",
+        )
         .unwrap_err();
     assert_eq!(
         err.to_string(),
@@ -354,6 +404,8 @@ fn all_possible_lifecycle_events_are_checked() {
     );
     // A list without the standard hook events makes them unknown.
     let plain = parse_ok(HEAD);
-    let err = plain.check_lifecycle_events(&["Install".to_string()], "appspec.yml").unwrap_err();
+    let err = plain
+        .check_lifecycle_events(&["Install".to_string()], "appspec.yml")
+        .unwrap_err();
     assert!(err.to_string().contains("\"ApplicationStop\""), "{err}");
 }

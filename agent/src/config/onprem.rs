@@ -29,7 +29,8 @@ pub enum OnPremisesIdentity {
 impl OnPremisesIdentity {
     pub fn host_identifier(&self) -> &str {
         match self {
-            OnPremisesIdentity::IamUser { arn, .. } | OnPremisesIdentity::IamSession { arn, .. } => arn,
+            OnPremisesIdentity::IamUser { arn, .. }
+            | OnPremisesIdentity::IamSession { arn, .. } => arn,
         }
     }
 
@@ -45,13 +46,22 @@ impl std::fmt::Debug for OnPremisesIdentity {
     // The secret key never reaches a log line.
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
-            OnPremisesIdentity::IamUser { arn, access_key_id, region, .. } => f
+            OnPremisesIdentity::IamUser {
+                arn,
+                access_key_id,
+                region,
+                ..
+            } => f
                 .debug_struct("IamUser")
                 .field("arn", arn)
                 .field("access_key_id", access_key_id)
                 .field("region", region)
                 .finish_non_exhaustive(),
-            OnPremisesIdentity::IamSession { arn, credentials_file, region } => f
+            OnPremisesIdentity::IamSession {
+                arn,
+                credentials_file,
+                region,
+            } => f
                 .debug_struct("IamSession")
                 .field("arn", arn)
                 .field("credentials_file", credentials_file)
@@ -73,7 +83,10 @@ struct RawOnPremises {
 
 /// Parses the file. `Ok(None)` when it names neither ARN: the host is then
 /// treated as an EC2 instance, as the official agent does.
-pub fn parse_on_premises(text: &str, file: &Path) -> Result<Option<OnPremisesIdentity>, ConfigError> {
+pub fn parse_on_premises(
+    text: &str,
+    file: &Path,
+) -> Result<Option<OnPremisesIdentity>, ConfigError> {
     let invalid = |detail: String| ConfigError::OnPremises {
         file: file.to_path_buf(),
         message: detail,
@@ -90,7 +103,9 @@ pub fn parse_on_premises(text: &str, file: &Path) -> Result<Option<OnPremisesIde
     };
     let required = |value: Option<String>, field: &str, arn_key: &str| {
         value.filter(|v| !v.trim().is_empty()).ok_or_else(|| {
-            invalid(format!("'{field}' key is required when '{arn_key}' is provided."))
+            invalid(format!(
+                "'{field}' key is required when '{arn_key}' is provided."
+            ))
         })
     };
     match (raw.iam_user_arn, raw.iam_session_arn) {
@@ -126,7 +141,10 @@ mod tests {
     use super::*;
 
     fn parse(text: &str) -> Result<Option<OnPremisesIdentity>, ConfigError> {
-        parse_on_premises(text, Path::new("/etc/codedeploy-agent/conf/codedeploy.onpremises.yml"))
+        parse_on_premises(
+            text,
+            Path::new("/etc/codedeploy-agent/conf/codedeploy.onpremises.yml"),
+        )
     }
 
     #[test]
@@ -144,16 +162,30 @@ mod tests {
         let id = parse("iam_session_arn: arn:aws:sts::1:assumed-role/r/host\naws_credentials_file: /etc/codedeploy-agent/conf/.aws_credentials\nregion: eu-west-1\n")
             .unwrap()
             .unwrap();
-        assert!(matches!(id, OnPremisesIdentity::IamSession { ref credentials_file, .. } if credentials_file == Path::new("/etc/codedeploy-agent/conf/.aws_credentials")));
+        assert!(
+            matches!(id, OnPremisesIdentity::IamSession { ref credentials_file, .. } if credentials_file == Path::new("/etc/codedeploy-agent/conf/.aws_credentials"))
+        );
     }
 
     #[test]
     fn errors_follow_the_official_wording() {
         let cases = [
-            ("iam_user_arn: a\niam_session_arn: b\n", "cannot contain both 'iam_user_arn' and 'iam_session_arn'"),
-            ("iam_user_arn: a\naws_secret_access_key: s\nregion: r\n", "'aws_access_key_id' key is required when 'iam_user_arn' is provided."),
-            ("iam_session_arn: a\nregion: r\n", "'aws_credentials_file' key is required when 'iam_session_arn' is provided."),
-            ("iam_user_arn: [unclosed\n", "format of the following on-premises configuration file is invalid"),
+            (
+                "iam_user_arn: a\niam_session_arn: b\n",
+                "cannot contain both 'iam_user_arn' and 'iam_session_arn'",
+            ),
+            (
+                "iam_user_arn: a\naws_secret_access_key: s\nregion: r\n",
+                "'aws_access_key_id' key is required when 'iam_user_arn' is provided.",
+            ),
+            (
+                "iam_session_arn: a\nregion: r\n",
+                "'aws_credentials_file' key is required when 'iam_session_arn' is provided.",
+            ),
+            (
+                "iam_user_arn: [unclosed\n",
+                "format of the following on-premises configuration file is invalid",
+            ),
         ];
         for (text, expected) in cases {
             let message = parse(text).unwrap_err().to_string();

@@ -70,7 +70,10 @@ pub fn parse_agent_config(text: &str, file: &Path) -> Result<ParsedConfig, Confi
             return Err(ConfigError::Syntax {
                 file: file.to_path_buf(),
                 line: None,
-                message: format!("keys must be names such as `:root_dir:`, found {}", kind(&raw_key)),
+                message: format!(
+                    "keys must be names such as `:root_dir:`, found {}",
+                    kind(&raw_key)
+                ),
             });
         };
         let key = raw_key.strip_prefix(':').unwrap_or(raw_key);
@@ -120,7 +123,9 @@ pub fn parse_agent_config(text: &str, file: &Path) -> Result<ParsedConfig, Confi
             }
             "enable_deployments_log" => config.enable_deployments_log = field.boolean()?,
             "use_fips_mode" => config.use_fips_mode = field.boolean()?,
-            "deploy_control_endpoint" => config.deploy_control_endpoint = field.optional_string()?,
+            "deploy_control_endpoint" => {
+                config.deploy_control_endpoint = field.optional_string()?
+            }
             "s3_endpoint_override" => config.s3_endpoint_override = field.optional_string()?,
             "enable_auth_policy" => config.enable_auth_policy = field.boolean()?,
             "ongoing_deployment_tracking" => {
@@ -143,13 +148,15 @@ pub fn parse_agent_config(text: &str, file: &Path) -> Result<ParsedConfig, Confi
                     SpecVerification::SignatureOnly
                 };
             }
-            retired if RETIRED_KEYS.contains(&retired) => warnings.push(field.warning(
-                "this key is retired and has no effect on this agent".to_string(),
-            )),
-            _ => warnings.push(field.warning(
-                "unknown key, ignored (check its spelling against the README's key table)"
-                    .to_string(),
-            )),
+            retired if RETIRED_KEYS.contains(&retired) => warnings.push(
+                field.warning("this key is retired and has no effect on this agent".to_string()),
+            ),
+            _ => warnings.push(
+                field.warning(
+                    "unknown key, ignored (check its spelling against the README's key table)"
+                        .to_string(),
+                ),
+            ),
         }
     }
     Ok(ParsedConfig { config, warnings })
@@ -216,7 +223,9 @@ impl Field<'_> {
     }
 
     fn seconds(&self) -> Result<Duration, ConfigError> {
-        self.integer().map(Duration::from_secs).map_err(|_| self.invalid("a whole number of seconds"))
+        self.integer()
+            .map(Duration::from_secs)
+            .map_err(|_| self.invalid("a whole number of seconds"))
     }
 
     fn string(&self) -> Result<String, ConfigError> {
@@ -279,7 +288,10 @@ mod tests {
     use super::*;
 
     fn parse(text: &str) -> Result<ParsedConfig, ConfigError> {
-        parse_agent_config(text, Path::new("/etc/codedeploy-agent/conf/codedeployagent.yml"))
+        parse_agent_config(
+            text,
+            Path::new("/etc/codedeploy-agent/conf/codedeployagent.yml"),
+        )
     }
 
     #[test]
@@ -291,7 +303,10 @@ mod tests {
         assert_eq!(c.wait_between_runs, Duration::from_secs(1));
         assert_eq!(c.proxy_uri, None);
         assert_eq!(c.max_revisions, 5);
-        assert_eq!(c.root_dir, PathBuf::from("/opt/codedeploy-agent/deployment-root"));
+        assert_eq!(
+            c.root_dir,
+            PathBuf::from("/opt/codedeploy-agent/deployment-root")
+        );
         assert_eq!(c.http_read_timeout, Duration::from_secs(80));
         assert_eq!(c.spec_verification, SpecVerification::SignatureAndChain);
     }
@@ -299,12 +314,17 @@ mod tests {
     #[test]
     fn empty_file_gives_built_in_defaults() {
         assert_eq!(parse("").unwrap().config, AgentConfig::default());
-        assert_eq!(parse("---\n").unwrap().config.wait_between_runs, Duration::from_secs(30));
+        assert_eq!(
+            parse("---\n").unwrap().config.wait_between_runs,
+            Duration::from_secs(30)
+        );
     }
 
     #[test]
     fn plain_keys_are_accepted_like_symbols() {
-        let c = parse("root_dir: /srv/root\nverbose: true\n").unwrap().config;
+        let c = parse("root_dir: /srv/root\nverbose: true\n")
+            .unwrap()
+            .config;
         assert_eq!(c.root_dir, PathBuf::from("/srv/root"));
         assert!(c.verbose);
     }
@@ -316,26 +336,49 @@ mod tests {
             .config;
         assert_eq!(c.deployment_spec_ca_file, PathBuf::from("/etc/ca.pem"));
         assert_eq!(c.spec_verification, SpecVerification::SignatureOnly);
-        assert_eq!(c.s3_endpoint_override.as_deref(), Some("http://127.0.0.1:9000"));
-        assert_eq!(c.deploy_control_endpoint.as_deref(), Some("http://127.0.0.1:8000"));
+        assert_eq!(
+            c.s3_endpoint_override.as_deref(),
+            Some("http://127.0.0.1:9000")
+        );
+        assert_eq!(
+            c.deploy_control_endpoint.as_deref(),
+            Some("http://127.0.0.1:8000")
+        );
     }
 
     #[test]
     fn bad_values_name_key_line_and_file() {
         let cases: &[(&str, &str, usize, &str)] = &[
-            (":verbose: false\n:max_revisions: 0\n", "max_revisions", 2, "1 or more"),
+            (
+                ":verbose: false\n:max_revisions: 0\n",
+                "max_revisions",
+                2,
+                "1 or more",
+            ),
             (":max_revisions: many\n", "max_revisions", 1, "1 or more"),
-            (":wait_between_runs: soon\n", "wait_between_runs", 1, "seconds"),
+            (
+                ":wait_between_runs: soon\n",
+                "wait_between_runs",
+                1,
+                "seconds",
+            ),
             (":verbose: maybe\n", "verbose", 1, "true or false"),
             (":children: 4\n", "children", 1, "one command at a time"),
             (":root_dir: [a, b]\n", "root_dir", 1, "a string"),
-            (":ongoing_deployment_tracking: a/b\n", "ongoing_deployment_tracking", 1, "folder name"),
+            (
+                ":ongoing_deployment_tracking: a/b\n",
+                "ongoing_deployment_tracking",
+                1,
+                "folder name",
+            ),
         ];
         for (text, key, line, expected) in cases {
             let err = parse(text).unwrap_err();
             let message = err.to_string();
             assert!(
-                message.contains(key) && message.contains(&format!("line {line}")) && message.contains(expected),
+                message.contains(key)
+                    && message.contains(&format!("line {line}"))
+                    && message.contains(expected),
                 "{text:?} gave {message}"
             );
             assert!(message.contains("codedeployagent.yml"), "{message}");
@@ -345,7 +388,11 @@ mod tests {
     #[test]
     fn unknown_and_retired_keys_warn_without_failing() {
         let parsed = parse(":verbose: true\n:colour: blue\n:children: 1\n:user: deploy\n").unwrap();
-        let keys: Vec<_> = parsed.warnings.iter().map(|w| (w.key.as_str(), w.line)).collect();
+        let keys: Vec<_> = parsed
+            .warnings
+            .iter()
+            .map(|w| (w.key.as_str(), w.line))
+            .collect();
         assert_eq!(keys, vec![("colour", Some(2)), ("user", Some(4))]);
         assert!(parsed.config.verbose);
     }
@@ -353,7 +400,10 @@ mod tests {
     #[test]
     fn yaml_syntax_error_names_the_line() {
         let err = parse(":verbose: true\n:root_dir: [unclosed\n").unwrap_err();
-        assert!(matches!(err, ConfigError::Syntax { line: Some(_), .. }), "{err}");
+        assert!(
+            matches!(err, ConfigError::Syntax { line: Some(_), .. }),
+            "{err}"
+        );
     }
 
     #[test]
@@ -368,7 +418,9 @@ mod tests {
         let mut c = AgentConfig::default();
         c.use_fips_mode = true;
         assert!(check_fips_region(&c, "us-west-2").is_ok());
-        assert!(check_fips_region(&c, "eu-west-1").unwrap_err().contains("eu-west-1"));
+        assert!(check_fips_region(&c, "eu-west-1")
+            .unwrap_err()
+            .contains("eu-west-1"));
         c.use_fips_mode = false;
         assert!(check_fips_region(&c, "eu-west-1").is_ok());
     }

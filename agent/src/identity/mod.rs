@@ -1,21 +1,36 @@
 //! Who this host is (its host identifier and region) and the credentials it signs
 //! with. On-premises hosts read the registration file; the credentials of an IAM
-//! session are re-read whenever the rotated file changes.
+//! session are re-read whenever the rotated file changes. EC2 instances read
+//! instance metadata and sign with the instance profile, renewed before expiry.
+
+pub mod imds;
 
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
-use std::time::SystemTime;
+use std::time::{Duration, SystemTime};
 
+use aws_credential_types::provider::ProvideCredentials;
 use aws_credential_types::Credentials;
 
 use crate::config::{AgentConfig, OnPremisesIdentity};
+use imds::{Imds, ImdsV1};
+
+/// Instance-profile credentials are renewed when they have less than this left.
+const REFRESH_WINDOW: Duration = Duration::from_secs(5 * 60);
+/// The time limit of one instance-metadata request.
+const IMDS_TIMEOUT: Duration = Duration::from_secs(10);
 
 #[derive(Debug, thiserror::Error)]
 pub enum IdentityError {
     #[error(transparent)]
     Config(#[from] crate::config::ConfigError),
-    #[error("this host has no on-premises registration ({} is missing or names no IAM ARN) and EC2 instance identity is not supported by this build yet; register the host with `aws deploy register-on-premises-instance` and write the on-premises file", file.display())]
-    NoIdentity { file: PathBuf },
+    #[error("this host has no on-premises registration ({} is missing or names no IAM ARN) and is not an EC2 instance: {source}. Register an on-premises host and write that file, or check that instance metadata is reachable", file.display())]
+    NoIdentity {
+        file: PathBuf,
+        source: imds::ImdsError,
+    },
+    #[error("cannot get instance-profile credentials: {0}. Check that the instance has an IAM instance profile")]
+    InstanceProfile(String),
     #[error("cannot read credentials from {}: {message}", file.display())]
     CredentialsFile { file: PathBuf, message: String },
     #[error("{0}")]
@@ -33,7 +48,6 @@ pub struct HostIdentity {
 }
 
 /// Where signing credentials come from.
-#[derive(Debug)]
 pub enum CredentialSource {
     Static(Credentials),
     /// A shared-credentials file rotated by the registration tooling.
@@ -41,12 +55,48 @@ pub enum CredentialSource {
         file: PathBuf,
         cache: Mutex<Option<(SystemTime, Credentials)>>,
     },
+    /// The EC2 instance profile, cached until it nears expiry.
+    InstanceProfile {
+        provider: aws_config::imds::credentials::ImdsCredentialsProvider,
+        cache: tokio::sync::Mutex<Option<Credentials>>,
+    },
+}
+
+impl std::fmt::Debug for CredentialSource {
+    // Credentials never reach a log line.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            CredentialSource::Static(c) => write!(f, "Static({})", c.access_key_id()),
+            CredentialSource::SessionFile { file, .. } => {
+                write!(f, "SessionFile({})", file.display())
+            }
+            CredentialSource::InstanceProfile { .. } => f.write_str("InstanceProfile"),
+        }
+    }
 }
 
 impl CredentialSource {
     /// The credentials to sign the next request with.
-    pub fn current(&self) -> Result<Credentials, IdentityError> {
+    pub async fn current(&self) -> Result<Credentials, IdentityError> {
         match self {
+            CredentialSource::InstanceProfile { provider, cache } => {
+                let mut cache = cache.lock().await;
+                if let Some(credentials) = cache.as_ref() {
+                    let fresh = credentials
+                        .expiry()
+                        .and_then(|expiry| expiry.duration_since(SystemTime::now()).ok())
+                        .map(|left| left > REFRESH_WINDOW)
+                        .unwrap_or(true);
+                    if fresh {
+                        return Ok(credentials.clone());
+                    }
+                }
+                let credentials = provider.provide_credentials().await.map_err(|e| {
+                    IdentityError::InstanceProfile(crate::protocol::client::error_chain(&e))
+                })?;
+                *cache = Some(credentials.clone());
+                Ok(credentials)
+            }
             CredentialSource::Static(credentials) => Ok(credentials.clone()),
             CredentialSource::SessionFile { file, cache } => {
                 let modified = std::fs::metadata(file)
@@ -55,7 +105,9 @@ impl CredentialSource {
                         file: file.clone(),
                         message: e.to_string(),
                     })?;
-                let mut cache = cache.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+                let mut cache = cache
+                    .lock()
+                    .unwrap_or_else(|poisoned| poisoned.into_inner());
                 if let Some((seen, credentials)) = cache.as_ref() {
                     if *seen == modified {
                         return Ok(credentials.clone());
@@ -69,8 +121,9 @@ impl CredentialSource {
     }
 }
 
-/// Resolves the host identity from the configuration.
-pub fn resolve(config: &AgentConfig) -> Result<HostIdentity, IdentityError> {
+/// Resolves the host identity from the configuration: the on-premises file
+/// when it names an ARN, else instance metadata.
+pub async fn resolve(config: &AgentConfig) -> Result<HostIdentity, IdentityError> {
     let on_premises = crate::config::load_on_premises(&config.on_premises_config_file)?;
     match on_premises {
         Some(OnPremisesIdentity::IamUser {
@@ -100,7 +153,7 @@ pub fn resolve(config: &AgentConfig) -> Result<HostIdentity, IdentityError> {
                 cache: Mutex::new(None),
             };
             // Fail at start-up, not at the first poll, when the file is unusable.
-            source.current()?;
+            source.current().await?;
             Ok(HostIdentity {
                 host_identifier: arn,
                 region,
@@ -108,10 +161,54 @@ pub fn resolve(config: &AgentConfig) -> Result<HostIdentity, IdentityError> {
                 credentials: source,
             })
         }
-        None => Err(IdentityError::NoIdentity {
-            file: config.on_premises_config_file.clone(),
-        }),
+        None => {
+            let v1 = if config.disable_imds_v1 {
+                ImdsV1::Disabled
+            } else {
+                ImdsV1::Allowed
+            };
+            let imds = Imds::new(None, v1, IMDS_TIMEOUT).map_err(IdentityError::Invalid)?;
+            let instance =
+                imds.instance_identity()
+                    .await
+                    .map_err(|source| IdentityError::NoIdentity {
+                        file: config.on_premises_config_file.clone(),
+                        source,
+                    })?;
+            let source = instance_profile(imds.endpoint())?;
+            source.current().await?;
+            Ok(HostIdentity {
+                host_identifier: instance.host_identifier(),
+                region: instance.region,
+                domain: Some(instance.domain),
+                credentials: source,
+            })
+        }
     }
+}
+
+fn instance_profile(endpoint: &str) -> Result<CredentialSource, IdentityError> {
+    use aws_smithy_http_client::tls::{rustls_provider::CryptoMode, Provider};
+    let http = aws_smithy_http_client::Builder::new()
+        .tls_provider(Provider::Rustls(CryptoMode::Ring))
+        .build_https();
+    let provider_config =
+        aws_config::provider_config::ProviderConfig::default().with_http_client(http);
+    let client = aws_config::imds::Client::builder()
+        .configure(&provider_config)
+        .endpoint(endpoint)
+        .map_err(|e| {
+            IdentityError::Invalid(format!("bad instance metadata endpoint {endpoint}: {e}"))
+        })?
+        .build();
+    let provider = aws_config::imds::credentials::ImdsCredentialsProvider::builder()
+        .configure(&provider_config)
+        .imds_client(client)
+        .build();
+    Ok(CredentialSource::InstanceProfile {
+        provider,
+        cache: tokio::sync::Mutex::new(None),
+    })
 }
 
 fn read_credentials_file(file: &Path) -> Result<Credentials, IdentityError> {
@@ -152,8 +249,16 @@ pub fn parse_shared_credentials(text: &str) -> Result<Credentials, String> {
         }
     }
     match (key, secret) {
-        (Some(key), Some(secret)) => Ok(Credentials::new(key, secret, token, None, "on-premises-iam-session")),
-        _ => Err("the [default] profile needs aws_access_key_id and aws_secret_access_key".to_string()),
+        (Some(key), Some(secret)) => Ok(Credentials::new(
+            key,
+            secret,
+            token,
+            None,
+            "on-premises-iam-session",
+        )),
+        _ => Err(
+            "the [default] profile needs aws_access_key_id and aws_secret_access_key".to_string(),
+        ),
     }
 }
 
@@ -174,12 +279,32 @@ mod tests {
     fn session_file_is_reread_when_it_changes() {
         let dir = tempfile::tempdir().unwrap();
         let file = dir.path().join("creds");
-        std::fs::write(&file, "[default]\naws_access_key_id = A1\naws_secret_access_key = S1\n").unwrap();
-        let source = CredentialSource::SessionFile { file: file.clone(), cache: Mutex::new(None) };
-        assert_eq!(source.current().unwrap().access_key_id(), "A1");
-        std::fs::write(&file, "[default]\naws_access_key_id = A2\naws_secret_access_key = S2\n").unwrap();
+        std::fs::write(
+            &file,
+            "[default]\naws_access_key_id = A1\naws_secret_access_key = S1\n",
+        )
+        .unwrap();
+        let source = CredentialSource::SessionFile {
+            file: file.clone(),
+            cache: Mutex::new(None),
+        };
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        assert_eq!(rt.block_on(source.current()).unwrap().access_key_id(), "A1");
+        std::fs::write(
+            &file,
+            "[default]\naws_access_key_id = A2\naws_secret_access_key = S2\n",
+        )
+        .unwrap();
         let later = SystemTime::now() + std::time::Duration::from_secs(5);
-        std::fs::File::options().write(true).open(&file).unwrap().set_modified(later).unwrap();
-        assert_eq!(source.current().unwrap().access_key_id(), "A2");
+        std::fs::File::options()
+            .write(true)
+            .open(&file)
+            .unwrap()
+            .set_modified(later)
+            .unwrap();
+        assert_eq!(rt.block_on(source.current()).unwrap().access_key_id(), "A2");
     }
 }

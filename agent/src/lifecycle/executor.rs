@@ -48,9 +48,12 @@ impl ExecutionError {
     /// The one mapping from failures to what the service is told.
     pub fn to_diagnostic(&self) -> Diagnostic {
         match self {
-            ExecutionError::Script(failure) => {
-                Diagnostic::failed(failure.code, &failure.script_name, failure.message.clone(), &failure.log)
-            }
+            ExecutionError::Script(failure) => Diagnostic::failed(
+                failure.code,
+                &failure.script_name,
+                failure.message.clone(),
+                &failure.log,
+            ),
             other => Diagnostic::failed(ErrorCode::UnknownError, "", other.to_string(), ""),
         }
     }
@@ -80,8 +83,12 @@ pub struct Executor {
 /// The lifecycle event a command name stands for, if the agent runs it.
 pub fn event_for_command(command_name: &str) -> Result<LifecycleEvent, ExecutionError> {
     match LifecycleEvent::from_name(command_name) {
-        LifecycleEvent::Custom(_) => Err(ExecutionError::UnsupportedCommand(command_name.to_string())),
-        event if event.is_reserved() => Err(ExecutionError::UnsupportedCommand(command_name.to_string())),
+        LifecycleEvent::Custom(_) => {
+            Err(ExecutionError::UnsupportedCommand(command_name.to_string()))
+        }
+        event if event.is_reserved() => {
+            Err(ExecutionError::UnsupportedCommand(command_name.to_string()))
+        }
         event => Ok(event),
     }
 }
@@ -95,11 +102,16 @@ enum ScriptSource {
 
 impl Executor {
     fn deployment_dir(&self, spec: &DeploymentSpec) -> DeploymentDir {
-        self.root.deployment(&spec.deployment_group_id, &spec.deployment_id)
+        self.root
+            .deployment(&spec.deployment_group_id, &spec.deployment_id)
     }
 
     /// A command is a noop when its event has no scripts in the relevant appspec.
-    pub fn is_noop(&self, event: &LifecycleEvent, spec: &DeploymentSpec) -> Result<bool, ExecutionError> {
+    pub fn is_noop(
+        &self,
+        event: &LifecycleEvent,
+        spec: &DeploymentSpec,
+    ) -> Result<bool, ExecutionError> {
         if event.is_agent_action() {
             return Ok(false);
         }
@@ -116,8 +128,10 @@ impl Executor {
         shutdown: Shutdown,
     ) -> Result<(), ExecutionError> {
         let current = self.deployment_dir(spec);
-        std::fs::create_dir_all(current.logs_dir())
-            .map_err(io_error(format!("cannot create {}", current.logs_dir().display())))?;
+        std::fs::create_dir_all(current.logs_dir()).map_err(io_error(format!(
+            "cannot create {}",
+            current.logs_dir().display()
+        )))?;
         match event {
             LifecycleEvent::DownloadBundle => self.download_bundle(spec, &current).await,
             LifecycleEvent::Install => self.install(spec, &current).await,
@@ -125,12 +139,24 @@ impl Executor {
         }
     }
 
-    async fn download_bundle(&self, spec: &DeploymentSpec, current: &DeploymentDir) -> Result<(), ExecutionError> {
+    async fn download_bundle(
+        &self,
+        spec: &DeploymentSpec,
+        current: &DeploymentDir,
+    ) -> Result<(), ExecutionError> {
         self.remove_old_revisions(spec);
         let bundle_type = match &spec.revision {
             Revision::S3(revision) => {
-                let credentials = self.credentials.current().map_err(|e| ExecutionError::Credentials(e.to_string()))?;
-                let client = bundle::s3_client(&self.s3.region, self.s3.endpoint_override.as_deref(), credentials);
+                let credentials = self
+                    .credentials
+                    .current()
+                    .await
+                    .map_err(|e| ExecutionError::Credentials(e.to_string()))?;
+                let client = bundle::s3_client(
+                    &self.s3.region,
+                    self.s3.endpoint_override.as_deref(),
+                    credentials,
+                );
                 bundle::download_s3(&client, revision, &current.bundle_file()).await?;
                 revision.bundle_type
             }
@@ -148,28 +174,49 @@ impl Executor {
         let bundle_file = current.bundle_file();
         let archive_dir = current.archive_dir();
         if bundle_type != BundleType::Directory {
-            tokio::task::spawn_blocking(move || bundle::unpack(&bundle_file, bundle_type, &archive_dir))
-                .await
-                .map_err(|e| ExecutionError::Unsupported(format!("the unpack task failed: {e}")))??;
+            tokio::task::spawn_blocking(move || {
+                bundle::unpack(&bundle_file, bundle_type, &archive_dir)
+            })
+            .await
+            .map_err(|e| ExecutionError::Unsupported(format!("the unpack task failed: {e}")))??;
         }
         write_instruction_file(
-            &self.root.most_recent_install_file(&spec.deployment_group_id),
+            &self
+                .root
+                .most_recent_install_file(&spec.deployment_group_id),
             current.path(),
         )
     }
 
-    async fn install(&self, spec: &DeploymentSpec, current: &DeploymentDir) -> Result<(), ExecutionError> {
+    async fn install(
+        &self,
+        spec: &DeploymentSpec,
+        current: &DeploymentDir,
+    ) -> Result<(), ExecutionError> {
         let archive_dir = current.archive_dir();
         let spec_behavior = spec.file_exists_behavior;
         let cleanup_file = self.root.cleanup_file(&spec.deployment_group_id);
-        let instructions_file = self.root.install_instructions_file(&spec.deployment_group_id);
+        let instructions_file = self
+            .root
+            .install_instructions_file(&spec.deployment_group_id);
         let appspec_filename = spec.appspec_filename.clone();
-        std::fs::create_dir_all(self.root.instructions_dir())
-            .map_err(io_error(format!("cannot create {}", self.root.instructions_dir().display())))?;
+        let all_possible_events = spec.all_possible_lifecycle_events.clone();
+        std::fs::create_dir_all(self.root.instructions_dir()).map_err(io_error(format!(
+            "cannot create {}",
+            self.root.instructions_dir().display()
+        )))?;
         tokio::task::spawn_blocking(move || -> Result<(), ExecutionError> {
             // The appspec is parsed before anything on the host changes.
-            let appspec = appspec::load(&archive_dir, &appspec_filename, AppSpecLookup::InstallFallback)?;
-            let file_exists_behavior = install::effective_behavior(appspec.file_exists_behavior, spec_behavior);
+            let appspec = appspec::load(
+                &archive_dir,
+                &appspec_filename,
+                AppSpecLookup::InstallFallback,
+            )?;
+            if let Some(all_possible) = &all_possible_events {
+                appspec.check_lifecycle_events(all_possible, &appspec_filename)?;
+            }
+            let file_exists_behavior =
+                install::effective_behavior(appspec.file_exists_behavior, spec_behavior);
             install::install(&InstallRequest {
                 appspec: &appspec,
                 archive_dir: &archive_dir,
@@ -182,7 +229,9 @@ impl Executor {
         .await
         .map_err(|e| ExecutionError::Unsupported(format!("the install task failed: {e}")))??;
         write_instruction_file(
-            &self.root.last_successful_install_file(&spec.deployment_group_id),
+            &self
+                .root
+                .last_successful_install_file(&spec.deployment_group_id),
             current.path(),
         )
     }
@@ -216,31 +265,52 @@ impl Executor {
             deployments_log: deployments_log.as_deref(),
             deployment_id: &spec.deployment_id,
         };
-        hooks::run_event(&run, shutdown).await.map_err(ExecutionError::Script)
+        hooks::run_event(&run, shutdown)
+            .await
+            .map_err(ExecutionError::Script)
     }
 
     /// The deployment folder whose appspec and scripts an event uses.
-    fn script_source(&self, event: &LifecycleEvent, spec: &DeploymentSpec) -> Result<ScriptSource, ExecutionError> {
+    fn script_source(
+        &self,
+        event: &LifecycleEvent,
+        spec: &DeploymentSpec,
+    ) -> Result<ScriptSource, ExecutionError> {
         let current = self.deployment_dir(spec);
         match revision_for(event, spec.is_blue_green_rollback()) {
             RevisionChoice::Current => Ok(ScriptSource::Revision(current)),
-            RevisionChoice::Previous(_) if current.archive_dir().exists() => Ok(ScriptSource::Revision(current)),
+            RevisionChoice::Previous(_) if current.archive_dir().exists() => {
+                Ok(ScriptSource::Revision(current))
+            }
             RevisionChoice::Previous(which) => {
                 let file = match which {
-                    PreviousRevision::LastSuccessful => self.root.last_successful_install_file(&spec.deployment_group_id),
-                    PreviousRevision::MostRecent => self.root.most_recent_install_file(&spec.deployment_group_id),
+                    PreviousRevision::LastSuccessful => self
+                        .root
+                        .last_successful_install_file(&spec.deployment_group_id),
+                    PreviousRevision::MostRecent => self
+                        .root
+                        .most_recent_install_file(&spec.deployment_group_id),
                 };
                 match std::fs::read_to_string(&file) {
-                    Ok(text) if !text.trim().is_empty() => Ok(ScriptSource::Revision(DeploymentDir::at(PathBuf::from(text.trim())))),
+                    Ok(text) if !text.trim().is_empty() => Ok(ScriptSource::Revision(
+                        DeploymentDir::at(PathBuf::from(text.trim())),
+                    )),
                     Ok(_) => Ok(ScriptSource::Nothing),
                     Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(ScriptSource::Nothing),
-                    Err(e) => Err(ExecutionError::Io { context: format!("cannot read {}", file.display()), source: e }),
+                    Err(e) => Err(ExecutionError::Io {
+                        context: format!("cannot read {}", file.display()),
+                        source: e,
+                    }),
                 }
             }
         }
     }
 
-    fn appspec_of(&self, dir: &DeploymentDir, spec: &DeploymentSpec) -> Result<AppSpec, ExecutionError> {
+    fn appspec_of(
+        &self,
+        dir: &DeploymentDir,
+        spec: &DeploymentSpec,
+    ) -> Result<AppSpec, ExecutionError> {
         let current = self.deployment_dir(spec);
         match appspec::load(&dir.archive_dir(), &spec.appspec_filename, AppSpecLookup::Exact) {
             Ok(appspec) => Ok(appspec),
@@ -257,19 +327,36 @@ impl Executor {
     /// Keeps at most `max_revisions` folders of the group; failures only warn.
     fn remove_old_revisions(&self, spec: &DeploymentSpec) {
         let group_dir = self.root.group_dir(&spec.deployment_group_id);
-        let Ok(entries) = std::fs::read_dir(&group_dir) else { return };
+        let Ok(entries) = std::fs::read_dir(&group_dir) else {
+            return;
+        };
         let folders: Vec<DeploymentFolder> = entries
             .flatten()
             .filter(|e| e.file_type().map(|t| t.is_dir()).unwrap_or(false))
             .filter_map(|e| {
                 let modified = e.metadata().and_then(|m| m.modified()).ok()?;
-                Some(DeploymentFolder { name: e.file_name().to_string_lossy().into_owned(), modified })
+                Some(DeploymentFolder {
+                    name: e.file_name().to_string_lossy().into_owned(),
+                    modified,
+                })
             })
             .collect();
-        let last_successful = std::fs::read_to_string(self.root.last_successful_install_file(&spec.deployment_group_id))
-            .ok()
-            .and_then(|p| Path::new(p.trim()).file_name().map(|n| n.to_string_lossy().into_owned()));
-        for name in folders_to_delete(&folders, &spec.deployment_id, last_successful.as_deref(), self.max_revisions) {
+        let last_successful = std::fs::read_to_string(
+            self.root
+                .last_successful_install_file(&spec.deployment_group_id),
+        )
+        .ok()
+        .and_then(|p| {
+            Path::new(p.trim())
+                .file_name()
+                .map(|n| n.to_string_lossy().into_owned())
+        });
+        for name in folders_to_delete(
+            &folders,
+            &spec.deployment_id,
+            last_successful.as_deref(),
+            self.max_revisions,
+        ) {
             let path = group_dir.join(&name);
             tracing::info!("removing old revision {}", path.display());
             if let Err(e) = std::fs::remove_dir_all(&path) {
@@ -295,8 +382,14 @@ mod tests {
 
     #[test]
     fn command_names_map_to_events() {
-        assert_eq!(event_for_command("DownloadBundle").unwrap(), LifecycleEvent::DownloadBundle);
-        assert_eq!(event_for_command("AfterAllowTraffic").unwrap(), LifecycleEvent::AfterAllowTraffic);
+        assert_eq!(
+            event_for_command("DownloadBundle").unwrap(),
+            LifecycleEvent::DownloadBundle
+        );
+        assert_eq!(
+            event_for_command("AfterAllowTraffic").unwrap(),
+            LifecycleEvent::AfterAllowTraffic
+        );
         for bad in ["BlockTraffic", "downloadBundle", "Deploy", ""] {
             assert_eq!(
                 event_for_command(bad).unwrap_err().to_string(),

@@ -57,7 +57,8 @@ impl DeploymentRoot {
 
     /// `<group>-install.json`: the instructions of the last Install.
     pub fn install_instructions_file(&self, group_id: &str) -> PathBuf {
-        self.instructions_dir().join(format!("{group_id}-install.json"))
+        self.instructions_dir()
+            .join(format!("{group_id}-install.json"))
     }
 
     /// `deployment-logs/codedeploy-agent-deployments.log`: every script line of every deployment.
@@ -114,11 +115,23 @@ mod tests {
 
     #[test]
     fn layout_matches_the_official_agent() {
-        let root = DeploymentRoot::new("/opt/codedeploy-agent/deployment-root", "ongoing-deployment");
+        let root = DeploymentRoot::new(
+            "/opt/codedeploy-agent/deployment-root",
+            "ongoing-deployment",
+        );
         let d = root.deployment("g-1", "d-ABC");
-        assert_eq!(d.bundle_file(), Path::new("/opt/codedeploy-agent/deployment-root/g-1/d-ABC/bundle.tar"));
-        assert_eq!(d.archive_dir(), Path::new("/opt/codedeploy-agent/deployment-root/g-1/d-ABC/deployment-archive"));
-        assert_eq!(d.scripts_log(), Path::new("/opt/codedeploy-agent/deployment-root/g-1/d-ABC/logs/scripts.log"));
+        assert_eq!(
+            d.bundle_file(),
+            Path::new("/opt/codedeploy-agent/deployment-root/g-1/d-ABC/bundle.tar")
+        );
+        assert_eq!(
+            d.archive_dir(),
+            Path::new("/opt/codedeploy-agent/deployment-root/g-1/d-ABC/deployment-archive")
+        );
+        assert_eq!(
+            d.scripts_log(),
+            Path::new("/opt/codedeploy-agent/deployment-root/g-1/d-ABC/logs/scripts.log")
+        );
         assert_eq!(
             root.last_successful_install_file("g-1"),
             Path::new("/opt/codedeploy-agent/deployment-root/deployment-instructions/g-1_last_successful_install")
@@ -127,6 +140,9 @@ mod tests {
             root.cleanup_file("g-1"),
             Path::new("/opt/codedeploy-agent/deployment-root/deployment-instructions/g-1-cleanup")
         );
-        assert_eq!(root.ongoing_dir(), Path::new("/opt/codedeploy-agent/deployment-root/ongoing-deployment"));
+        assert_eq!(
+            root.ongoing_dir(),
+            Path::new("/opt/codedeploy-agent/deployment-root/ongoing-deployment")
+        );
     }
 }

@@ -59,7 +59,11 @@ mod tests {
             (AfterAllowTraffic, true, Previous(LastSuccessful)),
         ];
         for (event, rollback, expected) in cases {
-            assert_eq!(revision_for(&event, rollback), expected, "{event} rollback={rollback}");
+            assert_eq!(
+                revision_for(&event, rollback),
+                expected,
+                "{event} rollback={rollback}"
+            );
         }
     }
 }

@@ -67,10 +67,17 @@ impl Tracker {
 }
 
 /// The newest command that is not stale (pure).
-pub fn most_recent_fresh(commands: Vec<InterruptedCommand>, now: SystemTime) -> Option<InterruptedCommand> {
+pub fn most_recent_fresh(
+    commands: Vec<InterruptedCommand>,
+    now: SystemTime,
+) -> Option<InterruptedCommand> {
     commands
         .into_iter()
-        .filter(|c| now.duration_since(c.started).map(|age| age < STALE_AFTER).unwrap_or(true))
+        .filter(|c| {
+            now.duration_since(c.started)
+                .map(|age| age < STALE_AFTER)
+                .unwrap_or(true)
+        })
         .max_by_key(|c| c.started)
 }
 
@@ -79,15 +86,29 @@ mod tests {
     use super::*;
 
     fn cmd(id: &str, age_secs: u64, now: SystemTime) -> InterruptedCommand {
-        InterruptedCommand { deployment_id: id.into(), host_command_identifier: format!("hc-{id}"), started: now - Duration::from_secs(age_secs) }
+        InterruptedCommand {
+            deployment_id: id.into(),
+            host_command_identifier: format!("hc-{id}"),
+            started: now - Duration::from_secs(age_secs),
+        }
     }
 
     #[test]
     fn newest_fresh_command_is_reported() {
         let now = SystemTime::now();
-        let picked = most_recent_fresh(vec![cmd("d-old", 90_000, now), cmd("d-a", 600, now), cmd("d-b", 60, now)], now);
+        let picked = most_recent_fresh(
+            vec![
+                cmd("d-old", 90_000, now),
+                cmd("d-a", 600, now),
+                cmd("d-b", 60, now),
+            ],
+            now,
+        );
         assert_eq!(picked.unwrap().deployment_id, "d-b");
-        assert_eq!(most_recent_fresh(vec![cmd("d-old", 90_000, now)], now), None);
+        assert_eq!(
+            most_recent_fresh(vec![cmd("d-old", 90_000, now)], now),
+            None
+        );
     }
 
     #[test]
@@ -95,9 +116,20 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let tracker = Tracker::new(dir.path().join("ongoing-deployment"));
         tracker.start("d-1", "hc-1").unwrap();
-        assert_eq!(std::fs::read_to_string(dir.path().join("ongoing-deployment/d-1")).unwrap(), "hc-1");
-        let taken = tracker.take_interrupted(SystemTime::now() + Duration::from_secs(1)).unwrap();
-        assert_eq!((taken.deployment_id.as_str(), taken.host_command_identifier.as_str()), ("d-1", "hc-1"));
+        assert_eq!(
+            std::fs::read_to_string(dir.path().join("ongoing-deployment/d-1")).unwrap(),
+            "hc-1"
+        );
+        let taken = tracker
+            .take_interrupted(SystemTime::now() + Duration::from_secs(1))
+            .unwrap();
+        assert_eq!(
+            (
+                taken.deployment_id.as_str(),
+                taken.host_command_identifier.as_str()
+            ),
+            ("d-1", "hc-1")
+        );
         assert_eq!(tracker.take_interrupted(SystemTime::now()), None);
         tracker.start("d-2", "hc-2").unwrap();
         tracker.finish("d-2");

@@ -54,8 +54,11 @@ pub enum ErrorClass {
 impl CommandsError {
     pub fn class(&self) -> ErrorClass {
         match self {
-            CommandsError::Service { status, error_type, .. }
-                if *status == 429 || error_type.contains("Throttl") || error_type.contains("TooManyRequests") =>
+            CommandsError::Service {
+                status, error_type, ..
+            } if *status == 429
+                || error_type.contains("Throttl")
+                || error_type.contains("TooManyRequests") =>
             {
                 ErrorClass::Throttling
             }
@@ -126,7 +129,10 @@ impl CommandsClient {
         &self.service.endpoint
     }
 
-    pub async fn poll_host_command(&self, host_identifier: &str) -> Result<Option<HostCommand>, CommandsError> {
+    pub async fn poll_host_command(
+        &self,
+        host_identifier: &str,
+    ) -> Result<Option<HostCommand>, CommandsError> {
         let response: PollResponse = self
             .call(Operation::PollHostCommand, &PollRequest { host_identifier })
             .await?;
@@ -220,10 +226,14 @@ impl CommandsClient {
             detail: format!("cannot encode the request: {e}"),
         })?;
         let target = format!("{}.{name}", self.service.target_prefix);
-        let credentials = self.credentials.current().map_err(|e| CommandsError::Credentials {
-            operation: name,
-            detail: e.to_string(),
-        })?;
+        let credentials =
+            self.credentials
+                .current()
+                .await
+                .map_err(|e| CommandsError::Credentials {
+                    operation: name,
+                    detail: e.to_string(),
+                })?;
         let base_headers = [
             ("content-type", "application/x-amz-json-1.1"),
             ("x-amz-target", target.as_str()),
@@ -238,7 +248,10 @@ impl CommandsClient {
             self.service.signing_name,
             SystemTime::now(),
         )
-        .map_err(|detail| CommandsError::Credentials { operation: name, detail })?;
+        .map_err(|detail| CommandsError::Credentials {
+            operation: name,
+            detail,
+        })?;
 
         let mut builder = self.http.post(&self.url);
         for (header, value) in base_headers.iter() {
@@ -257,15 +270,22 @@ impl CommandsClient {
                 detail: error_chain(&e),
             })?;
         let status = response.status();
-        let bytes = response.bytes().await.map_err(|e| CommandsError::Connection {
-            operation: name,
-            endpoint: self.service.endpoint.clone(),
-            detail: error_chain(&e),
-        })?;
+        let bytes = response
+            .bytes()
+            .await
+            .map_err(|e| CommandsError::Connection {
+                operation: name,
+                endpoint: self.service.endpoint.clone(),
+                detail: error_chain(&e),
+            })?;
         if !status.is_success() {
             return Err(service_error(name, status.as_u16(), &bytes));
         }
-        let bytes: &[u8] = if bytes.iter().all(u8::is_ascii_whitespace) { b"{}" } else { &bytes };
+        let bytes: &[u8] = if bytes.iter().all(u8::is_ascii_whitespace) {
+            b"{}"
+        } else {
+            &bytes
+        };
         serde_json::from_slice(bytes).map_err(|e| CommandsError::Decode {
             operation: name,
             detail: e.to_string(),
@@ -280,7 +300,14 @@ fn service_error(operation: &'static str, status: u16, body: &[u8]) -> CommandsE
         .get("__type")
         .and_then(|v| v.as_str())
         .map(|t| t.rsplit('#').next().unwrap_or(t).to_string())
-        .unwrap_or_else(|| if status >= 500 { "ServerException" } else { "ClientException" }.to_string());
+        .unwrap_or_else(|| {
+            if status >= 500 {
+                "ServerException"
+            } else {
+                "ClientException"
+            }
+            .to_string()
+        });
     let message = parsed
         .get("message")
         .or_else(|| parsed.get("Message"))
@@ -296,7 +323,7 @@ fn service_error(operation: &'static str, status: u16, body: &[u8]) -> CommandsE
 }
 
 /// The error with its causes, which reqwest keeps in the source chain.
-fn error_chain(error: &dyn std::error::Error) -> String {
+pub fn error_chain(error: &dyn std::error::Error) -> String {
     let mut text = error.to_string();
     let mut source = error.source();
     while let Some(cause) = source {
@@ -313,12 +340,22 @@ mod tests {
 
     #[test]
     fn service_errors_are_classified() {
-        let throttled = service_error("PollHostCommand", 400, br#"{"__type":"com.amazon#ThrottlingException","message":"Rate exceeded"}"#);
+        let throttled = service_error(
+            "PollHostCommand",
+            400,
+            br#"{"__type":"com.amazon#ThrottlingException","message":"Rate exceeded"}"#,
+        );
         assert_eq!(throttled.class(), ErrorClass::Throttling);
         assert!(throttled.to_string().contains("ThrottlingException"));
-        let auth = service_error("PollHostCommand", 403, br#"{"__type":"InvalidSignatureException","message":"bad"}"#);
+        let auth = service_error(
+            "PollHostCommand",
+            403,
+            br#"{"__type":"InvalidSignatureException","message":"bad"}"#,
+        );
         assert_eq!(auth.class(), ErrorClass::Other);
         let server = service_error("PollHostCommand", 503, b"<html>oops</html>");
-        assert!(server.to_string().contains("ServerException") && server.to_string().contains("oops"));
+        assert!(
+            server.to_string().contains("ServerException") && server.to_string().contains("oops")
+        );
     }
 }

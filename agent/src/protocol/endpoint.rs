@@ -62,7 +62,9 @@ pub fn validate_region(region: &str, domain: &str) -> Result<(), String> {
     let ok = match domain {
         "amazonaws.com" | "amazonaws.eu" => {
             (1..=20).contains(&region.len())
-                && region.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
+                && region
+                    .chars()
+                    .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
         }
         "amazonaws.com.cn" => {
             let parts: Vec<&str> = region.split('-').collect();
@@ -78,7 +80,9 @@ pub fn validate_region(region: &str, domain: &str) -> Result<(), String> {
     if ok {
         Ok(())
     } else {
-        Err(format!("'{region}' is not a valid region name for {domain}"))
+        Err(format!(
+            "'{region}' is not a valid region name for {domain}"
+        ))
     }
 }
 
@@ -86,7 +90,13 @@ pub fn validate_region(region: &str, domain: &str) -> Result<(), String> {
 mod tests {
     use super::*;
 
-    fn endpoint(region: &str, domain: Option<&str>, auth: bool, fips: bool, over: Option<&str>) -> String {
+    fn endpoint(
+        region: &str,
+        domain: Option<&str>,
+        auth: bool,
+        fips: bool,
+        over: Option<&str>,
+    ) -> String {
         commands_service(&EndpointInputs {
             region,
             domain,
@@ -100,18 +110,85 @@ mod tests {
     #[test]
     fn endpoint_table() {
         let cases: &[(&str, Option<&str>, bool, bool, Option<&str>, &str)] = &[
-            ("us-east-1", None, false, false, None, "https://codedeploy-commands.us-east-1.amazonaws.com"),
-            ("us-east-1", None, false, true, None, "https://codedeploy-commands-fips.us-east-1.amazonaws.com"),
-            ("us-east-1", None, true, true, None, "https://codedeploy-commands-secure-fips.us-east-1.amazonaws.com"),
-            ("eu-west-1", None, true, false, None, "https://codedeploy-commands-secure.eu-west-1.amazonaws.com"),
-            ("cn-north-1", None, false, false, None, "https://codedeploy-commands.cn-north-1.amazonaws.com.cn"),
-            ("cn-northwest-1", Some("amazonaws.com.cn"), false, false, None, "https://codedeploy-commands.cn-northwest-1.amazonaws.com.cn"),
-            ("us-gov-west-1", None, false, true, None, "https://codedeploy-commands-fips.us-gov-west-1.amazonaws.com"),
-            ("eusc-de-east-1", None, false, false, None, "https://codedeploy-commands.eusc-de-east-1.amazonaws.eu"),
-            ("us-east-1", None, true, true, Some("http://127.0.0.1:8080"), "http://127.0.0.1:8080"),
+            (
+                "us-east-1",
+                None,
+                false,
+                false,
+                None,
+                "https://codedeploy-commands.us-east-1.amazonaws.com",
+            ),
+            (
+                "us-east-1",
+                None,
+                false,
+                true,
+                None,
+                "https://codedeploy-commands-fips.us-east-1.amazonaws.com",
+            ),
+            (
+                "us-east-1",
+                None,
+                true,
+                true,
+                None,
+                "https://codedeploy-commands-secure-fips.us-east-1.amazonaws.com",
+            ),
+            (
+                "eu-west-1",
+                None,
+                true,
+                false,
+                None,
+                "https://codedeploy-commands-secure.eu-west-1.amazonaws.com",
+            ),
+            (
+                "cn-north-1",
+                None,
+                false,
+                false,
+                None,
+                "https://codedeploy-commands.cn-north-1.amazonaws.com.cn",
+            ),
+            (
+                "cn-northwest-1",
+                Some("amazonaws.com.cn"),
+                false,
+                false,
+                None,
+                "https://codedeploy-commands.cn-northwest-1.amazonaws.com.cn",
+            ),
+            (
+                "us-gov-west-1",
+                None,
+                false,
+                true,
+                None,
+                "https://codedeploy-commands-fips.us-gov-west-1.amazonaws.com",
+            ),
+            (
+                "eusc-de-east-1",
+                None,
+                false,
+                false,
+                None,
+                "https://codedeploy-commands.eusc-de-east-1.amazonaws.eu",
+            ),
+            (
+                "us-east-1",
+                None,
+                true,
+                true,
+                Some("http://127.0.0.1:8080"),
+                "http://127.0.0.1:8080",
+            ),
         ];
         for (region, domain, auth, fips, over, expected) in cases {
-            assert_eq!(&endpoint(region, *domain, *auth, *fips, *over), expected, "{region} auth={auth} fips={fips}");
+            assert_eq!(
+                &endpoint(region, *domain, *auth, *fips, *over),
+                expected,
+                "{region} auth={auth} fips={fips}"
+            );
         }
     }
 

@@ -58,7 +58,10 @@ mod tests {
             "https://codedeploy-commands.us-east-1.amazonaws.com/",
             &[
                 ("content-type", "application/x-amz-json-1.1"),
-                ("x-amz-target", "CodeDeployCommandService_v20141006.PollHostCommand"),
+                (
+                    "x-amz-target",
+                    "CodeDeployCommandService_v20141006.PollHostCommand",
+                ),
             ],
             br#"{"HostIdentifier":"h"}"#,
             &creds,
@@ -67,17 +70,37 @@ mod tests {
             time,
         )
         .unwrap();
-        let auth = &headers.iter().find(|(n, _)| n == "authorization").unwrap().1;
+        let auth = &headers
+            .iter()
+            .find(|(n, _)| n == "authorization")
+            .unwrap()
+            .1;
         assert!(auth.starts_with("AWS4-HMAC-SHA256 Credential=AKIDEXAMPLE/20231114/us-east-1/codedeploy-commands/aws4_request"), "{auth}");
-        assert!(auth.contains("SignedHeaders=content-type;host;x-amz-date;x-amz-target"), "{auth}");
-        assert!(headers.iter().any(|(n, v)| n == "x-amz-date" && v == "20231114T221320Z"));
+        assert!(
+            auth.contains("SignedHeaders=content-type;host;x-amz-date;x-amz-target"),
+            "{auth}"
+        );
+        assert!(headers
+            .iter()
+            .any(|(n, v)| n == "x-amz-date" && v == "20231114T221320Z"));
         assert!(!headers.iter().any(|(n, _)| n == "x-amz-security-token"));
     }
 
     #[test]
     fn session_token_is_sent_and_signed() {
         let creds = Credentials::new("ASIA", "secret", Some("tok".into()), None, "test");
-        let headers = sign_request("http://127.0.0.1:1/", &[], b"{}", &creds, "eu-west-1", "codedeploy-commands", SystemTime::now()).unwrap();
-        assert!(headers.iter().any(|(n, v)| n == "x-amz-security-token" && v == "tok"));
+        let headers = sign_request(
+            "http://127.0.0.1:1/",
+            &[],
+            b"{}",
+            &creds,
+            "eu-west-1",
+            "codedeploy-commands",
+            SystemTime::now(),
+        )
+        .unwrap();
+        assert!(headers
+            .iter()
+            .any(|(n, v)| n == "x-amz-security-token" && v == "tok"));
     }
 }

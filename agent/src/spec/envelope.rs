@@ -41,7 +41,8 @@ impl SpecVerifier {
     }
 
     pub fn from_pem(pem: &[u8], mode: SpecVerification) -> Result<SpecVerifier, String> {
-        let certs = X509::stack_from_pem(pem).map_err(|e| format!("not a PEM certificate chain: {e}"))?;
+        let certs =
+            X509::stack_from_pem(pem).map_err(|e| format!("not a PEM certificate chain: {e}"))?;
         if certs.is_empty() {
             return Err("the CA chain holds no certificate".to_string());
         }
@@ -79,7 +80,13 @@ impl SpecVerifier {
         let no_extra_certs = Stack::new().map_err(|e| SpecError::Signature(e.to_string()))?;
         let mut content = Vec::new();
         pkcs7
-            .verify(&no_extra_certs, &self.store, None, Some(&mut content), flags)
+            .verify(
+                &no_extra_certs,
+                &self.store,
+                None,
+                Some(&mut content),
+                flags,
+            )
             .map_err(|e| {
                 SpecError::Signature(format!(
                     "the signature does not verify against the trusted CA chain: {e}"
@@ -105,25 +112,46 @@ mod tests {
         PKey::from_rsa(Rsa::generate(2048).unwrap()).unwrap()
     }
 
-    fn cert(cn: &str, key: &PKey<Private>, issuer: Option<(&X509, &PKey<Private>)>, ca: bool) -> X509 {
+    fn cert(
+        cn: &str,
+        key: &PKey<Private>,
+        issuer: Option<(&X509, &PKey<Private>)>,
+        ca: bool,
+    ) -> X509 {
         let mut name = X509NameBuilder::new().unwrap();
         name.append_entry_by_text("CN", cn).unwrap();
         let name = name.build();
         let mut b = X509Builder::new().unwrap();
         b.set_version(2).unwrap();
-        b.set_serial_number(&BigNum::from_u32(fastrand::u32(1..u32::MAX)).unwrap().to_asn1_integer().unwrap()).unwrap();
+        b.set_serial_number(
+            &BigNum::from_u32(fastrand::u32(1..u32::MAX))
+                .unwrap()
+                .to_asn1_integer()
+                .unwrap(),
+        )
+        .unwrap();
         b.set_subject_name(&name).unwrap();
-        b.set_issuer_name(issuer.map(|(c, _)| c.subject_name()).unwrap_or(&name)).unwrap();
+        b.set_issuer_name(issuer.map(|(c, _)| c.subject_name()).unwrap_or(&name))
+            .unwrap();
         b.set_pubkey(key).unwrap();
-        b.set_not_before(&Asn1Time::days_from_now(0).unwrap()).unwrap();
-        b.set_not_after(&Asn1Time::days_from_now(2).unwrap()).unwrap();
+        b.set_not_before(&Asn1Time::days_from_now(0).unwrap())
+            .unwrap();
+        b.set_not_after(&Asn1Time::days_from_now(2).unwrap())
+            .unwrap();
         if ca {
-            b.append_extension(BasicConstraints::new().critical().ca().build().unwrap()).unwrap();
-            b.append_extension(KeyUsage::new().key_cert_sign().build().unwrap()).unwrap();
+            b.append_extension(BasicConstraints::new().critical().ca().build().unwrap())
+                .unwrap();
+            b.append_extension(KeyUsage::new().key_cert_sign().build().unwrap())
+                .unwrap();
         } else {
-            b.append_extension(KeyUsage::new().digital_signature().build().unwrap()).unwrap();
+            b.append_extension(KeyUsage::new().digital_signature().build().unwrap())
+                .unwrap();
         }
-        b.sign(issuer.map(|(_, k)| k).unwrap_or(key), MessageDigest::sha256()).unwrap();
+        b.sign(
+            issuer.map(|(_, k)| k).unwrap_or(key),
+            MessageDigest::sha256(),
+        )
+        .unwrap();
         b.build()
     }
 
@@ -131,10 +159,28 @@ mod tests {
     fn signed(content: &str) -> (X509, Envelope) {
         let (ca_key, signer_key) = (key(), key());
         let ca = cert("Test Deployment CA", &ca_key, None, true);
-        let signer = cert("Test Deployment Signer", &signer_key, Some((&ca, &ca_key)), false);
-        let pkcs7 = Pkcs7::sign(&signer, &signer_key, &Stack::new().unwrap(), content.as_bytes(), Pkcs7Flags::BINARY).unwrap();
+        let signer = cert(
+            "Test Deployment Signer",
+            &signer_key,
+            Some((&ca, &ca_key)),
+            false,
+        );
+        let pkcs7 = Pkcs7::sign(
+            &signer,
+            &signer_key,
+            &Stack::new().unwrap(),
+            content.as_bytes(),
+            Pkcs7Flags::BINARY,
+        )
+        .unwrap();
         let payload = String::from_utf8(pkcs7.to_pem().unwrap()).unwrap();
-        (ca, Envelope { format: "PKCS7/JSON".into(), payload })
+        (
+            ca,
+            Envelope {
+                format: "PKCS7/JSON".into(),
+                payload,
+            },
+        )
     }
 
     fn verifier(ca: &X509, mode: SpecVerification) -> SpecVerifier {
@@ -144,7 +190,9 @@ mod tests {
     #[test]
     fn spec_signed_under_the_trusted_ca_opens() {
         let (ca, envelope) = signed(r#"{"DeploymentId":"d-1"}"#);
-        let json = verifier(&ca, SpecVerification::SignatureAndChain).open(&envelope, UnsignedSpecs::Refused).unwrap();
+        let json = verifier(&ca, SpecVerification::SignatureAndChain)
+            .open(&envelope, UnsignedSpecs::Refused)
+            .unwrap();
         assert_eq!(json, r#"{"DeploymentId":"d-1"}"#);
     }
 
@@ -152,9 +200,13 @@ mod tests {
     fn spec_signed_under_another_ca_is_rejected_unless_chain_checks_are_off() {
         let (_, envelope) = signed("{}");
         let (other_ca, _) = signed("{}");
-        let err = verifier(&other_ca, SpecVerification::SignatureAndChain).open(&envelope, UnsignedSpecs::Refused).unwrap_err();
+        let err = verifier(&other_ca, SpecVerification::SignatureAndChain)
+            .open(&envelope, UnsignedSpecs::Refused)
+            .unwrap_err();
         assert!(err.to_string().contains("does not verify"), "{err}");
-        assert!(verifier(&other_ca, SpecVerification::SignatureOnly).open(&envelope, UnsignedSpecs::Refused).is_ok());
+        assert!(verifier(&other_ca, SpecVerification::SignatureOnly)
+            .open(&envelope, UnsignedSpecs::Refused)
+            .is_ok());
     }
 
     #[test]
@@ -165,24 +217,53 @@ mod tests {
         let at = der.windows(4).position(|w| w == b"1111").unwrap();
         der[at] = b'2';
         let tampered = Pkcs7::from_der(&der).unwrap();
-        let envelope = Envelope { format: "PKCS7/JSON".into(), payload: String::from_utf8(tampered.to_pem().unwrap()).unwrap() };
-        assert!(verifier(&ca, SpecVerification::SignatureOnly).open(&envelope, UnsignedSpecs::Refused).is_err());
+        let envelope = Envelope {
+            format: "PKCS7/JSON".into(),
+            payload: String::from_utf8(tampered.to_pem().unwrap()).unwrap(),
+        };
+        assert!(verifier(&ca, SpecVerification::SignatureOnly)
+            .open(&envelope, UnsignedSpecs::Refused)
+            .is_err());
     }
 
     #[test]
     fn text_json_only_where_allowed_and_other_formats_never() {
         let (ca, _) = signed("{}");
         let v = verifier(&ca, SpecVerification::SignatureAndChain);
-        let text = Envelope { format: "TEXT/JSON".into(), payload: "{}".into() };
-        assert_eq!(v.open(&text, UnsignedSpecs::Refused).unwrap_err().to_string(), "Unsupported DeploymentSpecification format: TEXT/JSON");
+        let text = Envelope {
+            format: "TEXT/JSON".into(),
+            payload: "{}".into(),
+        };
+        assert_eq!(
+            v.open(&text, UnsignedSpecs::Refused)
+                .unwrap_err()
+                .to_string(),
+            "Unsupported DeploymentSpecification format: TEXT/JSON"
+        );
         assert_eq!(v.open(&text, UnsignedSpecs::Allowed).unwrap(), "{}");
-        let other = Envelope { format: "XML".into(), payload: "".into() };
-        assert_eq!(v.open(&other, UnsignedSpecs::Allowed).unwrap_err().to_string(), "Unsupported DeploymentSpecification format: XML");
+        let other = Envelope {
+            format: "XML".into(),
+            payload: "".into(),
+        };
+        assert_eq!(
+            v.open(&other, UnsignedSpecs::Allowed)
+                .unwrap_err()
+                .to_string(),
+            "Unsupported DeploymentSpecification format: XML"
+        );
     }
 
     #[test]
     fn missing_ca_file_says_how_to_fix_it() {
-        let err = SpecVerifier::from_ca_file(Path::new("/nonexistent/ca.pem"), SpecVerification::SignatureAndChain).err().unwrap();
-        assert!(err.contains("/nonexistent/ca.pem") && err.contains(":deployment_spec_ca_file:"), "{err}");
+        let err = SpecVerifier::from_ca_file(
+            Path::new("/nonexistent/ca.pem"),
+            SpecVerification::SignatureAndChain,
+        )
+        .err()
+        .unwrap();
+        assert!(
+            err.contains("/nonexistent/ca.pem") && err.contains(":deployment_spec_ca_file:"),
+            "{err}"
+        );
     }
 }

@@ -39,8 +39,13 @@ pub enum DeploymentType {
 pub enum Revision {
     S3(S3Revision),
     GitHub(GitHubRevision),
-    LocalFile { location: String, bundle_type: BundleType },
-    LocalDirectory { location: String },
+    LocalFile {
+        location: String,
+        bundle_type: BundleType,
+    },
+    LocalDirectory {
+        location: String,
+    },
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -70,7 +75,10 @@ impl std::fmt::Debug for GitHubRevision {
             .field("repository", &self.repository)
             .field("commit_id", &self.commit_id)
             .field("bundle_type", &self.bundle_type)
-            .field("access_token", &self.access_token.as_ref().map(|_| "<redacted>"))
+            .field(
+                "access_token",
+                &self.access_token.as_ref().map(|_| "<redacted>"),
+            )
             .finish()
     }
 }

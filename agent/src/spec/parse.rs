@@ -11,7 +11,9 @@ pub fn parse_spec(json: &str) -> Result<DeploymentSpec, SpecError> {
     let value: Value = serde_json::from_str(json)
         .map_err(|e| SpecError::Invalid(format!("Deployment Spec is not valid JSON: {e}")))?;
     let Value::Object(spec) = value else {
-        return Err(SpecError::Invalid("Deployment Spec must be a JSON object".to_string()));
+        return Err(SpecError::Invalid(
+            "Deployment Spec must be a JSON object".to_string(),
+        ));
     };
     let text = |key: &str| -> Option<String> {
         spec.get(key)
@@ -20,7 +22,9 @@ pub fn parse_spec(json: &str) -> Result<DeploymentSpec, SpecError> {
             .filter(|s| !s.is_empty())
             .map(str::to_string)
     };
-    let required = |key: &str| text(key).ok_or_else(|| SpecError::Invalid(format!("Deployment Spec has no {key}")));
+    let required = |key: &str| {
+        text(key).ok_or_else(|| SpecError::Invalid(format!("Deployment Spec has no {key}")))
+    };
 
     let raw_id = required("DeploymentId")?;
     let deployment_id = match raw_id.strip_prefix("arn:") {
@@ -28,15 +32,26 @@ pub fn parse_spec(json: &str) -> Result<DeploymentSpec, SpecError> {
             .split_once("deployment/")
             .map(|(_, id)| id.to_string())
             .filter(|id| !id.is_empty() && !id.contains('/'))
-            .ok_or_else(|| SpecError::Invalid(format!("Deployment Spec has a DeploymentId ARN without a deployment id: {raw_id}")))?,
+            .ok_or_else(|| {
+                SpecError::Invalid(format!(
+                    "Deployment Spec has a DeploymentId ARN without a deployment id: {raw_id}"
+                ))
+            })?,
         None => raw_id,
     };
     if deployment_id.contains('/') || deployment_id == "." || deployment_id == ".." {
-        return Err(SpecError::Invalid(format!("Deployment Spec has an invalid DeploymentId: {deployment_id}")));
+        return Err(SpecError::Invalid(format!(
+            "Deployment Spec has an invalid DeploymentId: {deployment_id}"
+        )));
     }
     let deployment_group_id = required("DeploymentGroupId")?;
-    if deployment_group_id.contains('/') || deployment_group_id == "." || deployment_group_id == ".." {
-        return Err(SpecError::Invalid(format!("Deployment Spec has an invalid DeploymentGroupId: {deployment_group_id}")));
+    if deployment_group_id.contains('/')
+        || deployment_group_id == "."
+        || deployment_group_id == ".."
+    {
+        return Err(SpecError::Invalid(format!(
+            "Deployment Spec has an invalid DeploymentGroupId: {deployment_group_id}"
+        )));
     }
     let deployment_type = match text("DeploymentType").as_deref() {
         None | Some("IN_PLACE") => DeploymentType::InPlace,
@@ -58,7 +73,13 @@ pub fn parse_spec(json: &str) -> Result<DeploymentSpec, SpecError> {
     let all_possible_lifecycle_events = spec
         .get("AllPossibleLifecycleEvents")
         .and_then(Value::as_array)
-        .map(|events| events.iter().filter_map(Value::as_str).map(str::to_string).collect());
+        .map(|events| {
+            events
+                .iter()
+                .filter_map(Value::as_str)
+                .map(str::to_string)
+                .collect()
+        });
 
     Ok(DeploymentSpec {
         deployment_id,
@@ -74,7 +95,10 @@ pub fn parse_spec(json: &str) -> Result<DeploymentSpec, SpecError> {
     })
 }
 
-fn parse_revision(revision: Option<&Value>, github_token: Option<&Value>) -> Result<Revision, SpecError> {
+fn parse_revision(
+    revision: Option<&Value>,
+    github_token: Option<&Value>,
+) -> Result<Revision, SpecError> {
     let invalid = |m: &str| SpecError::Invalid(m.to_string());
     let revision = revision
         .filter(|r| r.is_object())
@@ -170,7 +194,13 @@ mod tests {
         assert_eq!(spec.file_exists_behavior, None);
         assert_eq!(
             spec.revision,
-            Revision::S3(S3Revision { bucket: "b".into(), key: "k.tgz".into(), bundle_type: BundleType::Tgz, version: Some("v1".into()), etag: Some("\"e\"".into()) })
+            Revision::S3(S3Revision {
+                bucket: "b".into(),
+                key: "k.tgz".into(),
+                bundle_type: BundleType::Tgz,
+                version: Some("v1".into()),
+                etag: Some("\"e\"".into())
+            })
         );
     }
 
@@ -185,7 +215,10 @@ mod tests {
     fn override_is_upper_cased() {
         let mut v = base();
         v["AgentActionOverrides"] = json!({"AgentOverrides": {"FileExistsBehavior": "overwrite"}});
-        assert_eq!(parse(&v).unwrap().file_exists_behavior, Some(FileExistsBehavior::Overwrite));
+        assert_eq!(
+            parse(&v).unwrap().file_exists_behavior,
+            Some(FileExistsBehavior::Overwrite)
+        );
         v["AgentActionOverrides"] = json!({"AgentOverrides": {"FileExistsBehavior": "sometimes"}});
         assert!(parse(&v).is_err());
     }
@@ -193,24 +226,73 @@ mod tests {
     #[test]
     fn missing_fields_use_the_official_messages() {
         let cases: Vec<(Box<dyn Fn(&mut Value)>, &str)> = vec![
-            (Box::new(|v| { v.as_object_mut().unwrap().remove("DeploymentId"); }), "Deployment Spec has no DeploymentId"),
-            (Box::new(|v| v["DeploymentGroupId"] = json!("")), "Deployment Spec has no DeploymentGroupId"),
-            (Box::new(|v| { v.as_object_mut().unwrap().remove("DeploymentGroupName"); }), "Deployment Spec has no DeploymentGroupName"),
-            (Box::new(|v| { v.as_object_mut().unwrap().remove("ApplicationName"); }), "Deployment Spec has no ApplicationName"),
-            (Box::new(|v| { v.as_object_mut().unwrap().remove("Revision"); }), "Deployment Spec has no Revision"),
-            (Box::new(|v| { v["Revision"]["S3Revision"].as_object_mut().unwrap().remove("Key"); }), "S3Revision in Deployment Spec must specify Bucket, Key and BundleType"),
-            (Box::new(|v| v["Revision"]["S3Revision"]["BundleType"] = json!("rar")), "BundleType in S3Revision must be tar, tgz or zip"),
-            (Box::new(|v| v["DeploymentGroupId"] = json!("../etc")), "invalid DeploymentGroupId"),
-            (Box::new(|v| v["DeploymentId"] = json!("..")), "invalid DeploymentId"),
-            (Box::new(|v| v["Revision"]["RevisionType"] = json!("FTP")), "unknown RevisionType FTP"),
+            (
+                Box::new(|v| {
+                    v.as_object_mut().unwrap().remove("DeploymentId");
+                }),
+                "Deployment Spec has no DeploymentId",
+            ),
+            (
+                Box::new(|v| v["DeploymentGroupId"] = json!("")),
+                "Deployment Spec has no DeploymentGroupId",
+            ),
+            (
+                Box::new(|v| {
+                    v.as_object_mut().unwrap().remove("DeploymentGroupName");
+                }),
+                "Deployment Spec has no DeploymentGroupName",
+            ),
+            (
+                Box::new(|v| {
+                    v.as_object_mut().unwrap().remove("ApplicationName");
+                }),
+                "Deployment Spec has no ApplicationName",
+            ),
+            (
+                Box::new(|v| {
+                    v.as_object_mut().unwrap().remove("Revision");
+                }),
+                "Deployment Spec has no Revision",
+            ),
+            (
+                Box::new(|v| {
+                    v["Revision"]["S3Revision"]
+                        .as_object_mut()
+                        .unwrap()
+                        .remove("Key");
+                }),
+                "S3Revision in Deployment Spec must specify Bucket, Key and BundleType",
+            ),
+            (
+                Box::new(|v| v["Revision"]["S3Revision"]["BundleType"] = json!("rar")),
+                "BundleType in S3Revision must be tar, tgz or zip",
+            ),
+            (
+                Box::new(|v| v["DeploymentGroupId"] = json!("../etc")),
+                "invalid DeploymentGroupId",
+            ),
+            (
+                Box::new(|v| v["DeploymentId"] = json!("..")),
+                "invalid DeploymentId",
+            ),
+            (
+                Box::new(|v| v["Revision"]["RevisionType"] = json!("FTP")),
+                "unknown RevisionType FTP",
+            ),
         ];
         for (mutate, expected) in cases {
             let mut v = base();
             mutate(&mut v);
             let message = parse(&v).unwrap_err().to_string();
-            assert!(message.contains(expected), "expected {expected:?}, got {message:?}");
+            assert!(
+                message.contains(expected),
+                "expected {expected:?}, got {message:?}"
+            );
         }
-        assert!(parse_spec("not json").unwrap_err().to_string().contains("not valid JSON"));
+        assert!(parse_spec("not json")
+            .unwrap_err()
+            .to_string()
+            .contains("not valid JSON"));
     }
 
     #[test]
@@ -223,7 +305,10 @@ mod tests {
         let spec = parse(&v).unwrap();
         assert!(!format!("{spec:?}").contains("ghp_secret"));
         let mut no_token = v.clone();
-        no_token.as_object_mut().unwrap().remove("GitHubAccessToken");
+        no_token
+            .as_object_mut()
+            .unwrap()
+            .remove("GitHubAccessToken");
         assert!(parse(&no_token).is_err());
     }
 

@@ -1,0 +1,130 @@
+//! Fetching a bundle from S3: the client, and one GetObject streamed to disk.
+//! Memory stays flat whatever the bundle size (chunk by chunk to a temporary file
+//! beside the destination, renamed into place only when complete). Never
+//! unpacks, never retries on its own (the SDK's standard retries apply).
+
+use std::path::Path;
+
+use aws_credential_types::Credentials;
+use aws_sdk_s3::config::{BehaviorVersion, Region};
+use aws_sdk_s3::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
+use aws_sdk_s3::operation::get_object::GetObjectError;
+use aws_smithy_http_client::tls;
+use tokio::io::AsyncWriteExt;
+
+use super::error::{BundleError, S3Object};
+use crate::spec::S3Revision;
+
+/// An S3 client for bundle downloads. With `endpoint_override` (the agent's
+/// `s3_endpoint_override`) requests go to that URL with path-style addressing,
+/// which is what S3-compatible servers and plain-http test servers need.
+pub fn s3_client(
+    region: &str,
+    endpoint_override: Option<&str>,
+    credentials: Credentials,
+) -> aws_sdk_s3::Client {
+    let http_client = aws_smithy_http_client::Builder::new()
+        .tls_provider(tls::Provider::Rustls(
+            tls::rustls_provider::CryptoMode::Ring,
+        ))
+        .build_https();
+    let mut config = aws_sdk_s3::Config::builder()
+        .behavior_version(BehaviorVersion::latest())
+        .region(Region::new(region.to_string()))
+        .credentials_provider(credentials)
+        .http_client(http_client);
+    if let Some(endpoint) = endpoint_override {
+        config = config.endpoint_url(endpoint).force_path_style(true);
+    }
+    aws_sdk_s3::Client::from_conf(config.build())
+}
+
+/// GetObject (with the revision's version when given) streamed into `dest`.
+/// When the deployment names an ETag, the object's must match (quotes aside)
+/// before anything is written.
+pub async fn download_s3(
+    client: &aws_sdk_s3::Client,
+    revision: &S3Revision,
+    dest: &Path,
+) -> Result<(), BundleError> {
+    let object = S3Object::of(revision);
+    let mut output = client
+        .get_object()
+        .bucket(&revision.bucket)
+        .key(&revision.key)
+        .set_version_id(revision.version.clone())
+        .send()
+        .await
+        .map_err(|e| BundleError::S3 {
+            object: object.clone(),
+            detail: describe_get_object_error(&e),
+        })?;
+
+    if let Some(expected) = &revision.etag {
+        let actual = output.e_tag().unwrap_or_default();
+        if !etags_match(expected, actual) {
+            return Err(BundleError::EtagMismatch {
+                expected: expected.clone(),
+                actual: actual.to_string(),
+                object,
+            });
+        }
+    }
+
+    let write_error = |source| BundleError::Write {
+        path: dest.to_path_buf(),
+        source,
+    };
+    let dir = dest
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    // Dropping `partial` on any error removes the temporary file.
+    let partial = tempfile::Builder::new()
+        .prefix(".bundle-download-")
+        .tempfile_in(dir)
+        .map_err(write_error)?;
+    let mut file = tokio::fs::File::from_std(partial.as_file().try_clone().map_err(write_error)?);
+    while let Some(chunk) = output.body.try_next().await.map_err(|e| BundleError::S3 {
+        object: object.clone(),
+        detail: format!("the download broke off: {}", DisplayErrorContext(&e)),
+    })? {
+        file.write_all(&chunk).await.map_err(write_error)?;
+    }
+    file.flush().await.map_err(write_error)?;
+    file.sync_all().await.map_err(write_error)?;
+    drop(file);
+    partial.persist(dest).map_err(|e| write_error(e.error))?;
+    Ok(())
+}
+
+/// S3 ETags come quoted (`"abc"`); specs may carry them either way.
+fn etags_match(expected: &str, actual: &str) -> bool {
+    expected.replace('"', "") == actual.replace('"', "")
+}
+
+/// The service's own code and message when it answered; the whole error chain
+/// otherwise, with the official agent's hint for connection failures.
+fn describe_get_object_error<R>(error: &SdkError<GetObjectError, R>) -> String
+where
+    R: std::fmt::Debug,
+{
+    match error {
+        SdkError::ServiceError(service) => {
+            let err = service.err();
+            let code = err.code().unwrap_or("UnknownError");
+            match err.message() {
+                Some(message) => format!("{code}: {message}"),
+                None => code.to_string(),
+            }
+        }
+        SdkError::DispatchFailure(_) | SdkError::TimeoutError(_) => format!(
+            "{}. Try using s3 endpoint override.",
+            DisplayErrorContext(error)
+        ),
+        _ => DisplayErrorContext(error).to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests;

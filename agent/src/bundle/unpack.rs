@@ -1,0 +1,580 @@
+//! Unpacking a bundle into `deployment-archive/`, in-process (tar, gzip+tar, zip),
+//! never through a shell. Keeps modes (and, as root, owners: `tar -p`) and
+//! modification times. Must never write outside the archive directory: entries
+//! with absolute paths or `..`, entries reached through a symbolic link that an
+//! earlier entry created, hard links to such places, and device nodes or fifos
+//! are refused with an error naming the entry. Blocking: run it off the runtime.
+
+use std::fs;
+use std::io::{self, Read};
+use std::os::unix::fs::{symlink, OpenOptionsExt, PermissionsExt};
+use std::path::{Component, Path, PathBuf};
+
+use nix::sys::stat::{utimensat, UtimensatFlags};
+use nix::sys::time::TimeSpec;
+use nix::unistd::{Gid, Group, Uid, User};
+
+use super::error::{ArchiveFormat, BundleError};
+use crate::spec::BundleType;
+
+/// Replaces `archive_dir` with the content of `bundle`, then applies the
+/// single-top-level-folder rule (LIFECYCLE.md, DownloadBundle step 4).
+pub fn unpack(
+    bundle: &Path,
+    bundle_type: BundleType,
+    archive_dir: &Path,
+) -> Result<(), BundleError> {
+    type Extractor = fn(fs::File, &mut Target) -> Result<(), ExtractError>;
+    let (format, extract): (ArchiveFormat, Extractor) = match bundle_type {
+        BundleType::Tar => (ArchiveFormat::Tar, |file, target| {
+            extract_tar(io::BufReader::new(file), target)
+        }),
+        BundleType::Tgz => (ArchiveFormat::Tar, |file, target| {
+            extract_tar(
+                flate2::read::GzDecoder::new(io::BufReader::new(file)),
+                target,
+            )
+        }),
+        BundleType::Zip => (ArchiveFormat::Zip, extract_zip),
+        BundleType::Directory => return Err(BundleError::NotAnArchive),
+    };
+    let dir_error = |source| BundleError::ArchiveDir {
+        path: archive_dir.to_path_buf(),
+        source,
+    };
+    remove_tree(archive_dir).map_err(dir_error)?;
+    fs::create_dir_all(archive_dir).map_err(dir_error)?;
+
+    let extract_error = |e: ExtractError| match e {
+        ExtractError::Io(e) if is_disk_full(&e) => BundleError::DiskFull,
+        other => BundleError::Extract {
+            format,
+            detail: other.to_string(),
+        },
+    };
+    let file = fs::File::open(bundle).map_err(|source| {
+        extract_error(ExtractError::Bundle {
+            path: bundle.to_path_buf(),
+            source,
+        })
+    })?;
+    let mut target = Target::new(archive_dir);
+    extract(file, &mut target).map_err(extract_error)?;
+
+    promote_single_top_level_folder(archive_dir).map_err(dir_error)
+}
+
+fn is_disk_full(e: &io::Error) -> bool {
+    e.kind() == io::ErrorKind::StorageFull || e.raw_os_error() == Some(nix::libc::EDQUOT)
+}
+
+/// Why one archive could not be extracted; becomes the `detail` of
+/// [`BundleError::Extract`].
+#[derive(Debug, thiserror::Error)]
+enum ExtractError {
+    #[error("{0}")]
+    Io(#[from] io::Error),
+    #[error("cannot open the bundle {}: {source}", .path.display())]
+    Bundle {
+        path: PathBuf,
+        #[source]
+        source: io::Error,
+    },
+    #[error("entry '{entry}': {reason}")]
+    Unsafe { entry: String, reason: String },
+    #[error("entry '{entry}': {source}")]
+    Entry {
+        entry: String,
+        #[source]
+        source: io::Error,
+    },
+    #[error("{0}")]
+    Zip(#[from] zip::result::ZipError),
+}
+
+fn unsafe_entry(entry: &str, reason: impl Into<String>) -> ExtractError {
+    ExtractError::Unsafe {
+        entry: entry.to_string(),
+        reason: reason.into(),
+    }
+}
+
+/// Whether walking to an entry may create the directories on its way.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum MissingParents {
+    /// Like tar: an entry's directories need not be listed before it.
+    Create,
+    /// A hard link's target must already exist.
+    Refuse,
+}
+
+/// What one archive entry is, once its header has been read.
+enum EntryKind {
+    File,
+    Directory,
+    Symlink(PathBuf),
+    HardLink(PathBuf),
+}
+
+/// Ownership and times to restore on an extracted entry.
+struct Attributes {
+    /// Permission bits, including setuid/setgid/sticky where the format keeps them.
+    mode: u32,
+    /// Restored only when running as root.
+    owner: Option<(Uid, Gid)>,
+    mtime: Option<i64>,
+}
+
+/// The archive directory being filled, and the directories whose mode and time
+/// must be set last (so that a read-only directory does not block its children).
+struct Target {
+    root: PathBuf,
+    restore_owners: bool,
+    pending_dirs: Vec<(PathBuf, Attributes)>,
+}
+
+impl Target {
+    fn new(root: &Path) -> Target {
+        Target {
+            root: root.to_path_buf(),
+            restore_owners: Uid::effective().is_root(),
+            pending_dirs: Vec::new(),
+        }
+    }
+
+    /// The entry's place under the root; `None` for the root itself (`./`).
+    fn place(&self, name: &str, path: &Path) -> Result<Option<PathBuf>, ExtractError> {
+        let mut relative = PathBuf::new();
+        for component in path.components() {
+            match component {
+                Component::Normal(part) => relative.push(part),
+                Component::CurDir => {}
+                Component::ParentDir => {
+                    return Err(unsafe_entry(
+                        name,
+                        "its path contains '..' and could land outside the archive directory",
+                    ))
+                }
+                Component::RootDir | Component::Prefix(_) => {
+                    return Err(unsafe_entry(
+                        name,
+                        "its path is absolute; archive entries must be relative",
+                    ))
+                }
+            }
+        }
+        Ok((!relative.as_os_str().is_empty()).then_some(relative))
+    }
+
+    /// Walks the parent directories of `relative`, refusing to pass through a
+    /// symbolic link or a non-directory: an earlier entry must not redirect a
+    /// later one outside the archive.
+    fn prepare_parents(
+        &self,
+        name: &str,
+        relative: &Path,
+        missing: MissingParents,
+    ) -> Result<PathBuf, ExtractError> {
+        let mut current = self.root.clone();
+        let parents: Vec<_> = relative.components().collect();
+        for component in &parents[..parents.len().saturating_sub(1)] {
+            current.push(component);
+            match fs::symlink_metadata(&current) {
+                Ok(meta) if meta.file_type().is_symlink() => {
+                    return Err(unsafe_entry(
+                        name,
+                        format!(
+                            "it would be written through the symbolic link '{}' of the archive",
+                            current
+                                .strip_prefix(&self.root)
+                                .unwrap_or(&current)
+                                .display()
+                        ),
+                    ))
+                }
+                Ok(meta) if meta.is_dir() => {}
+                Ok(_) => {
+                    return Err(unsafe_entry(
+                        name,
+                        format!(
+                            "its parent '{}' is not a directory",
+                            current
+                                .strip_prefix(&self.root)
+                                .unwrap_or(&current)
+                                .display()
+                        ),
+                    ))
+                }
+                Err(e)
+                    if e.kind() == io::ErrorKind::NotFound && missing == MissingParents::Create =>
+                {
+                    fs::create_dir(&current).map_err(|source| entry_io(name, source))?
+                }
+                Err(source) => return Err(entry_io(name, source)),
+            }
+        }
+        Ok(self.root.join(relative))
+    }
+
+    /// Makes room for a new non-directory entry: a later entry replaces an
+    /// earlier one (as tar does), by unlinking it, never by writing through it.
+    fn clear(&self, name: &str, path: &Path) -> Result<(), ExtractError> {
+        match fs::symlink_metadata(path) {
+            Ok(meta) if meta.is_dir() => Err(unsafe_entry(
+                name,
+                "a directory of the same name already exists",
+            )),
+            Ok(_) => fs::remove_file(path).map_err(|source| entry_io(name, source)),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
+            Err(source) => Err(entry_io(name, source)),
+        }
+    }
+
+    fn extract(
+        &mut self,
+        name: &str,
+        path: &Path,
+        kind: EntryKind,
+        attributes: Attributes,
+        content: &mut dyn Read,
+    ) -> Result<(), ExtractError> {
+        let Some(relative) = self.place(name, path)? else {
+            return Ok(());
+        };
+        let dest = self.prepare_parents(name, &relative, MissingParents::Create)?;
+        match kind {
+            EntryKind::Directory => {
+                match fs::symlink_metadata(&dest) {
+                    Ok(meta) if meta.is_dir() => {}
+                    Ok(_) => {
+                        return Err(unsafe_entry(
+                            name,
+                            "a file or link of the same name already exists",
+                        ))
+                    }
+                    Err(_) => fs::create_dir(&dest).map_err(|source| entry_io(name, source))?,
+                }
+                self.pending_dirs.push((dest, attributes));
+                Ok(())
+            }
+            EntryKind::File => {
+                self.clear(name, &dest)?;
+                // create_new (O_EXCL) never follows a symlink that might have
+                // appeared at the destination.
+                let mut file = fs::OpenOptions::new()
+                    .write(true)
+                    .create_new(true)
+                    .mode(0o600)
+                    .open(&dest)
+                    .map_err(|source| entry_io(name, source))?;
+                io::copy(content, &mut file).map_err(|source| match is_disk_full(&source) {
+                    true => ExtractError::Io(source),
+                    false => entry_io(name, source),
+                })?;
+                drop(file);
+                self.restore(name, &dest, &attributes, false)
+            }
+            EntryKind::Symlink(target) => {
+                self.clear(name, &dest)?;
+                symlink(&target, &dest).map_err(|source| entry_io(name, source))?;
+                self.restore(name, &dest, &attributes, true)
+            }
+            EntryKind::HardLink(target) => {
+                let Some(target_relative) = self.place(name, &target)? else {
+                    return Err(unsafe_entry(
+                        name,
+                        "it is a hard link to the archive directory itself",
+                    ));
+                };
+                let source =
+                    self.prepare_parents(name, &target_relative, MissingParents::Refuse)?;
+                match fs::symlink_metadata(&source) {
+                    Ok(meta) if !meta.is_dir() => {}
+                    _ => {
+                        return Err(unsafe_entry(
+                            name,
+                            format!(
+                            "it is a hard link to '{}', which is not a file extracted before it",
+                            target.display()
+                        ),
+                        ))
+                    }
+                }
+                self.clear(name, &dest)?;
+                fs::hard_link(&source, &dest).map_err(|source| entry_io(name, source))
+            }
+        }
+    }
+
+    /// Owner first (chown clears setuid bits), then mode, then time.
+    fn restore(
+        &self,
+        name: &str,
+        path: &Path,
+        attributes: &Attributes,
+        is_symlink: bool,
+    ) -> Result<(), ExtractError> {
+        if self.restore_owners {
+            if let Some((uid, gid)) = attributes.owner {
+                std::os::unix::fs::lchown(path, Some(uid.as_raw()), Some(gid.as_raw()))
+                    .map_err(|source| entry_io(name, source))?;
+            }
+        }
+        if !is_symlink {
+            fs::set_permissions(path, fs::Permissions::from_mode(attributes.mode))
+                .map_err(|source| entry_io(name, source))?;
+        }
+        if let Some(mtime) = attributes.mtime {
+            let time = TimeSpec::new(mtime, 0);
+            utimensat(None, path, &time, &time, UtimensatFlags::NoFollowSymlink)
+                .map_err(|errno| entry_io(name, io::Error::from(errno)))?;
+        }
+        Ok(())
+    }
+
+    /// Directory modes and times, deepest first.
+    fn finish(&mut self) -> Result<(), ExtractError> {
+        let mut dirs = std::mem::take(&mut self.pending_dirs);
+        dirs.sort_by_key(|(path, _)| std::cmp::Reverse(path.components().count()));
+        for (path, attributes) in dirs {
+            let name = path
+                .strip_prefix(&self.root)
+                .unwrap_or(&path)
+                .display()
+                .to_string();
+            self.restore(&name, &path, &attributes, false)?;
+        }
+        Ok(())
+    }
+}
+
+fn entry_io(name: &str, source: io::Error) -> ExtractError {
+    ExtractError::Entry {
+        entry: name.to_string(),
+        source,
+    }
+}
+
+fn extract_tar(reader: impl Read, target: &mut Target) -> Result<(), ExtractError> {
+    let mut archive = tar::Archive::new(reader);
+    for entry in archive.entries()? {
+        let mut entry = entry?;
+        let path = entry.path()?.into_owned();
+        let name = path.display().to_string();
+        let header = entry.header();
+        let entry_type = header.entry_type();
+        let kind = match entry_type {
+            tar::EntryType::Regular | tar::EntryType::Continuous | tar::EntryType::GNUSparse => {
+                EntryKind::File
+            }
+            tar::EntryType::Directory => EntryKind::Directory,
+            tar::EntryType::Symlink | tar::EntryType::Link => {
+                let target_path = entry
+                    .link_name()?
+                    .ok_or_else(|| unsafe_entry(&name, "a link without a target"))?
+                    .into_owned();
+                if entry_type == tar::EntryType::Symlink {
+                    EntryKind::Symlink(target_path)
+                } else {
+                    EntryKind::HardLink(target_path)
+                }
+            }
+            // Metadata records that carry no file of their own.
+            tar::EntryType::XGlobalHeader
+            | tar::EntryType::XHeader
+            | tar::EntryType::GNULongName
+            | tar::EntryType::GNULongLink => continue,
+            tar::EntryType::Char | tar::EntryType::Block | tar::EntryType::Fifo => {
+                return Err(unsafe_entry(
+                    &name,
+                    "device nodes and fifos are not allowed in a revision",
+                ))
+            }
+            other => {
+                return Err(unsafe_entry(
+                    &name,
+                    format!("unsupported entry type {other:?}"),
+                ))
+            }
+        };
+        let header = entry.header();
+        let attributes = Attributes {
+            mode: header.mode().map_err(|e| entry_io(&name, e))? & 0o7777,
+            owner: target.restore_owners.then(|| tar_owner(header)).flatten(),
+            mtime: header.mtime().ok().and_then(|t| i64::try_from(t).ok()),
+        };
+        target.extract(&name, &path, kind, attributes, &mut entry)?;
+    }
+    target.finish()
+}
+
+/// As GNU tar run by root: the archive's user and group names when they exist
+/// on this host, else the numeric ids.
+fn tar_owner(header: &tar::Header) -> Option<(Uid, Gid)> {
+    let uid = header
+        .username()
+        .ok()
+        .flatten()
+        .filter(|n| !n.is_empty())
+        .and_then(|n| User::from_name(n).ok().flatten())
+        .map(|u| u.uid)
+        .or_else(|| {
+            header
+                .uid()
+                .ok()
+                .and_then(|id| u32::try_from(id).ok())
+                .map(Uid::from_raw)
+        })?;
+    let gid = header
+        .groupname()
+        .ok()
+        .flatten()
+        .filter(|n| !n.is_empty())
+        .and_then(|n| Group::from_name(n).ok().flatten())
+        .map(|g| g.gid)
+        .or_else(|| {
+            header
+                .gid()
+                .ok()
+                .and_then(|id| u32::try_from(id).ok())
+                .map(Gid::from_raw)
+        })?;
+    Some((uid, gid))
+}
+
+const S_IFMT: u32 = 0o170000;
+const S_IFREG: u32 = 0o100000;
+const S_IFDIR: u32 = 0o040000;
+const S_IFLNK: u32 = 0o120000;
+
+fn extract_zip(file: fs::File, target: &mut Target) -> Result<(), ExtractError> {
+    let mut archive = zip::ZipArchive::new(io::BufReader::new(file))?;
+    for index in 0..archive.len() {
+        let mut entry = archive.by_index(index)?;
+        let name = entry.name().to_string();
+        let unix_mode = entry.unix_mode();
+        let file_type = unix_mode.map(|m| m & S_IFMT).filter(|t| *t != 0);
+        let kind = match file_type {
+            _ if entry.is_dir() => EntryKind::Directory,
+            Some(S_IFDIR) => EntryKind::Directory,
+            Some(S_IFLNK) => {
+                let mut link = String::new();
+                entry
+                    .read_to_string(&mut link)
+                    .map_err(|e| entry_io(&name, e))?;
+                EntryKind::Symlink(PathBuf::from(link))
+            }
+            None | Some(S_IFREG) => EntryKind::File,
+            Some(_) => {
+                return Err(unsafe_entry(
+                    &name,
+                    "device nodes and fifos are not allowed in a revision",
+                ))
+            }
+        };
+        // As unzip without -K: no setuid/setgid/sticky; umask-like defaults when
+        // the archive carries no Unix mode.
+        let default_mode = if matches!(kind, EntryKind::Directory) {
+            0o755
+        } else {
+            0o644
+        };
+        let attributes = Attributes {
+            mode: unix_mode.map(|m| m & 0o777).unwrap_or(default_mode),
+            owner: None,
+            mtime: entry.last_modified().and_then(zip_time),
+        };
+        target.extract(&name, Path::new(&name), kind, attributes, &mut entry)?;
+    }
+    target.finish()
+}
+
+/// Zip times are local wall-clock times without a zone, as unzip reads them.
+fn zip_time(time: zip::DateTime) -> Option<i64> {
+    use chrono::{NaiveDate, TimeZone};
+    let naive =
+        NaiveDate::from_ymd_opt(time.year().into(), time.month().into(), time.day().into())?
+            .and_hms_opt(
+                time.hour().into(),
+                time.minute().into(),
+                time.second().into(),
+            )?;
+    chrono::Local
+        .from_local_datetime(&naive)
+        .earliest()
+        .map(|t| t.timestamp())
+}
+
+/// If the archive's top level is exactly one directory (not a link) holding an
+/// entry whose name contains "appspec" (any case), that directory's content
+/// becomes the top level. This is how GitHub tarballs, and zips made of a
+/// folder, still deploy.
+fn promote_single_top_level_folder(archive_dir: &Path) -> io::Result<()> {
+    let top: Vec<fs::DirEntry> = fs::read_dir(archive_dir)?.collect::<io::Result<_>>()?;
+    let [only] = top.as_slice() else {
+        return Ok(());
+    };
+    if !only.file_type()?.is_dir() {
+        return Ok(());
+    }
+    let folder = only.path();
+    let children: Vec<std::ffi::OsString> = fs::read_dir(&folder)?
+        .map(|e| e.map(|e| e.file_name()))
+        .collect::<io::Result<_>>()?;
+    let holds_appspec = children
+        .iter()
+        .any(|n| n.to_string_lossy().to_lowercase().contains("appspec"));
+    if !holds_appspec {
+        return Ok(());
+    }
+    // Move the folder aside under a name none of its children has, so that a
+    // child named like the folder itself can move up.
+    let mut aside_name = String::from(".codedeploy-unpack");
+    while children.iter().any(|c| *c == *aside_name) {
+        aside_name.push('_');
+    }
+    let aside = archive_dir.join(&aside_name);
+    fs::rename(&folder, &aside)?;
+    for child in &children {
+        fs::rename(aside.join(child), archive_dir.join(child))?;
+    }
+    fs::remove_dir(&aside)
+}
+
+/// Removes a previous archive directory, including read-only directories that a
+/// revision may have left (their mode came from the archive).
+pub(crate) fn remove_tree(path: &Path) -> io::Result<()> {
+    match fs::symlink_metadata(path) {
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
+        Err(e) => Err(e),
+        Ok(meta) if !meta.is_dir() => fs::remove_file(path),
+        Ok(_) => match fs::remove_dir_all(path) {
+            Err(e) if e.kind() == io::ErrorKind::PermissionDenied => {
+                make_dirs_writable(path)?;
+                fs::remove_dir_all(path)
+            }
+            other => other,
+        },
+    }
+}
+
+fn make_dirs_writable(dir: &Path) -> io::Result<()> {
+    let meta = fs::symlink_metadata(dir)?;
+    if !meta.is_dir() {
+        return Ok(());
+    }
+    fs::set_permissions(
+        dir,
+        fs::Permissions::from_mode((meta.permissions().mode() | 0o700) & 0o7777),
+    )?;
+    for entry in fs::read_dir(dir)? {
+        let entry = entry?;
+        if entry.file_type()?.is_dir() {
+            make_dirs_writable(&entry.path())?;
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests;

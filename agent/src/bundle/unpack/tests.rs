@@ -1,0 +1,431 @@
+//! Real archives, built here, unpacked into temporary directories.
+
+use std::fs;
+use std::io::Write;
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
+use std::path::Path;
+
+use super::*;
+
+/// One entry, with its name written raw so that hostile names survive.
+struct Entry<'a> {
+    name: &'a str,
+    kind: tar::EntryType,
+    mode: u32,
+    data: &'a [u8],
+    link: &'a str,
+}
+
+fn file<'a>(name: &'a str, mode: u32, data: &'a [u8]) -> Entry<'a> {
+    Entry {
+        name,
+        kind: tar::EntryType::Regular,
+        mode,
+        data,
+        link: "",
+    }
+}
+
+fn dir(name: &str, mode: u32) -> Entry<'_> {
+    Entry {
+        name,
+        kind: tar::EntryType::Directory,
+        mode,
+        data: b"",
+        link: "",
+    }
+}
+
+fn symlink_entry<'a>(name: &'a str, link: &'a str) -> Entry<'a> {
+    Entry {
+        name,
+        kind: tar::EntryType::Symlink,
+        mode: 0o777,
+        data: b"",
+        link,
+    }
+}
+
+fn hard_link<'a>(name: &'a str, link: &'a str) -> Entry<'a> {
+    Entry {
+        name,
+        kind: tar::EntryType::Link,
+        mode: 0o644,
+        data: b"",
+        link,
+    }
+}
+
+fn tar_bytes(entries: &[Entry]) -> Vec<u8> {
+    let mut builder = tar::Builder::new(Vec::new());
+    for e in entries {
+        let mut header = tar::Header::new_gnu();
+        let raw = header.as_old_mut();
+        raw.name[..e.name.len()].copy_from_slice(e.name.as_bytes());
+        raw.linkname[..e.link.len()].copy_from_slice(e.link.as_bytes());
+        header.set_entry_type(e.kind);
+        header.set_mode(e.mode);
+        header.set_size(e.data.len() as u64);
+        header.set_mtime(1_600_000_000);
+        header.set_cksum();
+        builder.append(&header, e.data).unwrap();
+    }
+    builder.into_inner().unwrap()
+}
+
+fn write_bundle(dir: &Path, bytes: &[u8]) -> std::path::PathBuf {
+    let path = dir.join("bundle.tar");
+    fs::write(&path, bytes).unwrap();
+    path
+}
+
+fn mode_of(path: &Path) -> u32 {
+    fs::symlink_metadata(path).unwrap().permissions().mode() & 0o7777
+}
+
+fn revision_entries() -> Vec<Entry<'static>> {
+    vec![
+        file("appspec.yml", 0o644, b"version: 0.0\nos: linux\n"),
+        dir("scripts/", 0o750),
+        file("scripts/start.sh", 0o755, b"#!/bin/sh\necho hi\n"),
+        file("config/app.conf", 0o640, b"key=value\n"),
+        symlink_entry("current.conf", "config/app.conf"),
+        hard_link("config/copy.conf", "config/app.conf"),
+        dir("readonly/", 0o555),
+        file("readonly/keep", 0o444, b"x"),
+    ]
+}
+
+fn assert_revision_unpacked(archive: &Path) {
+    assert_eq!(
+        fs::read(archive.join("scripts/start.sh")).unwrap(),
+        b"#!/bin/sh\necho hi\n"
+    );
+    assert_eq!(mode_of(&archive.join("scripts/start.sh")), 0o755);
+    assert_eq!(mode_of(&archive.join("scripts")), 0o750);
+    assert_eq!(mode_of(&archive.join("config/app.conf")), 0o640);
+    assert_eq!(mode_of(&archive.join("readonly")), 0o555);
+    assert_eq!(
+        fs::read_link(archive.join("current.conf")).unwrap(),
+        Path::new("config/app.conf")
+    );
+    assert_eq!(
+        fs::read(archive.join("config/copy.conf")).unwrap(),
+        b"key=value\n"
+    );
+    assert_eq!(
+        fs::metadata(archive.join("config/app.conf"))
+            .unwrap()
+            .mtime(),
+        1_600_000_000
+    );
+    assert_eq!(
+        fs::metadata(archive.join("scripts")).unwrap().mtime(),
+        1_600_000_000
+    );
+}
+
+#[test]
+fn tar_bundles_unpack_with_modes_links_and_times() {
+    let tmp = tempfile::tempdir().unwrap();
+    let bundle = write_bundle(tmp.path(), &tar_bytes(&revision_entries()));
+    let archive = tmp.path().join("deployment-archive");
+    unpack(&bundle, BundleType::Tar, &archive).unwrap();
+    assert_revision_unpacked(&archive);
+
+    // A second unpack replaces the first, read-only directories included.
+    let bundle = write_bundle(
+        tmp.path(),
+        &tar_bytes(&[file("appspec.yml", 0o644, b"new")]),
+    );
+    unpack(&bundle, BundleType::Tar, &archive).unwrap();
+    assert_eq!(fs::read_dir(&archive).unwrap().count(), 1);
+    assert_eq!(fs::read(archive.join("appspec.yml")).unwrap(), b"new");
+}
+
+#[test]
+fn tgz_bundles_unpack_like_tar() {
+    let tmp = tempfile::tempdir().unwrap();
+    let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+    gz.write_all(&tar_bytes(&revision_entries())).unwrap();
+    let bundle = write_bundle(tmp.path(), &gz.finish().unwrap());
+    let archive = tmp.path().join("deployment-archive");
+    unpack(&bundle, BundleType::Tgz, &archive).unwrap();
+    assert_revision_unpacked(&archive);
+}
+
+fn zip_bytes(build: impl FnOnce(&mut zip::ZipWriter<std::io::Cursor<Vec<u8>>>)) -> Vec<u8> {
+    let mut writer = zip::ZipWriter::new(std::io::Cursor::new(Vec::new()));
+    build(&mut writer);
+    writer.finish().unwrap().into_inner()
+}
+
+#[test]
+fn zip_bundles_unpack_with_modes_and_links() {
+    use zip::write::SimpleFileOptions;
+    let tmp = tempfile::tempdir().unwrap();
+    let bytes = zip_bytes(|w| {
+        w.start_file("appspec.yml", SimpleFileOptions::default())
+            .unwrap();
+        w.write_all(b"version: 0.0\n").unwrap();
+        w.add_directory(
+            "scripts/",
+            SimpleFileOptions::default().unix_permissions(0o750),
+        )
+        .unwrap();
+        w.start_file(
+            "scripts/start.sh",
+            SimpleFileOptions::default().unix_permissions(0o4755),
+        )
+        .unwrap();
+        w.write_all(b"#!/bin/sh\n").unwrap();
+        w.start_file(
+            "deep/nested/file.txt",
+            SimpleFileOptions::default().unix_permissions(0o600),
+        )
+        .unwrap();
+        w.write_all(b"deep").unwrap();
+        w.add_symlink("link", "deep/nested/file.txt", SimpleFileOptions::default())
+            .unwrap();
+    });
+    let bundle = write_bundle(tmp.path(), &bytes);
+    let archive = tmp.path().join("deployment-archive");
+    unpack(&bundle, BundleType::Zip, &archive).unwrap();
+    assert_eq!(
+        fs::read(archive.join("appspec.yml")).unwrap(),
+        b"version: 0.0\n"
+    );
+    // setuid is dropped, as unzip does without -K.
+    assert_eq!(mode_of(&archive.join("scripts/start.sh")), 0o755);
+    assert_eq!(mode_of(&archive.join("scripts")), 0o750);
+    assert_eq!(mode_of(&archive.join("deep/nested/file.txt")), 0o600);
+    assert_eq!(
+        fs::read_link(archive.join("link")).unwrap(),
+        Path::new("deep/nested/file.txt")
+    );
+}
+
+/// Every hostile archive fails, names the entry, and writes nothing outside.
+#[test]
+fn entries_that_would_escape_the_archive_are_refused() {
+    let tmp = tempfile::tempdir().unwrap();
+    let outside = tmp.path().join("outside");
+    fs::create_dir(&outside).unwrap();
+    fs::write(outside.join("victim"), b"untouched").unwrap();
+    let outside_str = outside.to_str().unwrap().to_string();
+    let victim = format!("{outside_str}/victim");
+
+    let cases: Vec<(Vec<Entry>, &str)> = vec![
+        (
+            vec![file("../x", 0o644, b"evil")],
+            "entry '../x': its path contains '..'",
+        ),
+        (vec![file("a/../../x", 0o644, b"evil")], "entry 'a/../../x'"),
+        (vec![file(&victim, 0o644, b"evil")], "its path is absolute"),
+        (
+            vec![
+                symlink_entry("link", &outside_str),
+                file("link/victim", 0o644, b"evil"),
+            ],
+            "entry 'link/victim': it would be written through the symbolic link 'link'",
+        ),
+        (
+            vec![
+                symlink_entry("link", &outside_str),
+                hard_link("stolen", "link/victim"),
+            ],
+            "entry 'stolen': it would be written through the symbolic link 'link'",
+        ),
+        (
+            vec![hard_link("stolen", &victim)],
+            "entry 'stolen': its path is absolute",
+        ),
+        (
+            vec![hard_link("stolen", "../outside/victim")],
+            "contains '..'",
+        ),
+        (
+            vec![Entry {
+                name: "dev",
+                kind: tar::EntryType::Char,
+                mode: 0o600,
+                data: b"",
+                link: "",
+            }],
+            "entry 'dev': device nodes and fifos are not allowed",
+        ),
+        (
+            vec![Entry {
+                name: "pipe",
+                kind: tar::EntryType::Fifo,
+                mode: 0o600,
+                data: b"",
+                link: "",
+            }],
+            "entry 'pipe': device nodes and fifos",
+        ),
+    ];
+    for (entries, fragment) in cases {
+        let bundle = write_bundle(tmp.path(), &tar_bytes(&entries));
+        let archive = tmp.path().join("deployment-archive");
+        let err = unpack(&bundle, BundleType::Tar, &archive).unwrap_err();
+        let message = err.to_string();
+        assert!(
+            message.starts_with("Error extracting tar archive: "),
+            "{message}"
+        );
+        assert!(
+            message.contains(fragment),
+            "expected «{fragment}» in {message}"
+        );
+        assert_eq!(fs::read(outside.join("victim")).unwrap(), b"untouched");
+        assert_eq!(fs::read_dir(&outside).unwrap().count(), 1, "{message}");
+        assert!(!tmp.path().join("x").exists());
+    }
+}
+
+#[test]
+fn zip_entries_that_would_escape_are_refused() {
+    use zip::write::SimpleFileOptions;
+    let tmp = tempfile::tempdir().unwrap();
+    for name in ["../x", "/tmp/abs-x", "a/../../x"] {
+        let bytes = zip_bytes(|w| {
+            w.start_file(name, SimpleFileOptions::default()).unwrap();
+            w.write_all(b"evil").unwrap();
+        });
+        let bundle = write_bundle(tmp.path(), &bytes);
+        let err = unpack(&bundle, BundleType::Zip, &tmp.path().join("archive")).unwrap_err();
+        let message = err.to_string();
+        assert!(
+            message.starts_with("Error extracting zip archive: entry '"),
+            "{message}"
+        );
+        assert!(message.contains(name), "{message}");
+    }
+    assert!(!tmp.path().join("x").exists());
+}
+
+#[test]
+fn a_later_entry_replaces_a_symlink_instead_of_writing_through_it() {
+    let tmp = tempfile::tempdir().unwrap();
+    let victim = tmp.path().join("victim");
+    fs::write(&victim, b"untouched").unwrap();
+    let bundle = write_bundle(
+        tmp.path(),
+        &tar_bytes(&[
+            symlink_entry("f", victim.to_str().unwrap()),
+            file("f", 0o644, b"new"),
+        ]),
+    );
+    let archive = tmp.path().join("deployment-archive");
+    unpack(&bundle, BundleType::Tar, &archive).unwrap();
+    assert_eq!(fs::read(&victim).unwrap(), b"untouched");
+    assert!(fs::symlink_metadata(archive.join("f")).unwrap().is_file());
+    assert_eq!(fs::read(archive.join("f")).unwrap(), b"new");
+}
+
+#[test]
+fn broken_archives_fail_with_the_official_prefix() {
+    let tmp = tempfile::tempdir().unwrap();
+    let mut bytes = tar_bytes(&[file("appspec.yml", 0o644, &[b'x'; 2000])]);
+    bytes.truncate(1024);
+    let bundle = write_bundle(tmp.path(), &bytes);
+    let err = unpack(&bundle, BundleType::Tar, &tmp.path().join("a")).unwrap_err();
+    assert!(
+        err.to_string()
+            .starts_with("Error extracting tar archive: "),
+        "{err}"
+    );
+
+    let bundle = write_bundle(tmp.path(), b"not a zip at all");
+    let err = unpack(&bundle, BundleType::Zip, &tmp.path().join("a")).unwrap_err();
+    assert!(
+        err.to_string()
+            .starts_with("Error extracting zip archive: "),
+        "{err}"
+    );
+
+    let err = unpack(&bundle, BundleType::Tgz, &tmp.path().join("a")).unwrap_err();
+    assert!(
+        err.to_string()
+            .starts_with("Error extracting tar archive: "),
+        "{err}"
+    );
+}
+
+fn top_level(archive: &Path) -> Vec<String> {
+    let mut names: Vec<String> = fs::read_dir(archive)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    names.sort();
+    names
+}
+
+#[test]
+fn a_single_top_level_folder_holding_the_appspec_becomes_the_root() {
+    let cases: Vec<(Vec<Entry>, Vec<&str>)> = vec![
+        // GitHub-style tarball: promoted.
+        (
+            vec![
+                dir("owner-repo-abc123/", 0o755),
+                file("owner-repo-abc123/appspec.yml", 0o644, b""),
+                file("owner-repo-abc123/app.py", 0o644, b""),
+            ],
+            vec!["app.py", "appspec.yml"],
+        ),
+        // Any name containing "appspec", in any case.
+        (
+            vec![file("top/My-AppSpec.YAML", 0o644, b"")],
+            vec!["My-AppSpec.YAML"],
+        ),
+        // A child named like the folder itself.
+        (
+            vec![
+                file("app/appspec.yml", 0o644, b""),
+                file("app/app/x", 0o644, b""),
+            ],
+            vec!["app", "appspec.yml"],
+        ),
+        // No appspec inside: kept.
+        (vec![file("top/app.py", 0o644, b"")], vec!["top"]),
+        // The appspec only deeper down: kept.
+        (vec![file("top/sub/appspec.yml", 0o644, b"")], vec!["top"]),
+        // Two top-level entries: kept.
+        (
+            vec![
+                file("top/appspec.yml", 0o644, b""),
+                file("README", 0o644, b""),
+            ],
+            vec!["README", "top"],
+        ),
+        // The single entry is a file: kept.
+        (vec![file("appspec.yml", 0o644, b"")], vec!["appspec.yml"]),
+        // A link to a folder is not a folder.
+        (vec![symlink_entry("top", "/")], vec!["top"]),
+    ];
+    let tmp = tempfile::tempdir().unwrap();
+    for (entries, expected) in cases {
+        let bundle = write_bundle(tmp.path(), &tar_bytes(&entries));
+        let archive = tmp.path().join("deployment-archive");
+        unpack(&bundle, BundleType::Tar, &archive).unwrap();
+        assert_eq!(top_level(&archive), expected);
+    }
+    let archive = tmp.path().join("deployment-archive");
+    let bundle = write_bundle(
+        tmp.path(),
+        &tar_bytes(&[
+            file("app/appspec.yml", 0o644, b""),
+            file("app/app/x", 0o644, b"inner"),
+        ]),
+    );
+    unpack(&bundle, BundleType::Tar, &archive).unwrap();
+    assert_eq!(fs::read(archive.join("app/x")).unwrap(), b"inner");
+}
+
+#[test]
+fn directory_bundles_are_not_unpacked() {
+    let tmp = tempfile::tempdir().unwrap();
+    let err = unpack(tmp.path(), BundleType::Directory, &tmp.path().join("a")).unwrap_err();
+    assert!(matches!(err, BundleError::NotAnArchive));
+}

@@ -1,0 +1,289 @@
+//! EC2 instance metadata: the instance identity document, partition and domain,
+//! read with IMDSv2 tokens (IMDSv1 only as a fallback the operator can forbid).
+//! Never goes through a proxy; every request is bounded in time and retried twice.
+
+use std::time::Duration;
+
+use serde::Deserialize;
+use tokio::sync::Mutex;
+
+/// The metadata service address; `AWS_EC2_METADATA_SERVICE_ENDPOINT` overrides it.
+pub const DEFAULT_ENDPOINT: &str = "http://169.254.169.254";
+const TOKEN_TTL_SECONDS: &str = "21600";
+/// Waits before the second and third attempt of a request.
+const RETRY_DELAYS: [Duration; 2] = [Duration::from_secs(1), Duration::from_secs(2)];
+
+#[derive(Debug, thiserror::Error)]
+pub enum ImdsError {
+    #[error("instance metadata at {endpoint} did not answer {path}: {detail}")]
+    Unreachable {
+        endpoint: String,
+        path: String,
+        detail: String,
+    },
+    #[error(
+        "instance metadata refused an IMDSv2 token ({detail}) and :disable_imds_v1: forbids IMDSv1"
+    )]
+    TokenRefused { detail: String },
+    #[error("instance metadata answered {path} with HTTP {status}")]
+    Status { path: String, status: u16 },
+    #[error("instance metadata {path} is not what the agent expects: {detail}")]
+    Invalid { path: String, detail: String },
+}
+
+/// Whether IMDSv1 (no token) may be used when a token cannot be had.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ImdsV1 {
+    Allowed,
+    Disabled,
+}
+
+pub struct Imds {
+    http: reqwest::Client,
+    endpoint: String,
+    v1: ImdsV1,
+    token: Mutex<Option<String>>,
+    timeout: Duration,
+}
+
+/// What instance metadata tells about this instance.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct InstanceIdentity {
+    pub region: String,
+    pub account_id: String,
+    pub instance_id: String,
+    pub partition: String,
+    pub domain: String,
+}
+
+impl InstanceIdentity {
+    /// `arn:<partition>:ec2:<region>:<account>:instance/<instance id>`.
+    pub fn host_identifier(&self) -> String {
+        format!(
+            "arn:{}:ec2:{}:{}:instance/{}",
+            self.partition, self.region, self.account_id, self.instance_id
+        )
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct IdentityDocument {
+    region: String,
+    account_id: String,
+    instance_id: String,
+}
+
+/// The region, account and instance of an identity document (pure).
+pub fn parse_identity_document(json: &str) -> Result<(String, String, String), String> {
+    let doc: IdentityDocument = serde_json::from_str(json).map_err(|e| e.to_string())?;
+    for (name, value) in [
+        ("region", &doc.region),
+        ("accountId", &doc.account_id),
+        ("instanceId", &doc.instance_id),
+    ] {
+        if value.is_empty() || value.contains(['/', ':', ' ']) {
+            return Err(format!("{name} '{value}' is not valid"));
+        }
+    }
+    Ok((doc.region, doc.account_id, doc.instance_id))
+}
+
+impl Imds {
+    pub fn new(endpoint: Option<String>, v1: ImdsV1, timeout: Duration) -> Result<Imds, String> {
+        let endpoint = endpoint
+            .or_else(|| std::env::var("AWS_EC2_METADATA_SERVICE_ENDPOINT").ok())
+            .unwrap_or_else(|| DEFAULT_ENDPOINT.to_string())
+            .trim_end_matches('/')
+            .to_string();
+        let http = reqwest::Client::builder()
+            .no_proxy()
+            .connect_timeout(timeout.min(Duration::from_secs(2)))
+            .timeout(timeout)
+            .build()
+            .map_err(|e| format!("cannot set up the metadata client: {e}"))?;
+        Ok(Imds {
+            http,
+            endpoint,
+            v1,
+            token: Mutex::new(None),
+            timeout,
+        })
+    }
+
+    pub fn endpoint(&self) -> &str {
+        &self.endpoint
+    }
+
+    /// Reads the identity document, partition and domain.
+    pub async fn instance_identity(&self) -> Result<InstanceIdentity, ImdsError> {
+        let path = "/latest/dynamic/instance-identity/document";
+        let document = self.get(path).await?;
+        let (region, account_id, instance_id) =
+            parse_identity_document(&document).map_err(|detail| ImdsError::Invalid {
+                path: path.to_string(),
+                detail,
+            })?;
+        let partition = self
+            .get("/latest/meta-data/services/partition")
+            .await?
+            .trim()
+            .to_string();
+        let domain = self
+            .get("/latest/meta-data/services/domain")
+            .await?
+            .trim()
+            .to_string();
+        Ok(InstanceIdentity {
+            region,
+            account_id,
+            instance_id,
+            partition,
+            domain,
+        })
+    }
+
+    /// GET a metadata path: up to three attempts; a 401 with a token fetches a
+    /// fresh token once.
+    pub async fn get(&self, path: &str) -> Result<String, ImdsError> {
+        let mut last_error = None;
+        for attempt in 0..=RETRY_DELAYS.len() {
+            if attempt > 0 {
+                tokio::time::sleep(RETRY_DELAYS[attempt - 1]).await;
+            }
+            match self.get_once(path).await {
+                Ok(body) => return Ok(body),
+                Err(e @ (ImdsError::TokenRefused { .. } | ImdsError::Invalid { .. })) => {
+                    return Err(e)
+                }
+                Err(e @ ImdsError::Status { status: 404, .. }) => return Err(e),
+                Err(e) => last_error = Some(e),
+            }
+        }
+        Err(last_error.expect("the loop runs at least once and records every failure"))
+    }
+
+    async fn get_once(&self, path: &str) -> Result<String, ImdsError> {
+        let mut refreshed = false;
+        loop {
+            let token = self.token(refreshed).await?;
+            let mut request = self.http.get(format!("{}{path}", self.endpoint));
+            if let Some(token) = &token {
+                request = request.header("X-aws-ec2-metadata-token", token.as_str());
+            }
+            let response = request
+                .send()
+                .await
+                .map_err(|e| self.unreachable(path, e))?;
+            let status = response.status().as_u16();
+            if status == 401 && token.is_some() && !refreshed {
+                refreshed = true;
+                continue;
+            }
+            if status != 200 {
+                return Err(ImdsError::Status {
+                    path: path.to_string(),
+                    status,
+                });
+            }
+            return response.text().await.map_err(|e| self.unreachable(path, e));
+        }
+    }
+
+    /// The session token; `None` means IMDSv1 (allowed and no token to be had).
+    async fn token(&self, force_new: bool) -> Result<Option<String>, ImdsError> {
+        let mut cached = self.token.lock().await;
+        if let (Some(token), false) = (cached.as_ref(), force_new) {
+            return Ok(Some(token.clone()));
+        }
+        let result = self
+            .http
+            .put(format!("{}/latest/api/token", self.endpoint))
+            .header("X-aws-ec2-metadata-token-ttl-seconds", TOKEN_TTL_SECONDS)
+            .timeout(self.timeout)
+            .send()
+            .await;
+        let failure = match result {
+            Ok(response) if response.status().as_u16() == 200 => match response.text().await {
+                Ok(token) if !token.trim().is_empty() => {
+                    *cached = Some(token.trim().to_string());
+                    return Ok(cached.clone());
+                }
+                Ok(_) => "an empty token".to_string(),
+                Err(e) => e.to_string(),
+            },
+            Ok(response) => format!("HTTP {}", response.status().as_u16()),
+            Err(e) => e.to_string(),
+        };
+        *cached = None;
+        match self.v1 {
+            ImdsV1::Allowed => {
+                tracing::warn!("no IMDSv2 token ({failure}); falling back to IMDSv1");
+                Ok(None)
+            }
+            ImdsV1::Disabled => Err(ImdsError::TokenRefused { detail: failure }),
+        }
+    }
+
+    fn unreachable(&self, path: &str, error: reqwest::Error) -> ImdsError {
+        ImdsError::Unreachable {
+            endpoint: self.endpoint.clone(),
+            path: path.to_string(),
+            detail: if error.is_timeout() {
+                "timed out".to_string()
+            } else {
+                error.to_string()
+            },
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn host_identifier_per_partition() {
+        let cases = [
+            (
+                "aws",
+                "us-east-1",
+                "arn:aws:ec2:us-east-1:123456789012:instance/i-0abc",
+            ),
+            (
+                "aws-cn",
+                "cn-north-1",
+                "arn:aws-cn:ec2:cn-north-1:123456789012:instance/i-0abc",
+            ),
+            (
+                "aws-us-gov",
+                "us-gov-west-1",
+                "arn:aws-us-gov:ec2:us-gov-west-1:123456789012:instance/i-0abc",
+            ),
+        ];
+        for (partition, region, expected) in cases {
+            let id = InstanceIdentity {
+                region: region.into(),
+                account_id: "123456789012".into(),
+                instance_id: "i-0abc".into(),
+                partition: partition.into(),
+                domain: "amazonaws.com".into(),
+            };
+            assert_eq!(id.host_identifier(), expected);
+        }
+    }
+
+    #[test]
+    fn identity_document_fields() {
+        let doc = r#"{"accountId":"123456789012","architecture":"x86_64","instanceId":"i-0abc","region":"eu-west-1","version":"2017-09-30"}"#;
+        assert_eq!(
+            parse_identity_document(doc).unwrap(),
+            ("eu-west-1".into(), "123456789012".into(), "i-0abc".into())
+        );
+        assert!(
+            parse_identity_document(r#"{"accountId":"1","instanceId":"i/../x","region":"r"}"#)
+                .is_err()
+        );
+        assert!(parse_identity_document("{}").is_err());
+    }
+}

@@ -1,0 +1,326 @@
+//! Executing an install plan on the host. Copies land atomically (temporary file
+//! in the destination directory, then rename), keep mode and times, and, as
+//! root, owner and group (`cp -p`); a link in the revision is recreated as a
+//! link. Permission steps never follow a link to its target. Every created path
+//! is recorded in the cleanup log before (copies) or right after (directories)
+//! it appears.
+
+use std::ffi::OsString;
+use std::fs;
+use std::io;
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
+use std::path::Path;
+use std::process::{Command, Stdio};
+
+use nix::unistd::{Group, Uid, User};
+
+use super::cleanup::CleanupLog;
+use super::error::InstallError;
+use super::plan::{InstallPlan, Instruction};
+use crate::appspec::{AclEntry, AclKind, AclPerms, SeLinuxContext};
+
+pub fn apply(plan: &InstallPlan, cleanup: &mut CleanupLog) -> Result<(), InstallError> {
+    let as_root = Uid::effective().is_root();
+    for instruction in &plan.instructions {
+        match instruction {
+            Instruction::Copy {
+                source,
+                destination,
+            } => {
+                // Recorded first: a crash mid-copy must not leave an unlisted file.
+                cleanup.record(destination)?;
+                copy(source, destination, as_root)?;
+            }
+            Instruction::Mkdir { directory } => {
+                fs::create_dir(directory)
+                    .map_err(InstallError::io("create the directory", directory))?;
+                cleanup.record(directory)?;
+            }
+            Instruction::Chmod { file, mode } => {
+                if !is_symlink(file)? {
+                    fs::set_permissions(file, fs::Permissions::from_mode(mode.bits()))
+                        .map_err(InstallError::io("set the mode of", file))?;
+                }
+            }
+            Instruction::Chown { file, owner, group } => {
+                chown(file, owner.as_deref(), group.as_deref())?
+            }
+            Instruction::SetAcl { file, acl } => {
+                if !is_symlink(file)? {
+                    set_acl(file, acl)?;
+                }
+            }
+            Instruction::SetContext { file, context } => {
+                let real = fs::canonicalize(file).map_err(InstallError::io("resolve", file))?;
+                set_context(&real, context)?;
+                cleanup.record_context(&real)?;
+            }
+        }
+    }
+    Ok(())
+}
+
+fn is_symlink(path: &Path) -> Result<bool, InstallError> {
+    fs::symlink_metadata(path)
+        .map(|m| m.file_type().is_symlink())
+        .map_err(InstallError::io("inspect", path))
+}
+
+fn copy(source: &Path, destination: &Path, as_root: bool) -> Result<(), InstallError> {
+    let error = InstallError::io("install", destination);
+    let dir = destination.parent().unwrap_or(Path::new("/"));
+    let name = destination
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let meta = fs::symlink_metadata(source).map_err(InstallError::io("read", source))?;
+    let owner = as_root.then(|| (meta.uid(), meta.gid()));
+
+    if meta.file_type().is_symlink() {
+        let target = fs::read_link(source).map_err(InstallError::io("read the link", source))?;
+        let place = || -> io::Result<()> {
+            // A unique name beside the destination, then rename over it.
+            let temporary = tempfile::Builder::new()
+                .prefix(&format!(".{name}."))
+                .make_in(dir, |path| std::os::unix::fs::symlink(&target, path))?;
+            if let Some((uid, gid)) = owner {
+                std::os::unix::fs::lchown(temporary.path(), Some(uid), Some(gid))?;
+            }
+            temporary.persist(destination).map_err(|e| e.error)?;
+            Ok(())
+        };
+        return place().map_err(error);
+    }
+
+    let place = || -> io::Result<()> {
+        let mut input = fs::File::open(source)?;
+        let mut temporary = tempfile::Builder::new()
+            .prefix(&format!(".{name}."))
+            .tempfile_in(dir)?;
+        io::copy(&mut input, temporary.as_file_mut())?;
+        let file = temporary.as_file();
+        // Owner before mode: chown clears setuid and setgid.
+        if let Some((uid, gid)) = owner {
+            std::os::unix::fs::fchown(file, Some(uid), Some(gid))?;
+        }
+        file.set_permissions(fs::Permissions::from_mode(meta.mode() & 0o7777))?;
+        let times = fs::FileTimes::new()
+            .set_accessed(meta.accessed()?)
+            .set_modified(meta.modified()?);
+        file.set_times(times)?;
+        temporary.persist(destination).map_err(|e| e.error)?;
+        Ok(())
+    };
+    place().map_err(error)
+}
+
+fn chown(file: &Path, owner: Option<&str>, group: Option<&str>) -> Result<(), InstallError> {
+    let uid = match owner {
+        Some(name) => Some(
+            User::from_name(name)
+                .ok()
+                .flatten()
+                .ok_or_else(|| InstallError::UnknownUser {
+                    user: name.to_string(),
+                    path: file.to_path_buf(),
+                })?
+                .uid
+                .as_raw(),
+        ),
+        None => None,
+    };
+    let gid = match group {
+        Some(name) => Some(
+            Group::from_name(name)
+                .ok()
+                .flatten()
+                .ok_or_else(|| InstallError::UnknownGroup {
+                    group: name.to_string(),
+                    path: file.to_path_buf(),
+                })?
+                .gid
+                .as_raw(),
+        ),
+        None => None,
+    };
+    std::os::unix::fs::lchown(file, uid, gid).map_err(InstallError::io("change the owner of", file))
+}
+
+/// The complete ACL for `setfacl --set`: the appspec's entries plus the base
+/// entries from the file's current mode, a mask when there are named entries,
+/// and default base entries (and mask) when any default entry is given.
+pub fn full_acl(entries: &[AclEntry], mode: u32) -> Vec<String> {
+    let perms = |bits: u32| AclPerms {
+        read: bits & 4 != 0,
+        write: bits & 2 != 0,
+        execute: bits & 1 != 0,
+    };
+    let (owner, group, other) = (perms(mode >> 6), perms(mode >> 3), perms(mode));
+    let entry = |default: bool, kind: AclKind, perms: AclPerms| AclEntry {
+        default,
+        kind,
+        name: String::new(),
+        perms,
+    };
+    let has = |default: bool, test: &dyn Fn(&AclEntry) -> bool| {
+        entries.iter().any(|e| e.default == default && test(e))
+    };
+    let base = |kind: AclKind| move |e: &AclEntry| e.kind == kind && e.name.is_empty();
+    let named = |e: &AclEntry| !e.name.is_empty();
+    let mask = |e: &AclEntry| e.kind == AclKind::Mask;
+
+    let mut full: Vec<AclEntry> = entries.to_vec();
+    full.push(entry(false, AclKind::User, owner));
+    full.push(entry(false, AclKind::Group, group));
+    full.push(entry(false, AclKind::Other, other));
+    if has(false, &named) && !has(false, &mask) {
+        full.push(entry(false, AclKind::Mask, group));
+    }
+    if entries.iter().any(|e| e.default) {
+        if !has(true, &base(AclKind::User)) {
+            full.push(entry(true, AclKind::User, owner));
+        }
+        let default_group = entries
+            .iter()
+            .find(|e| e.default && base(AclKind::Group)(e))
+            .map(|e| e.perms)
+            .unwrap_or(group);
+        if !has(true, &base(AclKind::Group)) {
+            full.push(entry(true, AclKind::Group, default_group));
+        }
+        if !has(true, &base(AclKind::Other)) {
+            full.push(entry(true, AclKind::Other, other));
+        }
+        if has(true, &named) && !has(true, &mask) {
+            full.push(entry(true, AclKind::Mask, default_group));
+        }
+    }
+    full.iter().map(ToString::to_string).collect()
+}
+
+fn set_acl(file: &Path, entries: &[AclEntry]) -> Result<(), InstallError> {
+    let mode = fs::metadata(file)
+        .map_err(InstallError::io("read the mode of", file))?
+        .mode();
+    let acl = full_acl(entries, mode).join(",");
+    run_tool(
+        file,
+        "setfacl",
+        &[OsString::from("--set"), acl.into(), file.into()],
+    )
+}
+
+fn set_context(real: &Path, context: &SeLinuxContext) -> Result<(), InstallError> {
+    let mut args: Vec<OsString> = vec!["fcontext".into(), "-a".into()];
+    if let Some(user) = &context.user {
+        args.extend(["-s".into(), user.into()]);
+    }
+    args.extend(["-t".into(), (&context.type_).into()]);
+    if let Some(range) = &context.range {
+        args.extend(["-r".into(), range.to_string().into()]);
+    }
+    args.push(real.into());
+    run_tool(real, "semanage", &args)?;
+    // -F also resets user and range, which plain -v would leave.
+    run_tool(real, "restorecon", &["-vF".into(), real.into()])
+}
+
+/// Runs a permission tool directly (no shell), failing with its status and
+/// the end of its error output.
+fn run_tool(path: &Path, program: &str, args: &[OsString]) -> Result<(), InstallError> {
+    let command = std::iter::once(program.to_string())
+        .chain(args.iter().map(|a| a.to_string_lossy().into_owned()))
+        .collect::<Vec<_>>()
+        .join(" ");
+    let failure = |detail: String| InstallError::Command {
+        command: command.clone(),
+        path: path.to_path_buf(),
+        detail,
+    };
+    let output = Command::new(program)
+        .args(args)
+        .stdin(Stdio::null())
+        .output()
+        .map_err(|e| failure(format!("could not be started: {e}")))?;
+    if output.status.success() {
+        return Ok(());
+    }
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    let stderr = stderr.trim();
+    let tail: String = stderr
+        .chars()
+        .skip(stderr.chars().count().saturating_sub(500))
+        .collect();
+    Err(failure(format!("failed ({}): {tail}", output.status)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn acl(entries: &[&str], mode: u32) -> Vec<String> {
+        let entries: Vec<AclEntry> = entries
+            .iter()
+            .map(|e| AclEntry::parse(e).unwrap())
+            .collect();
+        full_acl(&entries, mode)
+    }
+
+    #[test]
+    fn base_entries_come_from_the_current_mode() {
+        let cases: &[(&[&str], u32, &[&str])] = &[
+            (
+                &["u:bob:rw"],
+                0o640,
+                &[
+                    "user:bob:rw-",
+                    "user::rw-",
+                    "group::r--",
+                    "other::---",
+                    "mask::r--",
+                ],
+            ),
+            (
+                &["m::rwx", "g:ops:r"],
+                0o750,
+                &[
+                    "mask::rwx",
+                    "group:ops:r--",
+                    "user::rwx",
+                    "group::r-x",
+                    "other::---",
+                ],
+            ),
+            (
+                &["d:u:bob:rx"],
+                0o755,
+                &[
+                    "default:user:bob:r-x",
+                    "user::rwx",
+                    "group::r-x",
+                    "other::r-x",
+                    "default:user::rwx",
+                    "default:group::r-x",
+                    "default:other::r-x",
+                    "default:mask::r-x",
+                ],
+            ),
+            (
+                &["d:g::r", "d:u::rwx", "d:o::0", "d:m::rw"],
+                0o700,
+                &[
+                    "default:group::r--",
+                    "default:user::rwx",
+                    "default:other::---",
+                    "default:mask::rw-",
+                    "user::rwx",
+                    "group::---",
+                    "other::---",
+                ],
+            ),
+        ];
+        for (entries, mode, expected) in cases {
+            assert_eq!(acl(entries, *mode), *expected, "{entries:?} {mode:o}");
+        }
+    }
+}

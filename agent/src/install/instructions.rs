@@ -1,0 +1,182 @@
+//! `<group>-install.json`: the plan in the official agent's JSON shape, written
+//! atomically (temporary file + rename) so that a reader never sees half of it.
+//! Informational for operators and tools; Install never reads it back.
+
+use std::borrow::Cow;
+use std::io::{BufWriter, Write};
+use std::path::Path;
+
+use serde::Serialize;
+
+use super::error::InstallError;
+use super::plan::{InstallPlan, Instruction};
+
+#[derive(Serialize)]
+struct Document<'a> {
+    instructions: Vec<Step<'a>>,
+}
+
+/// One instruction; field order follows the official file.
+#[derive(Serialize)]
+#[serde(tag = "type", rename_all = "lowercase")]
+enum Step<'a> {
+    Copy {
+        source: Cow<'a, str>,
+        destination: Cow<'a, str>,
+    },
+    Mkdir {
+        directory: Cow<'a, str>,
+    },
+    Chmod {
+        mode: String,
+        file: Cow<'a, str>,
+    },
+    Setfacl {
+        acl: Vec<String>,
+        file: Cow<'a, str>,
+    },
+    Semanage {
+        context: Context<'a>,
+        file: Cow<'a, str>,
+    },
+    Chown {
+        owner: Option<&'a str>,
+        group: Option<&'a str>,
+        file: Cow<'a, str>,
+    },
+}
+
+#[derive(Serialize)]
+struct Context<'a> {
+    user: Option<&'a str>,
+    role: Option<&'a str>,
+    #[serde(rename = "type")]
+    type_: &'a str,
+    range: Option<String>,
+}
+
+/// The plan as the JSON document of `<group>-install.json`.
+pub fn instructions_json(plan: &InstallPlan) -> String {
+    serde_json::to_string(&document(plan)).expect("strings, lists and options always serialise")
+}
+
+fn document(plan: &InstallPlan) -> Document<'_> {
+    let instructions = plan
+        .instructions
+        .iter()
+        .map(|i| match i {
+            Instruction::Copy {
+                source,
+                destination,
+            } => Step::Copy {
+                source: source.to_string_lossy(),
+                destination: destination.to_string_lossy(),
+            },
+            Instruction::Mkdir { directory } => Step::Mkdir {
+                directory: directory.to_string_lossy(),
+            },
+            Instruction::Chmod { file, mode } => Step::Chmod {
+                mode: mode.to_string(),
+                file: file.to_string_lossy(),
+            },
+            Instruction::SetAcl { file, acl } => Step::Setfacl {
+                acl: acl.iter().map(ToString::to_string).collect(),
+                file: file.to_string_lossy(),
+            },
+            Instruction::SetContext { file, context } => Step::Semanage {
+                context: Context {
+                    user: context.user.as_deref(),
+                    role: None,
+                    type_: &context.type_,
+                    range: context.range.as_ref().map(ToString::to_string),
+                },
+                file: file.to_string_lossy(),
+            },
+            Instruction::Chown { file, owner, group } => Step::Chown {
+                owner: owner.as_deref(),
+                group: group.as_deref(),
+                file: file.to_string_lossy(),
+            },
+        })
+        .collect();
+    Document { instructions }
+}
+
+/// Writes the instructions file, replacing the previous Install's.
+pub fn write_instructions(plan: &InstallPlan, path: &Path) -> Result<(), InstallError> {
+    let error = InstallError::io("write the install instructions", path);
+    let dir = path.parent().unwrap_or(Path::new("."));
+    let write = || -> std::io::Result<()> {
+        std::fs::create_dir_all(dir)?;
+        let mut file = tempfile::Builder::new()
+            .prefix(".install-json-")
+            .tempfile_in(dir)?;
+        {
+            let mut writer = BufWriter::new(file.as_file_mut());
+            serde_json::to_writer(&mut writer, &document(plan))?;
+            writer.flush()?;
+        }
+        file.as_file().sync_all()?;
+        file.persist(path).map_err(|e| e.error)?;
+        Ok(())
+    };
+    write().map_err(error)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::path::PathBuf;
+
+    use super::*;
+    use crate::appspec::{AclEntry, Mode, SeLinuxContext, SeLinuxRange};
+
+    #[test]
+    fn instructions_have_the_official_json_shape() {
+        let file = PathBuf::from("/srv/app/run.sh");
+        let plan = InstallPlan {
+            instructions: vec![
+                Instruction::Mkdir {
+                    directory: "/srv/app".into(),
+                },
+                Instruction::Copy {
+                    source: "/archive/run.sh".into(),
+                    destination: file.clone(),
+                },
+                Instruction::Chmod {
+                    file: file.clone(),
+                    mode: Mode::parse("755").unwrap(),
+                },
+                Instruction::SetAcl {
+                    file: file.clone(),
+                    acl: vec![AclEntry::parse("u:bob:rw").unwrap()],
+                },
+                Instruction::SetContext {
+                    file: file.clone(),
+                    context: SeLinuxContext {
+                        user: Some("system_u".into()),
+                        type_: "bin_t".into(),
+                        range: Some(SeLinuxRange::parse("s0").unwrap()),
+                    },
+                },
+                Instruction::Chown {
+                    file,
+                    owner: Some("www".into()),
+                    group: None,
+                },
+            ],
+        };
+        assert_eq!(
+            instructions_json(&plan),
+            concat!(
+                r#"{"instructions":["#,
+                r#"{"type":"mkdir","directory":"/srv/app"},"#,
+                r#"{"type":"copy","source":"/archive/run.sh","destination":"/srv/app/run.sh"},"#,
+                r#"{"type":"chmod","mode":"755","file":"/srv/app/run.sh"},"#,
+                r#"{"type":"setfacl","acl":["user:bob:rw-"],"file":"/srv/app/run.sh"},"#,
+                r#"{"type":"semanage","context":{"user":"system_u","role":null,"type":"bin_t","range":"s0"},"file":"/srv/app/run.sh"},"#,
+                r#"{"type":"chown","owner":"www","group":null,"file":"/srv/app/run.sh"}"#,
+                r#"]}"#
+            )
+        );
+    }
+}

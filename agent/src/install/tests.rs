@@ -1,0 +1,318 @@
+//! Install on real files: a revision in a temporary directory installed under
+//! another temporary directory, twice, with the cleanup file in between.
+
+use std::fs;
+use std::os::unix::fs::{symlink, MetadataExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+
+use super::*;
+use crate::appspec::parse;
+
+struct Host {
+    _tmp: tempfile::TempDir,
+    root: PathBuf,
+}
+
+impl Host {
+    fn new() -> Host {
+        let tmp = tempfile::tempdir().unwrap();
+        let root = fs::canonicalize(tmp.path()).unwrap();
+        for dir in ["rev1", "rev2", "instructions", "dest"] {
+            fs::create_dir(root.join(dir)).unwrap();
+        }
+        Host { _tmp: tmp, root }
+    }
+
+    fn path(&self, relative: &str) -> PathBuf {
+        self.root.join(relative)
+    }
+
+    fn write(&self, relative: &str, content: &str, mode: u32) {
+        let path = self.path(relative);
+        fs::create_dir_all(path.parent().unwrap()).unwrap();
+        fs::write(&path, content).unwrap();
+        fs::set_permissions(&path, fs::Permissions::from_mode(mode)).unwrap();
+    }
+
+    fn install(
+        &self,
+        revision: &str,
+        appspec: &str,
+        behavior: FileExistsBehavior,
+    ) -> Result<(), InstallError> {
+        let text = appspec.replace("DEST", self.path("dest").to_str().unwrap());
+        let appspec = parse(&text, Path::new("appspec.yml")).unwrap();
+        install(&InstallRequest {
+            appspec: &appspec,
+            archive_dir: &self.path(revision),
+            file_exists_behavior: behavior,
+            cleanup_file: &self.path("instructions/g-1-cleanup"),
+            instructions_file: &self.path("instructions/g-1-install.json"),
+        })
+    }
+
+    fn cleanup_lines(&self) -> Vec<String> {
+        let root = format!("{}/", self.root.display());
+        fs::read_to_string(self.path("instructions/g-1-cleanup"))
+            .unwrap()
+            .lines()
+            .map(|l| l.replace(&root, ""))
+            .collect()
+    }
+}
+
+const WHOLE_REVISION: &str =
+    "version: 0.0\nos: linux\nfiles:\n  - source: /\n    destination: DEST/app\n";
+
+#[test]
+fn install_copies_the_revision_and_records_what_it_created() {
+    let host = Host::new();
+    host.write("rev1/appspec.yml", "version: 0.0", 0o644);
+    host.write("rev1/bin/start.sh", "#!/bin/sh\n", 0o4755);
+    host.write("rev1/conf/app.conf", "a=1\n", 0o640);
+    symlink("conf/app.conf", host.path("rev1/current.conf")).unwrap();
+    let old = filetime(1_500_000_000);
+    fs::File::options()
+        .write(true)
+        .open(host.path("rev1/conf/app.conf"))
+        .unwrap()
+        .set_times(old)
+        .unwrap();
+
+    host.install("rev1", WHOLE_REVISION, FileExistsBehavior::Disallow)
+        .unwrap();
+
+    let app = host.path("dest/app");
+    assert_eq!(
+        fs::read_to_string(app.join("bin/start.sh")).unwrap(),
+        "#!/bin/sh\n"
+    );
+    assert_eq!(
+        fs::metadata(app.join("bin/start.sh")).unwrap().mode() & 0o7777,
+        0o4755
+    );
+    assert_eq!(
+        fs::metadata(app.join("conf/app.conf")).unwrap().mode() & 0o7777,
+        0o640
+    );
+    assert_eq!(
+        fs::metadata(app.join("conf/app.conf")).unwrap().mtime(),
+        1_500_000_000
+    );
+    assert_eq!(
+        fs::read_link(app.join("current.conf")).unwrap(),
+        Path::new("conf/app.conf")
+    );
+    assert_eq!(
+        host.cleanup_lines(),
+        [
+            "dest/app",
+            "dest/app/appspec.yml",
+            "dest/app/bin",
+            "dest/app/bin/start.sh",
+            "dest/app/conf",
+            "dest/app/conf/app.conf",
+            "dest/app/current.conf",
+        ]
+    );
+    let json: serde_json::Value = serde_json::from_str(
+        &fs::read_to_string(host.path("instructions/g-1-install.json")).unwrap(),
+    )
+    .unwrap();
+    assert_eq!(
+        json["instructions"][0],
+        serde_json::json!({"type": "mkdir", "directory": app.to_str().unwrap()})
+    );
+    assert_eq!(json["instructions"][1]["type"], "copy");
+    assert_eq!(
+        json["instructions"][1]["source"],
+        host.path("rev1/appspec.yml").to_str().unwrap()
+    );
+    // No temporary files were left beside the installed ones.
+    assert_eq!(fs::read_dir(&app).unwrap().count(), 4);
+}
+
+fn filetime(seconds: u64) -> fs::FileTimes {
+    let time = std::time::UNIX_EPOCH + std::time::Duration::from_secs(seconds);
+    fs::FileTimes::new().set_accessed(time).set_modified(time)
+}
+
+#[test]
+fn the_next_install_removes_the_previous_revision_first() {
+    let host = Host::new();
+    host.write("rev1/appspec.yml", "one", 0o644);
+    host.write("rev1/old-only.txt", "old", 0o644);
+    host.write("rev1/data/cache.txt", "x", 0o644);
+    host.write("rev1/logs/.keep", "", 0o644);
+    host.install("rev1", WHOLE_REVISION, FileExistsBehavior::Disallow)
+        .unwrap();
+    // The application writes into one of the revision's directories.
+    host.write("dest/app/logs/app.log", "runtime", 0o644);
+    // Something the cleanup lists is already gone.
+    fs::remove_file(host.path("dest/app/data/cache.txt")).unwrap();
+
+    host.write("rev2/appspec.yml", "two", 0o644);
+    host.install("rev2", WHOLE_REVISION, FileExistsBehavior::Disallow)
+        .unwrap();
+
+    let app = host.path("dest/app");
+    assert_eq!(fs::read_to_string(app.join("appspec.yml")).unwrap(), "two");
+    assert!(!app.join("old-only.txt").exists());
+    assert!(!app.join("data").exists());
+    // A directory that is not empty stays, with the application's file.
+    assert_eq!(
+        fs::read_to_string(app.join("logs/app.log")).unwrap(),
+        "runtime"
+    );
+    assert!(!app.join("logs/.keep").exists());
+    // dest/app survived (it holds logs/), so this Install did not create it.
+    assert_eq!(host.cleanup_lines(), ["dest/app/appspec.yml"]);
+}
+
+#[test]
+fn an_interrupted_cleanup_line_is_ignored() {
+    let host = Host::new();
+    host.write("dest/victim", "keep me", 0o644);
+    host.write("dest/listed", "remove me", 0o644);
+    let listed = host.path("dest/listed");
+    let victim = host.path("dest/victim");
+    fs::write(
+        host.path("instructions/g-1-cleanup"),
+        format!("{}\n{}", listed.display(), victim.display()),
+    )
+    .unwrap();
+    host.write("rev1/appspec.yml", "x", 0o644);
+    host.install("rev1", WHOLE_REVISION, FileExistsBehavior::Disallow)
+        .unwrap();
+    assert!(!listed.exists());
+    assert_eq!(fs::read_to_string(&victim).unwrap(), "keep me");
+}
+
+#[test]
+fn existing_files_follow_file_exists_behavior() {
+    let appspec = "version: 0.0\nos: linux\nfiles:\n  - source: app.conf\n    destination: DEST\n";
+    let cases: &[(FileExistsBehavior, Result<&str, &str>)] = &[
+        (
+            FileExistsBehavior::Disallow,
+            Err("a specified file already exists at this location"),
+        ),
+        (FileExistsBehavior::Overwrite, Ok("new")),
+        (FileExistsBehavior::Retain, Ok("existing")),
+    ];
+    for (behavior, expected) in cases {
+        let host = Host::new();
+        host.write("rev1/app.conf", "new", 0o644);
+        host.write("dest/app.conf", "existing", 0o644);
+        let result = host.install("rev1", appspec, *behavior);
+        match expected {
+            Ok(content) => {
+                result.unwrap();
+                assert_eq!(
+                    fs::read_to_string(host.path("dest/app.conf")).unwrap(),
+                    *content,
+                    "{behavior}"
+                );
+            }
+            Err(fragment) => {
+                let message = result.unwrap_err().to_string();
+                assert!(message.contains(fragment), "{message}");
+                assert_eq!(
+                    fs::read_to_string(host.path("dest/app.conf")).unwrap(),
+                    "existing"
+                );
+            }
+        }
+    }
+}
+
+#[test]
+fn overwrite_replaces_a_link_instead_of_writing_through_it() {
+    let host = Host::new();
+    host.write("rev1/app.conf", "new", 0o644);
+    host.write("elsewhere", "precious", 0o644);
+    symlink(host.path("elsewhere"), host.path("dest/app.conf")).unwrap();
+    host.install(
+        "rev1",
+        "version: 0.0\nos: linux\nfiles:\n  - source: app.conf\n    destination: DEST\n",
+        FileExistsBehavior::Overwrite,
+    )
+    .unwrap();
+    assert_eq!(
+        fs::read_to_string(host.path("elsewhere")).unwrap(),
+        "precious"
+    );
+    assert!(fs::symlink_metadata(host.path("dest/app.conf"))
+        .unwrap()
+        .is_file());
+}
+
+#[test]
+fn directory_links_inside_are_copied_and_outside_are_refused() {
+    let host = Host::new();
+    host.write("rev1/real/file", "inside", 0o644);
+    symlink("real", host.path("rev1/alias")).unwrap();
+    host.install("rev1", WHOLE_REVISION, FileExistsBehavior::Disallow)
+        .unwrap();
+    let alias = host.path("dest/app/alias");
+    assert!(fs::symlink_metadata(&alias).unwrap().is_dir());
+    assert_eq!(fs::read_to_string(alias.join("file")).unwrap(), "inside");
+
+    let host = Host::new();
+    host.write("secret/key", "s3cr3t", 0o600);
+    symlink(host.path("secret"), host.path("rev1/leak")).unwrap();
+    let err = host
+        .install("rev1", WHOLE_REVISION, FileExistsBehavior::Disallow)
+        .unwrap_err();
+    assert!(
+        err.to_string()
+            .contains("points to a directory outside the revision"),
+        "{err}"
+    );
+    // A source written through that link is refused too.
+    let err = host
+        .install(
+            "rev1",
+            "version: 0.0\nos: linux\nfiles:\n  - source: leak/key\n    destination: DEST\n",
+            FileExistsBehavior::Disallow,
+        )
+        .unwrap_err();
+    assert!(err.to_string().contains("outside the revision"), "{err}");
+    assert!(!host.path("dest/key").exists());
+}
+
+#[test]
+fn permissions_are_applied_to_installed_paths() {
+    let host = Host::new();
+    host.write("rev1/bin/run.sh", "#!/bin/sh\n", 0o644);
+    host.write("rev1/bin/data.txt", "d", 0o644);
+    let appspec = format!(
+        "{WHOLE_REVISION}permissions:\n  - object: DEST/app/bin\n    pattern: \"*.sh\"\n    mode: 750\n    owner: root\n    group: root\n  - object: DEST/app\n    type: [directory]\n    mode: 711\n"
+    );
+    host.install("rev1", &appspec, FileExistsBehavior::Disallow)
+        .unwrap();
+    let mode = |p: &str| fs::metadata(host.path(p)).unwrap().mode() & 0o7777;
+    assert_eq!(mode("dest/app/bin/run.sh"), 0o750);
+    assert_eq!(mode("dest/app/bin/data.txt"), 0o644);
+    assert_eq!(mode("dest/app/bin"), 0o711);
+
+    let host = Host::new();
+    host.write("rev1/f", "x", 0o644);
+    let appspec = format!(
+        "{WHOLE_REVISION}permissions:\n  - object: DEST/app/f\n    owner: no-such-user-here\n"
+    );
+    let err = host
+        .install("rev1", &appspec, FileExistsBehavior::Disallow)
+        .unwrap_err();
+    assert!(
+        err.to_string().contains("user 'no-such-user-here'"),
+        "{err}"
+    );
+}
+
+#[test]
+fn effective_behavior_prefers_the_appspec_then_the_deployment() {
+    use FileExistsBehavior::*;
+    assert_eq!(effective_behavior(Some(Retain), Some(Overwrite)), Retain);
+    assert_eq!(effective_behavior(None, Some(Overwrite)), Overwrite);
+    assert_eq!(effective_behavior(None, None), Disallow);
+}
