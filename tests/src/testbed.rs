@@ -227,6 +227,11 @@ impl TestBed {
             .is_some_and(|a| a.is_running())
     }
 
+    /// The running agent's process id, for tools that read /proc.
+    pub fn agent_pid(&self) -> Option<u32> {
+        self.agent.lock().expect("agent lock").as_ref().map(|a| a.pid())
+    }
+
     /// Waits until the deployment ends, at most `timeout`, and stops
     /// waiting early when the agent process has exited.
     pub fn wait_for_deployment_end(&self, deployment_id: &str, timeout: Duration) -> Outcome {
