@@ -1,6 +1,13 @@
 //! Wiring of the long-running agent: configuration, identity, the Commands
 //! client, the executor and the poller; the pid file and its lock; signals. One
 //! process: systemd supervises it.
+//!
+//! Signals: SIGTERM/SIGINT stop polling and let a running command finish for
+//! `:kill_agent_max_wait_time_seconds:` (a second one stops its scripts at once);
+//! SIGHUP re-reads the configuration file and applies `:verbose:`,
+//! `:wait_between_runs:` and `:wait_after_throttle_error:` between polls, never
+//! touching a command in flight (other changed keys are named in a warning: they
+//! need a restart).
 
 use std::fs::File;
 use std::io::Write;
@@ -8,11 +15,15 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
+use tokio::signal::unix::{signal, Signal, SignalKind};
+use tokio::sync::watch;
+
 use crate::config::{self, AgentConfig, SpecVerification};
-use crate::identity;
+use crate::identity::{self, IdentityOrigin};
 use crate::lifecycle::executor::{Executor, S3Settings};
 use crate::lifecycle::layout::DeploymentRoot;
 use crate::lifecycle::tracking::Tracker;
+use crate::logging::{self, LogControl, LogSettings};
 use crate::poller::schedule::Schedule;
 use crate::poller::Poller;
 use crate::protocol::endpoint::{
@@ -21,6 +32,18 @@ use crate::protocol::endpoint::{
 use crate::protocol::{CommandsClient, TransportSettings};
 use crate::shutdown;
 use crate::spec::SpecVerifier;
+
+/// How long the scripts of an aborted command get to end and be reported.
+const ABORT_GRACE: Duration = Duration::from_secs(30);
+/// The variables through which an operator may set a proxy instead of `:proxy_uri:`.
+const PROXY_VARIABLES: &[&str] = &[
+    "HTTPS_PROXY",
+    "https_proxy",
+    "HTTP_PROXY",
+    "http_proxy",
+    "ALL_PROXY",
+    "all_proxy",
+];
 
 #[derive(Debug, thiserror::Error)]
 pub enum StartupError {
@@ -38,29 +61,32 @@ pub enum StartupError {
 pub async fn run(config_file: &Path) -> Result<(), StartupError> {
     let parsed = config::load_agent_config(config_file)?;
     let config = parsed.config;
-    let log_file = crate::logging::init(&config.log_dir, &config.program_name, config.verbose);
+    let log = logging::init(&LogSettings {
+        log_dir: &config.log_dir,
+        program_name: &config.program_name,
+        verbose: config.verbose,
+        max_size: config.log_max_size,
+    });
     tracing::info!(
         "codedeploy-agent {} starting with {} (log: {})",
         crate::VERSION,
         config_file.display(),
-        log_file
+        log.file()
             .map(|p| p.display().to_string())
             .unwrap_or_else(|| "stderr".into())
     );
-    for warning in &parsed.warnings {
-        tracing::warn!(
-            "{}{}: `:{}:` {}",
-            config_file.display(),
-            warning
-                .line
-                .map(|l| format!(" line {l}"))
-                .unwrap_or_default(),
-            warning.key,
-            warning.message
-        );
-    }
+    log_warnings(config_file, &parsed.warnings);
+    let mut signals = Signals::install()?;
     let _pid_lock = PidLock::acquire(&config.pid_dir, &config.program_name)?;
-    let poller = build_poller(&config).await?;
+    let (schedule, schedule_updates) = watch::channel(schedule_of(&config));
+    // Start-up may wait on instance metadata: a stop request ends it cleanly.
+    let poller = tokio::select! {
+        built = build_poller(&config, schedule_updates) => built?,
+        signal = signals.stop() => {
+            tracing::info!("{signal} received during start-up: stopping");
+            return Ok(());
+        }
+    };
     tracing::info!(
         "polling {} as {} every {} s",
         poller.client.endpoint(),
@@ -72,38 +98,192 @@ pub async fn run(config_file: &Path) -> Result<(), StartupError> {
     let (abort_hooks, hooks_aborted) = shutdown::channel();
     let poller_task = poller.run_with(polling_stopped, hooks_aborted);
     tokio::pin!(poller_task);
-    tokio::select! {
-        _ = &mut poller_task => return Ok(()),
-        signal = wait_for_stop_signal() => {
-            tracing::info!("{signal} received: stopping; a running command may finish within {} s", config.kill_agent_max_wait.as_secs());
-            stop_polling.trigger();
+    let mut running = config;
+    loop {
+        tokio::select! {
+            _ = &mut poller_task => return Ok(()),
+            received = signals.next() => match received {
+                Received::Reload => reload(config_file, &mut running, &log, &schedule),
+                Received::Stop(signal) => {
+                    tracing::info!(
+                        "{signal} received: stopping; a running command may finish within {} s",
+                        running.kill_agent_max_wait.as_secs()
+                    );
+                    stop_polling.trigger();
+                    break;
+                }
+            }
         }
     }
     tokio::select! {
         _ = &mut poller_task => {}
-        _ = tokio::time::sleep(config.kill_agent_max_wait) => {
+        _ = tokio::time::sleep(running.kill_agent_max_wait) => {
             tracing::warn!("the running command did not finish in time: stopping its scripts");
             abort_hooks.trigger();
-            let _ = tokio::time::timeout(Duration::from_secs(30), &mut poller_task).await;
+            let _ = tokio::time::timeout(ABORT_GRACE, &mut poller_task).await;
+        }
+        signal = signals.stop() => {
+            tracing::warn!("{signal} received again: stopping the running command's scripts now");
+            abort_hooks.trigger();
+            let _ = tokio::time::timeout(ABORT_GRACE, &mut poller_task).await;
         }
     }
     tracing::info!("codedeploy-agent stopped");
     Ok(())
 }
 
-async fn build_poller(config: &AgentConfig) -> Result<Poller, StartupError> {
+fn log_warnings(config_file: &Path, warnings: &[config::ConfigWarning]) {
+    for warning in warnings {
+        tracing::warn!(
+            "{}{}: `:{}:` {}",
+            config_file.display(),
+            warning
+                .line
+                .map(|l| format!(" line {l}"))
+                .unwrap_or_default(),
+            warning.key,
+            warning.message
+        );
+    }
+}
+
+fn schedule_of(config: &AgentConfig) -> Schedule {
+    Schedule {
+        wait_between_runs: config.wait_between_runs,
+        wait_after_throttle_error: config.wait_after_throttle_error,
+    }
+}
+
+/// SIGHUP: re-reads the file and applies what can change while running. A file
+/// that no longer parses leaves the running configuration as it is.
+fn reload(
+    config_file: &Path,
+    running: &mut AgentConfig,
+    log: &LogControl,
+    schedule: &watch::Sender<Schedule>,
+) {
+    let parsed = match config::load_agent_config(config_file) {
+        Ok(parsed) => parsed,
+        Err(e) => {
+            tracing::error!("SIGHUP: keeping the running configuration: {e}");
+            return;
+        }
+    };
+    log_warnings(config_file, &parsed.warnings);
+    let reread = parsed.config;
+    if reread.verbose != running.verbose {
+        if let Err(e) = log.set_verbose(reread.verbose) {
+            tracing::warn!("SIGHUP: {e}");
+        }
+    }
+    let new_schedule = schedule_of(&reread);
+    schedule.send_if_modified(|current| {
+        let changed = *current != new_schedule;
+        *current = new_schedule;
+        changed
+    });
+    let ignored = config::live_reload_ignored(running, &reread);
+    if !ignored.is_empty() {
+        tracing::warn!(
+            "SIGHUP: {} changed in {}; restart the agent to apply",
+            ignored
+                .iter()
+                .map(|k| format!("`:{k}:`"))
+                .collect::<Vec<_>>()
+                .join(", "),
+            config_file.display()
+        );
+    }
+    running.verbose = reread.verbose;
+    running.wait_between_runs = reread.wait_between_runs;
+    running.wait_after_throttle_error = reread.wait_after_throttle_error;
+    tracing::info!(
+        "SIGHUP: configuration reloaded from {}: verbose {}, wait_between_runs {} s, wait_after_throttle_error {} s",
+        config_file.display(),
+        running.verbose,
+        running.wait_between_runs.as_secs(),
+        running.wait_after_throttle_error.as_secs()
+    );
+}
+
+/// The signals the agent acts on, installed once at start.
+struct Signals {
+    term: Signal,
+    int: Signal,
+    hup: Signal,
+}
+
+impl Signals {
+    fn install() -> Result<Signals, StartupError> {
+        let install = |kind: SignalKind, name: &str| {
+            signal(kind).map_err(|e| {
+                StartupError::Invalid(format!("cannot install the {name} handler: {e}"))
+            })
+        };
+        Ok(Signals {
+            term: install(SignalKind::terminate(), "SIGTERM")?,
+            int: install(SignalKind::interrupt(), "SIGINT")?,
+            hup: install(SignalKind::hangup(), "SIGHUP")?,
+        })
+    }
+
+    async fn stop(&mut self) -> &'static str {
+        tokio::select! {
+            _ = self.term.recv() => "SIGTERM",
+            _ = self.int.recv() => "SIGINT",
+        }
+    }
+
+    async fn next(&mut self) -> Received {
+        tokio::select! {
+            _ = self.term.recv() => Received::Stop("SIGTERM"),
+            _ = self.int.recv() => Received::Stop("SIGINT"),
+            _ = self.hup.recv() => Received::Reload,
+        }
+    }
+}
+
+/// What a signal asks of the running agent.
+enum Received {
+    Stop(&'static str),
+    Reload,
+}
+
+async fn build_poller(
+    config: &AgentConfig,
+    schedule: watch::Receiver<Schedule>,
+) -> Result<Poller, StartupError> {
     let identity = identity::resolve(config).await?;
     let domain = identity
         .domain
         .clone()
         .unwrap_or_else(|| domain_for_region(&identity.region).to_string());
-    validate_region(&identity.region, &domain).map_err(|e| {
-        StartupError::Invalid(format!(
-            "{e} (region from {})",
-            config.on_premises_config_file.display()
-        ))
-    })?;
+    let region_source = match &identity.origin {
+        IdentityOrigin::Ec2 { .. } => "instance metadata".to_string(),
+        _ => config.on_premises_config_file.display().to_string(),
+    };
+    validate_region(&identity.region, &domain)
+        .map_err(|e| StartupError::Invalid(format!("{e} (region from {region_source})")))?;
     config::check_fips_region(config, &identity.region).map_err(StartupError::Invalid)?;
+    match &identity.origin {
+        IdentityOrigin::OnPremisesUser => tracing::info!(
+            "on-premises host {} in {} (IAM user keys from {})",
+            identity.host_identifier,
+            identity.region,
+            config.on_premises_config_file.display()
+        ),
+        IdentityOrigin::OnPremisesSession => tracing::info!(
+            "on-premises host {} in {} (IAM session, {:?})",
+            identity.host_identifier,
+            identity.region,
+            identity.credentials
+        ),
+        IdentityOrigin::Ec2 { partition, role } => tracing::info!(
+            "EC2 instance {} in {} (partition {partition}, domain {domain}), signing with instance-profile role {role}",
+            identity.host_identifier,
+            identity.region
+        ),
+    }
     let service = commands_service(&EndpointInputs {
         region: &identity.region,
         domain: Some(&domain),
@@ -117,6 +297,25 @@ async fn build_poller(config: &AgentConfig) -> Result<Poller, StartupError> {
     let verifier =
         SpecVerifier::from_ca_file(&config.deployment_spec_ca_file, config.spec_verification)
             .map_err(StartupError::Invalid)?;
+    match &config.proxy_uri {
+        Some(proxy) => tracing::info!(
+            "Commands and S3 traffic goes through proxy {}",
+            proxy.redacted()
+        ),
+        None => {
+            let set: Vec<&str> = PROXY_VARIABLES
+                .iter()
+                .copied()
+                .filter(|name| std::env::var_os(name).is_some_and(|v| !v.is_empty()))
+                .collect();
+            if !set.is_empty() {
+                tracing::info!(
+                    "no :proxy_uri:; the proxy variables {} apply (with NO_PROXY)",
+                    set.join(", ")
+                );
+            }
+        }
+    }
     let credentials = Arc::new(identity.credentials);
     let transport = TransportSettings {
         read_timeout: config.http_read_timeout,
@@ -156,29 +355,12 @@ async fn build_poller(config: &AgentConfig) -> Result<Poller, StartupError> {
             s3: S3Settings {
                 region: identity.region,
                 endpoint_override: s3_endpoint,
+                proxy: config.proxy_uri.clone(),
             },
             credentials,
         },
-        schedule: Schedule {
-            wait_between_runs: config.wait_between_runs,
-            wait_after_throttle_error: config.wait_after_throttle_error,
-        },
+        schedule,
     })
-}
-
-async fn wait_for_stop_signal() -> &'static str {
-    use tokio::signal::unix::{signal, SignalKind};
-    let (Ok(mut term), Ok(mut int)) = (
-        signal(SignalKind::terminate()),
-        signal(SignalKind::interrupt()),
-    ) else {
-        tracing::error!("cannot install signal handlers; stop the agent with SIGKILL");
-        return std::future::pending().await;
-    };
-    tokio::select! {
-        _ = term.recv() => "SIGTERM",
-        _ = int.recv() => "SIGINT",
-    }
 }
 
 /// The pid file and the exclusive lock that keeps a second agent off this host.

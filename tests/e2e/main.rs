@@ -25,6 +25,11 @@ macro_rules! ensure_eq {
 mod support;
 
 mod bundles;
+mod daemon;
 mod failures;
+mod footprint;
+mod identity;
 mod in_place;
+mod parity;
 mod polling;
+mod proxy;

@@ -25,14 +25,19 @@ pub enum OnPremisesIdentity {
         arn: String,
         credentials_file: PathBuf,
     },
+    /// No on-premises file at all: the agent must find out from instance
+    /// metadata that it is an EC2 instance (see `crate::imds`).
+    Ec2,
 }
 
 impl OnPremisesIdentity {
-    /// The host identifier the agent sends.
+    /// The host identifier the agent sends (empty for an EC2 instance, whose
+    /// identifier comes from instance metadata).
     pub fn arn(&self) -> &str {
         match self {
             OnPremisesIdentity::IamUser { arn, .. }
             | OnPremisesIdentity::IamSession { arn, .. } => arn,
+            OnPremisesIdentity::Ec2 => "",
         }
     }
 }
@@ -147,9 +152,9 @@ impl AgentConfig {
         text
     }
 
-    /// The text of `codedeploy.onpremises.yml`.
-    pub fn on_premises_yaml(&self) -> String {
-        match &self.identity {
+    /// The text of `codedeploy.onpremises.yml` (`None`: no file, an EC2 host).
+    pub fn on_premises_yaml(&self) -> Option<String> {
+        Some(match &self.identity {
             OnPremisesIdentity::IamUser {
                 arn,
                 access_key_id,
@@ -166,16 +171,24 @@ impl AgentConfig {
                 credentials_file.display(),
                 self.region
             ),
-        }
+            OnPremisesIdentity::Ec2 => return None,
+        })
     }
 
-    /// Writes both files and creates the log and pid directories (as the
-    /// package would). The deployment root is left for the agent to create.
+    /// Writes both files (for an EC2 host, removes the on-premises file) and
+    /// creates the log and pid directories (as the package would). The
+    /// deployment root is left for the agent to create.
     pub fn write(&self) -> io::Result<PathBuf> {
         std::fs::create_dir_all(&self.dir)?;
         std::fs::create_dir_all(&self.log_dir)?;
         std::fs::create_dir_all(&self.pid_dir)?;
-        std::fs::write(&self.on_premises_config_file, self.on_premises_yaml())?;
+        match self.on_premises_yaml() {
+            Some(text) => std::fs::write(&self.on_premises_config_file, text)?,
+            None => match std::fs::remove_file(&self.on_premises_config_file) {
+                Err(e) if e.kind() != io::ErrorKind::NotFound => return Err(e),
+                _ => {}
+            },
+        }
         let path = self.config_path();
         std::fs::write(&path, self.agent_yaml())?;
         Ok(path)
@@ -309,6 +322,25 @@ impl AgentProcess {
         )
     }
 
+    /// Sends a signal by name (`TERM`, `HUP`, `KILL`, ...) to the agent's pid.
+    pub fn signal(&mut self, name: &str) {
+        if self.is_running() {
+            let _ = Command::new("kill")
+                .arg(format!("-{name}"))
+                .arg(self.pid().to_string())
+                .status();
+        }
+    }
+
+    /// Waits until the process has exited, at most `timeout`; its status.
+    pub fn wait_for_exit(&mut self, timeout: Duration) -> Option<ExitStatus> {
+        let deadline = Instant::now() + timeout;
+        while self.is_running() && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        self.exit_status()
+    }
+
     /// SIGTERM, then SIGKILL if it has not exited within `grace`.
     pub fn stop(&mut self, grace: Duration) {
         if !self.is_running() {
@@ -396,11 +428,24 @@ mod tests {
     #[test]
     fn on_premises_yaml_names_the_user_and_region() {
         let dir = tempfile::tempdir().unwrap();
-        let text = config(dir.path()).on_premises_yaml();
+        let text = config(dir.path()).on_premises_yaml().unwrap();
         assert!(text.contains("iam_user_arn: arn:aws:iam::123456789012:user/host\n"));
         assert!(text.contains("aws_access_key_id: AKIA1\n"));
         assert!(text.contains("aws_secret_access_key: s3cr3t\n"));
         assert!(text.contains("region: us-east-1\n"));
+    }
+
+    #[test]
+    fn an_ec2_host_has_no_on_premises_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut cfg = config(dir.path());
+        cfg.write().unwrap();
+        assert!(cfg.on_premises_config_file.exists());
+        cfg.identity = OnPremisesIdentity::Ec2;
+        assert_eq!(cfg.on_premises_yaml(), None);
+        cfg.write().unwrap();
+        assert!(!cfg.on_premises_config_file.exists());
+        assert!(cfg.config_path().exists());
     }
 
     #[test]

@@ -60,6 +60,8 @@ pub enum Entry {
 pub struct Revision {
     entries: BTreeMap<String, Entry>,
     top_folder: Option<String>,
+    /// Numeric owner and group of tar entries; the builder's own otherwise.
+    owners: BTreeMap<String, (u32, u32)>,
 }
 
 impl Revision {
@@ -106,6 +108,14 @@ impl Revision {
         let prefix = format!("{path}/");
         self.entries
             .retain(|p, _| *p != path && !p.starts_with(&prefix));
+        self
+    }
+
+    /// Gives `path` the numeric owner `uid` and group `gid` in a tar or tgz
+    /// bundle (zip entries carry no owner), as if archived from a host where
+    /// another user owned it.
+    pub fn owned_by(mut self, path: &str, uid: u32, gid: u32) -> Self {
+        self.owners.insert(clean(path), (uid, gid));
         self
     }
 
@@ -165,6 +175,16 @@ impl Revision {
         all.into_iter().collect()
     }
 
+    /// The owner set with [`Revision::owned_by`] for an archive path (which
+    /// includes the top-level folder, if any).
+    fn owner_in_archive(&self, archive_path: &str) -> Option<(u32, u32)> {
+        let relative = match &self.top_folder {
+            Some(top) => archive_path.strip_prefix(top.as_str())?.strip_prefix('/')?,
+            None => archive_path,
+        };
+        self.owners.get(relative).copied()
+    }
+
     pub fn build(&self, bundle_type: BundleType) -> io::Result<Vec<u8>> {
         match bundle_type {
             BundleType::Tar => self.to_tar(),
@@ -178,6 +198,7 @@ impl Revision {
         let mtime = chrono::Utc::now().timestamp().max(0) as u64;
         let mut builder = tar::Builder::new(Vec::new());
         for (path, entry) in self.archive_entries() {
+            let (uid, gid) = self.owner_in_archive(&path).unwrap_or((uid, gid));
             let mut header = tar::Header::new_gnu();
             header.set_uid(uid.into());
             header.set_gid(gid.into());
@@ -334,6 +355,33 @@ mod tests {
         assert_eq!(script.3, b"#!/bin/sh\necho hi\n");
         let link = listing.iter().find(|e| e.0 == "content/current").unwrap();
         assert_eq!(link.1, tar::EntryType::Symlink);
+    }
+
+    #[test]
+    fn tar_entries_carry_the_owners_set_for_them() {
+        let bytes = sample()
+            .owned_by("content/index.html", 4321, 8765)
+            .with_top_folder("app")
+            .to_tar()
+            .unwrap();
+        let mut archive = tar::Archive::new(bytes.as_slice());
+        let owners: Vec<(String, u64, u64)> = archive
+            .entries()
+            .unwrap()
+            .map(|e| {
+                let e = e.unwrap();
+                let path = e.path().unwrap().to_string_lossy().into_owned();
+                (path, e.header().uid().unwrap(), e.header().gid().unwrap())
+            })
+            .collect();
+        let (own_uid, own_gid) = own_ids();
+        for (path, uid, gid) in owners {
+            if path == "app/content/index.html" {
+                assert_eq!((uid, gid), (4321, 8765));
+            } else {
+                assert_eq!((uid, gid), (own_uid.into(), own_gid.into()), "{path}");
+            }
+        }
     }
 
     #[test]

@@ -59,6 +59,25 @@ pub struct RoleCredentials {
     pub expiration: String,
 }
 
+impl RoleCredentials {
+    /// Credentials that expire `expires_in` from now.
+    pub fn expiring_in(
+        access_key_id: &str,
+        secret_access_key: &str,
+        token: &str,
+        expires_in: Duration,
+    ) -> RoleCredentials {
+        let expiration = chrono::Utc::now()
+            + chrono::Duration::from_std(expires_in).expect("a test expiry fits chrono");
+        RoleCredentials {
+            access_key_id: access_key_id.to_string(),
+            secret_access_key: secret_access_key.to_string(),
+            token: token.to_string(),
+            expiration: expiration.format("%Y-%m-%dT%H:%M:%SZ").to_string(),
+        }
+    }
+}
+
 /// One request the emulator saw.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ImdsRequest {
@@ -120,6 +139,21 @@ impl ImdsEmulator {
 
     pub fn requests(&self) -> Vec<ImdsRequest> {
         self.shared.requests.lock().unwrap().clone()
+    }
+
+    /// What the emulated instance is.
+    pub fn config(&self) -> ImdsConfig {
+        self.shared.config.lock().unwrap().clone()
+    }
+
+    /// How many times the role's credentials were handed out.
+    pub fn credential_fetches(&self) -> usize {
+        let role = self.config().role;
+        let path = format!("/latest/meta-data/iam/security-credentials/{role}");
+        self.requests()
+            .iter()
+            .filter(|r| r.path == path && r.status == 200)
+            .count()
     }
 }
 

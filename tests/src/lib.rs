@@ -1,7 +1,8 @@
 //! The end-to-end test harness of the CodeDeploy agent: a CodeDeploy
 //! Commands control-plane emulator (`emulator`), a real S3 server
 //! (`s3`, moto), a test PKI for signed deployment specifications (`ca`),
-//! revision bundles (`bundle`), the real agent process (`agent`), and
+//! revision bundles (`bundle`), an instance-metadata emulator (`imds`), a
+//! real forward proxy (`proxy`, tinyproxy), the real agent process (`agent`), and
 //! `testbed`, which wires them together for one test.
 //!
 //! Everything listens on and talks to 127.0.0.1 only.
@@ -11,6 +12,7 @@ pub mod bundle;
 pub mod ca;
 pub mod emulator;
 pub mod imds;
+pub mod proxy;
 pub mod s3;
 pub mod testbed;
 

@@ -18,6 +18,7 @@ use crate::ca::TestPki;
 use crate::emulator::{
     Credential, DeploymentStatus, Emulator, EmulatorConfig, Outcome, S3Location,
 };
+use crate::imds::{ImdsConfig, ImdsEmulator, RoleCredentials};
 use crate::s3::S3Server;
 
 /// The host's IAM user: its ARN is the host identifier.
@@ -32,6 +33,11 @@ pub const SESSION_ACCESS_KEY_ID: &str = "ASIAE2ETESTSESSION01";
 pub const SESSION_SECRET_ACCESS_KEY: &str = "e2e/Session+Secret/abcdefghijklmnop0123";
 pub const SESSION_TOKEN: &str = "IQoJb3JpZ2luX2VjE2VTestSessionTokenForCodeDeployE2E//////////";
 
+/// The EC2 instance profile's first credentials (see [`TestBed::start_ec2`]).
+pub const INSTANCE_ACCESS_KEY_ID: &str = "ASIAE2EINSTANCEPROF1";
+pub const INSTANCE_SECRET_ACCESS_KEY: &str = "e2e/Instance+Profile/Secret0123456789ab";
+pub const INSTANCE_TOKEN: &str = "IQoJb3JpZ2luX2VjE2VTestInstanceProfileTokenForCodeDeployE2E///";
+
 /// How the host is registered.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum HostRegistration {
@@ -40,12 +46,16 @@ pub enum HostRegistration {
     /// `iam_session_arn` with a shared-credentials file holding a session
     /// token.
     IamSession,
+    /// No on-premises file: an EC2 instance, identified by the test bed's
+    /// instance-metadata emulator and signing with its instance profile.
+    Ec2,
 }
 
 /// A test's world. Fields drop in order: the agent first, the temporary
 /// directory last.
 pub struct TestBed {
     agent: Mutex<Option<AgentProcess>>,
+    imds: Option<ImdsEmulator>,
     pub emulator: Emulator,
     pub s3: S3Server,
     pub pki: TestPki,
@@ -83,6 +93,9 @@ impl TestBed {
                 Credential::new(SESSION_ACCESS_KEY_ID, SESSION_SECRET_ACCESS_KEY)
                     .with_session_token(SESSION_TOKEN),
             ),
+            HostRegistration::Ec2 => {
+                panic!("an EC2 host needs instance metadata: use TestBed::start_ec2")
+            }
         };
         let emulator = Emulator::start(EmulatorConfig::new(
             host,
@@ -92,6 +105,7 @@ impl TestBed {
         .expect("the emulator can listen on 127.0.0.1");
         TestBed {
             agent: Mutex::new(None),
+            imds: None,
             emulator,
             s3,
             pki,
@@ -102,6 +116,56 @@ impl TestBed {
             keep: false,
             dir: Some(dir),
         }
+    }
+
+    /// An EC2 instance as `instance` describes it: an instance-metadata
+    /// emulator handing out the instance profile's credentials (valid for 6
+    /// hours, [`INSTANCE_ACCESS_KEY_ID`]), and a Commands emulator in the
+    /// instance's region that knows the instance ARN and those credentials.
+    pub fn start_ec2(name: &str, instance: ImdsConfig) -> TestBed {
+        let dir = tempfile::Builder::new()
+            .prefix(&format!("codedeploy-e2e-{name}-"))
+            .tempdir()
+            .expect("a temporary directory can be created");
+        let path = dir.path().to_path_buf();
+        let pki = TestPki::generate().expect("the test PKI can be generated");
+        let s3 = S3Server::start(&path).unwrap_or_else(|e| panic!("{e}"));
+        let credential = Credential::new(INSTANCE_ACCESS_KEY_ID, INSTANCE_SECRET_ACCESS_KEY)
+            .with_session_token(INSTANCE_TOKEN);
+        let imds = ImdsEmulator::start(instance.clone());
+        imds.set_credentials(RoleCredentials::expiring_in(
+            INSTANCE_ACCESS_KEY_ID,
+            INSTANCE_SECRET_ACCESS_KEY,
+            INSTANCE_TOKEN,
+            Duration::from_secs(6 * 3600),
+        ));
+        let mut config = EmulatorConfig::new(
+            &instance.host_identifier(),
+            vec![credential.clone()],
+            pki.clone(),
+        );
+        config.region = instance.region.clone();
+        let emulator = Emulator::start(config).expect("the emulator can listen on 127.0.0.1");
+        TestBed {
+            agent: Mutex::new(None),
+            imds: Some(imds),
+            emulator,
+            s3,
+            pki,
+            credential,
+            registration: HostRegistration::Ec2,
+            buckets: Mutex::new(HashSet::new()),
+            path,
+            keep: false,
+            dir: Some(dir),
+        }
+    }
+
+    /// The instance-metadata emulator of a bed made by [`TestBed::start_ec2`].
+    pub fn imds(&self) -> &ImdsEmulator {
+        self.imds
+            .as_ref()
+            .expect("only a test bed made by TestBed::start_ec2 has instance metadata")
     }
 
     /// Keeps the temporary directory when the test bed is dropped.
@@ -168,13 +232,19 @@ impl TestBed {
                 arn: self.emulator.host_identifier().to_string(),
                 credentials_file: self.agent_dir().join("credentials"),
             },
+            HostRegistration::Ec2 => OnPremisesIdentity::Ec2,
         };
-        AgentConfig::new(
+        let mut config = AgentConfig::new(
             &self.agent_dir(),
             &self.emulator.endpoint(),
             &self.s3.endpoint(),
             identity,
-        )
+        );
+        if let Some(imds) = &self.imds {
+            config.region = imds.config().region;
+            config = config.env("AWS_EC2_METADATA_SERVICE_ENDPOINT", &imds.endpoint());
+        }
+        config
     }
 
     /// Starts the agent with the default configuration.
@@ -219,6 +289,29 @@ impl TestBed {
         }
     }
 
+    /// Sends the agent a signal by name (`HUP`, `TERM`, `KILL`, ...).
+    pub fn signal_agent(&self, name: &str) {
+        if let Some(agent) = self.agent.lock().expect("agent lock").as_mut() {
+            agent.signal(name);
+        }
+    }
+
+    /// SIGKILL, as a crash or an out-of-memory kill would end the agent.
+    pub fn kill_agent(&self) {
+        if let Some(agent) = self.agent.lock().expect("agent lock").as_mut() {
+            agent.kill();
+        }
+    }
+
+    /// Waits at most `timeout` for the agent to exit; its exit status.
+    pub fn wait_for_agent_exit(&self, timeout: Duration) -> Option<std::process::ExitStatus> {
+        self.agent
+            .lock()
+            .expect("agent lock")
+            .as_mut()
+            .and_then(|a| a.wait_for_exit(timeout))
+    }
+
     pub fn agent_running(&self) -> bool {
         self.agent
             .lock()
@@ -229,7 +322,11 @@ impl TestBed {
 
     /// The running agent's process id, for tools that read /proc.
     pub fn agent_pid(&self) -> Option<u32> {
-        self.agent.lock().expect("agent lock").as_ref().map(|a| a.pid())
+        self.agent
+            .lock()
+            .expect("agent lock")
+            .as_ref()
+            .map(|a| a.pid())
     }
 
     /// Waits until the deployment ends, at most `timeout`, and stops

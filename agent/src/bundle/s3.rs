@@ -1,7 +1,8 @@
 //! Fetching a bundle from S3: the client, and one GetObject streamed to disk.
 //! Memory stays flat whatever the bundle size (chunk by chunk to a temporary file
 //! beside the destination, renamed into place only when complete). Never
-//! unpacks, never retries on its own (the SDK's standard retries apply).
+//! unpacks, never retries on its own (the SDK's standard retries apply). The
+//! client goes through the same proxy as the Commands client.
 
 use std::path::Path;
 
@@ -9,25 +10,48 @@ use aws_credential_types::Credentials;
 use aws_sdk_s3::config::{BehaviorVersion, Region};
 use aws_sdk_s3::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
 use aws_sdk_s3::operation::get_object::GetObjectError;
+use aws_smithy_http_client::proxy::ProxyConfig;
 use aws_smithy_http_client::tls;
 use tokio::io::AsyncWriteExt;
 
 use super::error::{BundleError, S3Object};
+use crate::config::ProxyUri;
 use crate::spec::S3Revision;
 
 /// An S3 client for bundle downloads. With `endpoint_override` (the agent's
 /// `s3_endpoint_override`) requests go to that URL with path-style addressing,
 /// which is what S3-compatible servers and plain-http test servers need.
+/// With `proxy` (`:proxy_uri:`) every request goes through that proxy; without
+/// it, `HTTPS_PROXY`/`HTTP_PROXY`/`NO_PROXY` decide, as for the Commands client.
 pub fn s3_client(
     region: &str,
     endpoint_override: Option<&str>,
     credentials: Credentials,
+    proxy: Option<&ProxyUri>,
 ) -> aws_sdk_s3::Client {
-    let http_client = aws_smithy_http_client::Builder::new()
-        .tls_provider(tls::Provider::Rustls(
-            tls::rustls_provider::CryptoMode::Ring,
-        ))
-        .build_https();
+    let proxy = match proxy {
+        // An explicit proxy ignores NO_PROXY: `:proxy_uri:` is for all AWS traffic.
+        Some(uri) => ProxyConfig::all(uri.uri().clone())
+            .expect("ProxyUri guarantees an http(s) scheme and a host, all ProxyConfig checks"),
+        None => ProxyConfig::from_env(),
+    };
+    // The plain `Builder` has no proxy setting; a connector function builds each
+    // connector with the SDK's timeouts and sleep, plus the proxy.
+    let http_client = aws_smithy_http_client::Builder::new().build_with_connector_fn(
+        move |settings, components| {
+            let mut connector = aws_smithy_http_client::Connector::builder();
+            connector.set_connector_settings(settings.cloned());
+            if let Some(components) = components {
+                connector.set_sleep_impl(components.sleep_impl());
+            }
+            connector
+                .proxy_config(proxy.clone())
+                .tls_provider(tls::Provider::Rustls(
+                    tls::rustls_provider::CryptoMode::Ring,
+                ))
+                .build()
+        },
+    );
     let mut config = aws_sdk_s3::Config::builder()
         .behavior_version(BehaviorVersion::latest())
         .region(Region::new(region.to_string()))

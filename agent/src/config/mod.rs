@@ -4,15 +4,17 @@
 mod model;
 mod onprem;
 mod parse;
+mod proxy;
 
 use std::path::{Path, PathBuf};
 
 pub use model::{
-    AgentConfig, ConfigWarning, SpecVerification, DEFAULT_CONFIG_FILE, DEFAULT_ON_PREMISES_FILE,
-    DEFAULT_SPEC_CA_FILE,
+    AgentConfig, ConfigWarning, SpecVerification, DEFAULT_CONFIG_FILE, DEFAULT_LOG_MAX_SIZE,
+    DEFAULT_ON_PREMISES_FILE, DEFAULT_SPEC_CA_FILE,
 };
 pub use onprem::{parse_on_premises, OnPremisesIdentity};
-pub use parse::{check_fips_region, parse_agent_config, ParsedConfig};
+pub use parse::{check_fips_region, live_reload_ignored, parse_agent_config, ParsedConfig};
+pub use proxy::ProxyUri;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {

@@ -4,6 +4,8 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
+use super::proxy::ProxyUri;
+
 /// Where the official agent installs the CA chain that signs deployment specs.
 pub const DEFAULT_SPEC_CA_FILE: &str =
     "/opt/codedeploy-agent/certs/host-agent-deployment-signer-ca-chain.pem";
@@ -12,6 +14,9 @@ pub const DEFAULT_ON_PREMISES_FILE: &str = "/etc/codedeploy-agent/conf/codedeplo
 
 /// The upper bound the agent puts on `kill_agent_max_wait_time_seconds`.
 pub const MAX_KILL_WAIT: Duration = Duration::from_secs(24 * 3600);
+
+/// The agent log is rotated when it would grow past this (`:log_max_size_mb:`).
+pub const DEFAULT_LOG_MAX_SIZE: u64 = 64 * 1024 * 1024;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct AgentConfig {
@@ -24,7 +29,7 @@ pub struct AgentConfig {
     pub wait_between_runs: Duration,
     pub wait_after_throttle_error: Duration,
     pub wait_after_connection_problem: Duration,
-    pub proxy_uri: Option<String>,
+    pub proxy_uri: Option<ProxyUri>,
     pub max_revisions: u32,
     pub disable_imds_v1: bool,
     pub on_premises_config_file: PathBuf,
@@ -40,6 +45,10 @@ pub struct AgentConfig {
     pub deployment_spec_ca_file: PathBuf,
     /// Ours: how strictly a PKCS7/JSON spec is checked.
     pub spec_verification: SpecVerification,
+    /// Ours: the agent log's size bound in bytes before it is rotated; `None`
+    /// leaves rotation to an external tool (logrotate with `copytruncate` or
+    /// `create`: the agent follows either).
+    pub log_max_size: Option<u64>,
 }
 
 /// How a signed deployment specification is verified.
@@ -78,6 +87,7 @@ impl Default for AgentConfig {
             ongoing_deployment_tracking: "ongoing-deployment".to_string(),
             deployment_spec_ca_file: PathBuf::from(DEFAULT_SPEC_CA_FILE),
             spec_verification: SpecVerification::SignatureAndChain,
+            log_max_size: Some(DEFAULT_LOG_MAX_SIZE),
         }
     }
 }

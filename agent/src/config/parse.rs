@@ -9,6 +9,7 @@ use std::time::Duration;
 use serde_norway::Value;
 
 use super::model::{AgentConfig, ConfigWarning, SpecVerification, MAX_KILL_WAIT};
+use super::proxy::ProxyUri;
 use super::ConfigError;
 
 /// Keys the official agents know that this agent accepts and does not use.
@@ -99,7 +100,24 @@ pub fn parse_agent_config(text: &str, file: &Path) -> Result<ParsedConfig, Confi
             "wait_after_connection_problem" => {
                 config.wait_after_connection_problem = field.seconds()?
             }
-            "proxy_uri" => config.proxy_uri = field.optional_string()?,
+            "proxy_uri" => {
+                config.proxy_uri = match field.optional_string()? {
+                    Some(text) => Some(ProxyUri::parse(&text).map_err(|why| {
+                        field.invalid_hiding_value(&format!(
+                            "an http:// or https:// proxy URL ({why})"
+                        ))
+                    })?),
+                    None => None,
+                }
+            }
+            "log_max_size_mb" => {
+                let megabytes = field.number().ok().filter(|n| *n >= 0.0 && n.is_finite());
+                let megabytes = megabytes.ok_or_else(|| {
+                    field.invalid("a size in MiB (0 leaves rotation to logrotate)")
+                })?;
+                config.log_max_size =
+                    (megabytes > 0.0).then(|| ((megabytes * 1024.0 * 1024.0) as u64).max(1024));
+            }
             "max_revisions" => {
                 config.max_revisions = field
                     .integer()
@@ -173,6 +191,103 @@ pub fn check_fips_region(config: &AgentConfig, region: &str) -> Result<(), Strin
     Ok(())
 }
 
+/// The keys whose new value a running agent does not pick up on SIGHUP, when
+/// they differ between the running and the re-read configuration (pure). The
+/// live ones are `verbose`, `wait_between_runs` and `wait_after_throttle_error`.
+pub fn live_reload_ignored(running: &AgentConfig, reread: &AgentConfig) -> Vec<&'static str> {
+    // Destructured so that a new field cannot be forgotten here.
+    let AgentConfig {
+        log_aws_wire,
+        log_dir,
+        pid_dir,
+        program_name,
+        root_dir,
+        verbose: _,
+        wait_between_runs: _,
+        wait_after_throttle_error: _,
+        wait_after_connection_problem,
+        proxy_uri,
+        max_revisions,
+        disable_imds_v1,
+        on_premises_config_file,
+        http_read_timeout,
+        kill_agent_max_wait,
+        enable_deployments_log,
+        use_fips_mode,
+        deploy_control_endpoint,
+        s3_endpoint_override,
+        enable_auth_policy,
+        ongoing_deployment_tracking,
+        deployment_spec_ca_file,
+        spec_verification,
+        log_max_size,
+    } = running;
+    let mut ignored = Vec::new();
+    let mut check = |changed: bool, key: &'static str| {
+        if changed {
+            ignored.push(key);
+        }
+    };
+    check(*log_aws_wire != reread.log_aws_wire, "log_aws_wire");
+    check(*log_dir != reread.log_dir, "log_dir");
+    check(*pid_dir != reread.pid_dir, "pid_dir");
+    check(*program_name != reread.program_name, "program_name");
+    check(*root_dir != reread.root_dir, "root_dir");
+    check(
+        *wait_after_connection_problem != reread.wait_after_connection_problem,
+        "wait_after_connection_problem",
+    );
+    check(*proxy_uri != reread.proxy_uri, "proxy_uri");
+    check(*max_revisions != reread.max_revisions, "max_revisions");
+    check(
+        *disable_imds_v1 != reread.disable_imds_v1,
+        "disable_imds_v1",
+    );
+    check(
+        *on_premises_config_file != reread.on_premises_config_file,
+        "on_premises_config_file",
+    );
+    check(
+        *http_read_timeout != reread.http_read_timeout,
+        "http_read_timeout",
+    );
+    check(
+        *kill_agent_max_wait != reread.kill_agent_max_wait,
+        "kill_agent_max_wait_time_seconds",
+    );
+    check(
+        *enable_deployments_log != reread.enable_deployments_log,
+        "enable_deployments_log",
+    );
+    check(*use_fips_mode != reread.use_fips_mode, "use_fips_mode");
+    check(
+        *deploy_control_endpoint != reread.deploy_control_endpoint,
+        "deploy_control_endpoint",
+    );
+    check(
+        *s3_endpoint_override != reread.s3_endpoint_override,
+        "s3_endpoint_override",
+    );
+    check(
+        *enable_auth_policy != reread.enable_auth_policy,
+        "enable_auth_policy",
+    );
+    check(
+        *ongoing_deployment_tracking != reread.ongoing_deployment_tracking,
+        "ongoing_deployment_tracking",
+    );
+    check(
+        *deployment_spec_ca_file != reread.deployment_spec_ca_file,
+        "deployment_spec_ca_file",
+    );
+    check(
+        *spec_verification != reread.spec_verification,
+        "deployment_spec_verify_chain",
+    );
+    check(*log_max_size != reread.log_max_size, "log_max_size_mb");
+    ignored
+}
+
 /// One key of the file, with what is needed to explain a bad value.
 struct Field<'a> {
     file: &'a Path,
@@ -193,6 +308,17 @@ impl Field<'_> {
             line: self.line(),
             expected: expected.to_string(),
             found: describe(self.value),
+        }
+    }
+
+    /// Like `invalid`, for values that may carry a password.
+    fn invalid_hiding_value(&self, expected: &str) -> ConfigError {
+        ConfigError::InvalidValue {
+            file: self.file.to_path_buf(),
+            key: self.key.to_string(),
+            line: self.line(),
+            expected: expected.to_string(),
+            found: "a value not shown here (it may hold a password)".to_string(),
         }
     }
 
@@ -220,6 +346,15 @@ impl Field<'_> {
             _ => None,
         }
         .ok_or_else(|| self.invalid("a whole number of 0 or more"))
+    }
+
+    fn number(&self) -> Result<f64, ConfigError> {
+        match self.value {
+            Value::Number(n) => n.as_f64(),
+            Value::String(s) => s.trim().parse().ok(),
+            _ => None,
+        }
+        .ok_or_else(|| self.invalid("a number"))
     }
 
     fn seconds(&self) -> Result<Duration, ConfigError> {
@@ -407,6 +542,57 @@ mod tests {
     }
 
     #[test]
+    fn proxy_uri_is_checked_once_and_kept_typed() {
+        let c = parse(":proxy_uri: http://user:pw@127.0.0.1:3128\n")
+            .unwrap()
+            .config;
+        let proxy = c.proxy_uri.unwrap();
+        assert_eq!(proxy.as_str(), "http://user:pw@127.0.0.1:3128");
+        assert_eq!(proxy.redacted(), "http://user:***@127.0.0.1:3128");
+        let message = parse(":verbose: true\n:proxy_uri: socks5://u:hunter2@p:1080\n")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            message.contains("proxy_uri")
+                && message.contains("line 2")
+                && message.contains("socks5"),
+            "{message}"
+        );
+        assert!(!message.contains("hunter2"), "{message}");
+        assert_eq!(parse(":proxy_uri: ''\n").unwrap().config.proxy_uri, None);
+    }
+
+    #[test]
+    fn log_size_bound_in_mib() {
+        let size = |text: &str| parse(text).map(|p| p.config.log_max_size);
+        assert_eq!(size("").unwrap(), Some(64 * 1024 * 1024));
+        assert_eq!(
+            size(":log_max_size_mb: 10\n").unwrap(),
+            Some(10 * 1024 * 1024)
+        );
+        assert_eq!(size(":log_max_size_mb: 0.5\n").unwrap(), Some(512 * 1024));
+        assert_eq!(size(":log_max_size_mb: 0\n").unwrap(), None);
+        assert!(size(":log_max_size_mb: -1\n").is_err());
+        assert!(size(":log_max_size_mb: big\n").is_err());
+    }
+
+    #[test]
+    fn reload_names_the_keys_that_need_a_restart() {
+        let running = AgentConfig::default();
+        let mut reread = running.clone();
+        reread.verbose = true;
+        reread.wait_between_runs = Duration::from_secs(5);
+        reread.wait_after_throttle_error = Duration::from_secs(9);
+        assert!(live_reload_ignored(&running, &reread).is_empty());
+        reread.root_dir = PathBuf::from("/elsewhere");
+        reread.proxy_uri = Some(ProxyUri::parse("http://p:1").unwrap());
+        assert_eq!(
+            live_reload_ignored(&running, &reread),
+            vec!["root_dir", "proxy_uri"]
+        );
+    }
+
+    #[test]
     fn kill_wait_is_clamped_to_a_day() {
         let parsed = parse(":kill_agent_max_wait_time_seconds: 999999\n").unwrap();
         assert_eq!(parsed.config.kill_agent_max_wait, MAX_KILL_WAIT);
@@ -415,8 +601,10 @@ mod tests {
 
     #[test]
     fn fips_only_in_us_regions() {
-        let mut c = AgentConfig::default();
-        c.use_fips_mode = true;
+        let mut c = AgentConfig {
+            use_fips_mode: true,
+            ..AgentConfig::default()
+        };
         assert!(check_fips_region(&c, "us-west-2").is_ok());
         assert!(check_fips_region(&c, "eu-west-1")
             .unwrap_err()

@@ -1,9 +1,13 @@
 //! EC2 instance metadata: the instance identity document, partition and domain,
-//! read with IMDSv2 tokens (IMDSv1 only as a fallback the operator can forbid).
-//! Never goes through a proxy; every request is bounded in time and retried twice.
+//! and the instance profile's credentials, read with IMDSv2 tokens (IMDSv1 only
+//! as a fallback the operator can forbid). Never goes through a proxy; every
+//! request is bounded in time and retried twice. Parsing what metadata answers
+//! is pure and lives beside the client.
 
-use std::time::Duration;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, SystemTime};
 
+use aws_credential_types::Credentials;
 use serde::Deserialize;
 use tokio::sync::Mutex;
 
@@ -12,6 +16,8 @@ pub const DEFAULT_ENDPOINT: &str = "http://169.254.169.254";
 const TOKEN_TTL_SECONDS: &str = "21600";
 /// Waits before the second and third attempt of a request.
 const RETRY_DELAYS: [Duration; 2] = [Duration::from_secs(1), Duration::from_secs(2)];
+/// Lists the instance profile's role; the role's credentials are below it.
+const SECURITY_CREDENTIALS: &str = "/latest/meta-data/iam/security-credentials/";
 
 #[derive(Debug, thiserror::Error)]
 pub enum ImdsError {
@@ -22,9 +28,11 @@ pub enum ImdsError {
         detail: String,
     },
     #[error(
-        "instance metadata refused an IMDSv2 token ({detail}) and :disable_imds_v1: forbids IMDSv1"
+        "instance metadata refused an IMDSv2 token ({detail}) and :disable_imds_v1: forbids IMDSv1; enable IMDSv2 tokens for this instance (metadata options, hop limit) or set :disable_imds_v1: false"
     )]
     TokenRefused { detail: String },
+    #[error("this EC2 instance has no IAM instance profile (instance metadata lists no role under {SECURITY_CREDENTIALS}); attach one that allows CodeDeploy")]
+    NoInstanceProfile,
     #[error("instance metadata answered {path} with HTTP {status}")]
     Status { path: String, status: u16 },
     #[error("instance metadata {path} is not what the agent expects: {detail}")]
@@ -44,6 +52,8 @@ pub struct Imds {
     v1: ImdsV1,
     token: Mutex<Option<String>>,
     timeout: Duration,
+    /// The IMDSv1 fallback is a warning once, then a debug line.
+    warned_v1: AtomicBool,
 }
 
 /// What instance metadata tells about this instance.
@@ -108,6 +118,7 @@ impl Imds {
             v1,
             token: Mutex::new(None),
             timeout,
+            warned_v1: AtomicBool::new(false),
         })
     }
 
@@ -141,6 +152,25 @@ impl Imds {
             partition,
             domain,
         })
+    }
+
+    /// The instance profile's role and its current credentials.
+    pub async fn instance_profile_credentials(&self) -> Result<(String, Credentials), ImdsError> {
+        let listing = match self.get(SECURITY_CREDENTIALS).await {
+            Err(ImdsError::Status { status: 404, .. }) => return Err(ImdsError::NoInstanceProfile),
+            other => other?,
+        };
+        let role = listing
+            .lines()
+            .map(str::trim)
+            .find(|line| !line.is_empty())
+            .ok_or(ImdsError::NoInstanceProfile)?
+            .to_string();
+        let path = format!("{SECURITY_CREDENTIALS}{role}");
+        let document = self.get(&path).await?;
+        let credentials = parse_role_credentials(&document)
+            .map_err(|detail| ImdsError::Invalid { path, detail })?;
+        Ok((role, credentials))
     }
 
     /// GET a metadata path: up to three attempts; a 401 with a token fetches a
@@ -213,12 +243,20 @@ impl Imds {
                 Err(e) => e.to_string(),
             },
             Ok(response) => format!("HTTP {}", response.status().as_u16()),
-            Err(e) => e.to_string(),
+            Err(e) if self.v1 == ImdsV1::Disabled => {
+                // Nothing answered: that is not a refusal, and may pass on retry.
+                return Err(self.unreachable("/latest/api/token", e));
+            }
+            Err(e) => crate::protocol::client::error_chain(&e),
         };
         *cached = None;
         match self.v1 {
             ImdsV1::Allowed => {
-                tracing::warn!("no IMDSv2 token ({failure}); falling back to IMDSv1");
+                if self.warned_v1.swap(true, Ordering::Relaxed) {
+                    tracing::debug!("no IMDSv2 token ({failure}); using IMDSv1");
+                } else {
+                    tracing::warn!("no IMDSv2 token ({failure}); falling back to IMDSv1");
+                }
                 Ok(None)
             }
             ImdsV1::Disabled => Err(ImdsError::TokenRefused { detail: failure }),
@@ -232,15 +270,92 @@ impl Imds {
             detail: if error.is_timeout() {
                 "timed out".to_string()
             } else {
-                error.to_string()
+                crate::protocol::client::error_chain(&error)
             },
         }
     }
 }
 
+#[derive(Deserialize)]
+#[serde(rename_all = "PascalCase")]
+struct RoleCredentialsDocument {
+    code: Option<String>,
+    access_key_id: String,
+    secret_access_key: String,
+    token: String,
+    expiration: String,
+}
+
+/// The credentials of an instance-profile role document (pure): keys, session
+/// token and expiry. Error texts never quote the document (it holds secrets).
+pub fn parse_role_credentials(json: &str) -> Result<Credentials, String> {
+    let doc: RoleCredentialsDocument = serde_json::from_str(json).map_err(|e| {
+        format!(
+            "not a credentials document (line {}, column {})",
+            e.line(),
+            e.column()
+        )
+    })?;
+    if let Some(code) = doc.code.as_deref().filter(|c| *c != "Success") {
+        return Err(format!(
+            "the role's credentials are not available (Code {code})"
+        ));
+    }
+    if doc.access_key_id.is_empty() || doc.secret_access_key.is_empty() {
+        return Err("AccessKeyId and SecretAccessKey must not be empty".to_string());
+    }
+    let expiry = chrono::DateTime::parse_from_rfc3339(doc.expiration.trim()).map_err(|e| {
+        format!(
+            "Expiration '{}' is not an RFC 3339 time: {e}",
+            doc.expiration
+        )
+    })?;
+    let expiry = SystemTime::from(expiry.with_timezone(&chrono::Utc));
+    Ok(Credentials::new(
+        doc.access_key_id,
+        doc.secret_access_key,
+        (!doc.token.is_empty()).then_some(doc.token),
+        Some(expiry),
+        "ec2-instance-profile",
+    ))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn role_credentials_document() {
+        let doc = r#"{"Code":"Success","LastUpdated":"2026-01-01T00:00:00Z","Type":"AWS-HMAC","AccessKeyId":"ASIAX","SecretAccessKey":"sk","Token":"tok","Expiration":"2026-01-01T06:00:00Z"}"#;
+        let c = parse_role_credentials(doc).unwrap();
+        assert_eq!(
+            (c.access_key_id(), c.secret_access_key(), c.session_token()),
+            ("ASIAX", "sk", Some("tok"))
+        );
+        assert_eq!(
+            c.expiry(),
+            Some(SystemTime::UNIX_EPOCH + Duration::from_secs(1_767_247_200))
+        );
+        let cases = [
+            (
+                r#"{"Code":"AssumeRoleUnauthorizedAccess","AccessKeyId":"","SecretAccessKey":"","Token":"","Expiration":""}"#,
+                "Code AssumeRoleUnauthorizedAccess",
+            ),
+            (
+                r#"{"AccessKeyId":"A","SecretAccessKey":"s3cr3t","Token":"t","Expiration":"tomorrow"}"#,
+                "RFC 3339",
+            ),
+            (
+                r#"{"AccessKeyId":"A","SecretAccessKey":"s3cr3t"}"#,
+                "not a credentials document",
+            ),
+        ];
+        for (doc, expected) in cases {
+            let message = parse_role_credentials(doc).unwrap_err();
+            assert!(message.contains(expected), "{doc}: {message}");
+            assert!(!message.contains("s3cr3t"), "{message}");
+        }
+    }
 
     #[test]
     fn host_identifier_per_partition() {

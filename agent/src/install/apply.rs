@@ -1,15 +1,19 @@
 //! Executing an install plan on the host. Copies land atomically (temporary file
 //! in the destination directory, then rename), keep mode and times, and, as
 //! root, owner and group (`cp -p`); a link in the revision is recreated as a
-//! link. Permission steps never follow a link to its target. Every created path
-//! is recorded in the cleanup log before (copies) or right after (directories)
-//! it appears.
+//! link. A file copied over a link the host already had to a file (OVERWRITE)
+//! lands in the linked file and the link stays, as `cp -p` and the official
+//! agent do; that file then also receives the destination's permission steps.
+//! Otherwise permission steps never follow a link to its target. Every created
+//! path is recorded in the cleanup log before (copies) or right after
+//! (directories) it appears.
 
+use std::collections::HashMap;
 use std::ffi::OsString;
 use std::fs;
 use std::io;
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
 use nix::unistd::{Group, Uid, User};
@@ -21,15 +25,32 @@ use crate::appspec::{AclEntry, AclKind, AclPerms, SeLinuxContext};
 
 pub fn apply(plan: &InstallPlan, cleanup: &mut CleanupLog) -> Result<(), InstallError> {
     let as_root = Uid::effective().is_root();
+    // Destinations whose copy landed in the file a host link points to; the
+    // permission steps for them go to that file.
+    let mut written_through: HashMap<&Path, PathBuf> = HashMap::new();
     for instruction in &plan.instructions {
+        let instruction_file = match instruction {
+            Instruction::Chmod { file, .. }
+            | Instruction::Chown { file, .. }
+            | Instruction::SetAcl { file, .. }
+            | Instruction::SetContext { file, .. } => Some(file.as_path()),
+            Instruction::Copy { .. } | Instruction::Mkdir { .. } => None,
+        };
+        let target = instruction_file
+            .and_then(|file| written_through.get(file))
+            .map(PathBuf::as_path);
         match instruction {
             Instruction::Copy {
                 source,
                 destination,
             } => {
                 // Recorded first: a crash mid-copy must not leave an unlisted file.
+                // The link, not its file, is listed: the next Install removes
+                // the link only, as the official agent does.
                 cleanup.record(destination)?;
-                copy(source, destination, as_root)?;
+                if let Some(linked) = copy(source, destination, as_root)? {
+                    written_through.insert(destination.as_path(), linked);
+                }
             }
             Instruction::Mkdir { directory } => {
                 fs::create_dir(directory)
@@ -37,20 +58,23 @@ pub fn apply(plan: &InstallPlan, cleanup: &mut CleanupLog) -> Result<(), Install
                 cleanup.record(directory)?;
             }
             Instruction::Chmod { file, mode } => {
+                let file = target.unwrap_or(file);
                 if !is_symlink(file)? {
                     fs::set_permissions(file, fs::Permissions::from_mode(mode.bits()))
                         .map_err(InstallError::io("set the mode of", file))?;
                 }
             }
             Instruction::Chown { file, owner, group } => {
-                chown(file, owner.as_deref(), group.as_deref())?
+                chown(target.unwrap_or(file), owner.as_deref(), group.as_deref())?
             }
             Instruction::SetAcl { file, acl } => {
+                let file = target.unwrap_or(file);
                 if !is_symlink(file)? {
                     set_acl(file, acl)?;
                 }
             }
             Instruction::SetContext { file, context } => {
+                let file = target.unwrap_or(file);
                 let real = fs::canonicalize(file).map_err(InstallError::io("resolve", file))?;
                 set_context(&real, context)?;
                 cleanup.record_context(&real)?;
@@ -66,19 +90,55 @@ fn is_symlink(path: &Path) -> Result<bool, InstallError> {
         .map_err(InstallError::io("inspect", path))
 }
 
-fn copy(source: &Path, destination: &Path, as_root: bool) -> Result<(), InstallError> {
+/// The file a copy over `destination` writes to when `destination` is a link
+/// the host already has to a regular file: `cp -p` opens the destination
+/// through the link, so the link stays and its file gets the new content.
+/// `None` for anything else (no link, a dangling link, a link to a
+/// directory or a device), which the copy replaces or creates as it is.
+fn linked_file(destination: &Path) -> Option<PathBuf> {
+    let is_link = fs::symlink_metadata(destination).is_ok_and(|meta| meta.file_type().is_symlink());
+    let to_file = fs::metadata(destination).is_ok_and(|meta| meta.is_file());
+    if is_link && to_file {
+        fs::canonicalize(destination).ok()
+    } else {
+        None
+    }
+}
+
+/// Copies `source` to `destination`; returns the linked file it wrote
+/// instead when `destination` is a host link to a file.
+fn copy(source: &Path, destination: &Path, as_root: bool) -> Result<Option<PathBuf>, InstallError> {
+    let meta = fs::symlink_metadata(source).map_err(InstallError::io("read", source))?;
+    let linked = if meta.file_type().is_symlink() {
+        // A link in the revision replaces what is there with a link.
+        None
+    } else {
+        linked_file(destination)
+    };
+    let landing = linked.as_deref().unwrap_or(destination);
+    place(source, &meta, landing, as_root)?;
+    Ok(linked)
+}
+
+/// Puts a copy of `source` (whose metadata is `meta`) at `destination`
+/// through a temporary file beside it and a rename.
+fn place(
+    source: &Path,
+    meta: &fs::Metadata,
+    destination: &Path,
+    as_root: bool,
+) -> Result<(), InstallError> {
     let error = InstallError::io("install", destination);
     let dir = destination.parent().unwrap_or(Path::new("/"));
     let name = destination
         .file_name()
         .map(|n| n.to_string_lossy().into_owned())
         .unwrap_or_default();
-    let meta = fs::symlink_metadata(source).map_err(InstallError::io("read", source))?;
     let owner = as_root.then(|| (meta.uid(), meta.gid()));
 
     if meta.file_type().is_symlink() {
         let target = fs::read_link(source).map_err(InstallError::io("read the link", source))?;
-        let place = || -> io::Result<()> {
+        let write = || -> io::Result<()> {
             // A unique name beside the destination, then rename over it.
             let temporary = tempfile::Builder::new()
                 .prefix(&format!(".{name}."))
@@ -89,10 +149,10 @@ fn copy(source: &Path, destination: &Path, as_root: bool) -> Result<(), InstallE
             temporary.persist(destination).map_err(|e| e.error)?;
             Ok(())
         };
-        return place().map_err(error);
+        return write().map_err(error);
     }
 
-    let place = || -> io::Result<()> {
+    let write = || -> io::Result<()> {
         let mut input = fs::File::open(source)?;
         let mut temporary = tempfile::Builder::new()
             .prefix(&format!(".{name}."))
@@ -111,7 +171,7 @@ fn copy(source: &Path, destination: &Path, as_root: bool) -> Result<(), InstallE
         temporary.persist(destination).map_err(|e| e.error)?;
         Ok(())
     };
-    place().map_err(error)
+    write().map_err(error)
 }
 
 fn chown(file: &Path, owner: Option<&str>, group: Option<&str>) -> Result<(), InstallError> {

@@ -226,24 +226,73 @@ fn existing_files_follow_file_exists_behavior() {
 }
 
 #[test]
-fn overwrite_replaces_a_link_instead_of_writing_through_it() {
+fn overwrite_writes_through_a_host_link_to_a_file_and_keeps_the_link() {
+    // As `cp -p` and the official agent: the host's link stays, the file it
+    // points to gets the content, the mode and the destination's permissions.
     let host = Host::new();
     host.write("rev1/app.conf", "new", 0o644);
-    host.write("elsewhere", "precious", 0o644);
-    symlink(host.path("elsewhere"), host.path("dest/app.conf")).unwrap();
+    host.write("rev1/other.conf", "other", 0o644);
+    host.write("shared/app.conf", "maintained on the host", 0o600);
+    host.write("shared/other.conf", "maintained on the host", 0o600);
+    symlink(host.path("shared/app.conf"), host.path("dest/app.conf")).unwrap();
+    symlink(host.path("shared/other.conf"), host.path("dest/other.conf")).unwrap();
+    let appspec = "version: 0.0\nos: linux\nfiles:\n  - source: app.conf\n    destination: DEST\n  - source: other.conf\n    destination: DEST\npermissions:\n  - object: DEST/other.conf\n    mode: 640\n";
+    host.install("rev1", appspec, FileExistsBehavior::Overwrite)
+        .unwrap();
+    for (name, content, mode) in [("app.conf", "new", 0o644), ("other.conf", "other", 0o640)] {
+        let link = host.path(&format!("dest/{name}"));
+        let linked = host.path(&format!("shared/{name}"));
+        assert_eq!(fs::read_link(&link).unwrap(), linked, "{name}");
+        assert_eq!(fs::read_to_string(&linked).unwrap(), content, "{name}");
+        assert_eq!(
+            fs::metadata(&linked).unwrap().mode() & 0o7777,
+            mode,
+            "{name}"
+        );
+    }
+    // The link is what this Install put in place: the next one removes the
+    // link and leaves the host's file.
+    assert!(host.cleanup_lines().contains(&"dest/app.conf".to_string()));
+    host.write("rev2/appspec.yml", "version: 0.0", 0o644);
+    host.install(
+        "rev2",
+        "version: 0.0\nos: linux\nfiles:\n  - source: appspec.yml\n    destination: DEST/next\n",
+        FileExistsBehavior::Disallow,
+    )
+    .unwrap();
+    assert!(fs::symlink_metadata(host.path("dest/app.conf")).is_err());
+    assert_eq!(
+        fs::read_to_string(host.path("shared/app.conf")).unwrap(),
+        "new"
+    );
+}
+
+#[test]
+fn a_link_in_the_revision_replaces_a_host_link_and_a_dangling_link_is_replaced() {
+    let host = Host::new();
+    symlink("app.conf.dist", host.path("rev1/app.conf")).unwrap();
+    host.write("rev1/extra.conf", "extra", 0o644);
+    host.write("shared/app.conf", "maintained on the host", 0o600);
+    symlink(host.path("shared/app.conf"), host.path("dest/app.conf")).unwrap();
+    symlink(host.path("nowhere"), host.path("dest/extra.conf")).unwrap();
     host.install(
         "rev1",
-        "version: 0.0\nos: linux\nfiles:\n  - source: app.conf\n    destination: DEST\n",
+        "version: 0.0\nos: linux\nfiles:\n  - source: /\n    destination: DEST\n",
         FileExistsBehavior::Overwrite,
     )
     .unwrap();
     assert_eq!(
-        fs::read_to_string(host.path("elsewhere")).unwrap(),
-        "precious"
+        fs::read_link(host.path("dest/app.conf")).unwrap(),
+        PathBuf::from("app.conf.dist")
     );
-    assert!(fs::symlink_metadata(host.path("dest/app.conf"))
+    assert_eq!(
+        fs::read_to_string(host.path("shared/app.conf")).unwrap(),
+        "maintained on the host"
+    );
+    assert!(fs::symlink_metadata(host.path("dest/extra.conf"))
         .unwrap()
         .is_file());
+    assert!(!host.path("nowhere").exists());
 }
 
 #[test]

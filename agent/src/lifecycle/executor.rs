@@ -69,6 +69,8 @@ fn io_error(context: impl Into<String>) -> impl FnOnce(std::io::Error) -> Execut
 pub struct S3Settings {
     pub region: String,
     pub endpoint_override: Option<String>,
+    /// `:proxy_uri:`; `None` lets the proxy environment variables decide.
+    pub proxy: Option<crate::config::ProxyUri>,
 }
 
 /// Everything a command needs besides the command itself.
@@ -156,6 +158,7 @@ impl Executor {
                     &self.s3.region,
                     self.s3.endpoint_override.as_deref(),
                     credentials,
+                    self.s3.proxy.as_ref(),
                 );
                 bundle::download_s3(&client, revision, &current.bundle_file()).await?;
                 revision.bundle_type

@@ -1,11 +1,15 @@
 //! The poll loop: ask the service for a command, fetch and verify its spec,
 //! acknowledge, execute, complete — one command at a time — then wait as the
-//! schedule says. Every wait selects on the shutdown signal.
+//! schedule says. Every wait selects on the shutdown signal; a poll in flight
+//! gets a short grace, and a command, once received, is seen through. The
+//! schedule is a watch channel so that a configuration reload changes it
+//! between polls.
 
 pub mod schedule;
 
 use std::time::{Duration, Instant, SystemTime};
 
+use tokio::sync::watch;
 use tracing::Instrument;
 
 use crate::diagnostics::{Diagnostic, ErrorCode};
@@ -22,13 +26,17 @@ use schedule::{error_backoff, PollOutcome, Schedule};
 pub const FAILED_AFTER_RESTART: &str =
     "Failed: Failing in-progress lifecycle event after an agent restart.";
 
+/// How long a poll in flight when the agent is told to stop may still answer.
+const STOP_POLL_GRACE: Duration = Duration::from_secs(10);
+
 pub struct Poller {
     pub client: CommandsClient,
     pub host_identifier: String,
     pub verifier: SpecVerifier,
     pub executor: Executor,
     pub tracker: Tracker,
-    pub schedule: Schedule,
+    /// The current schedule; the daemon sends a new one on reload.
+    pub schedule: watch::Receiver<Schedule>,
 }
 
 impl Poller {
@@ -36,17 +44,30 @@ impl Poller {
     /// unless `abort` is triggered too, which stops its scripts.
     pub async fn run_with(&self, mut shutdown: Shutdown, abort: Shutdown) {
         self.report_interrupted_command(&shutdown).await;
+        let mut schedule = self.schedule.clone();
         let mut consecutive_errors = 0u32;
         while !shutdown.is_triggered() {
             let started = Instant::now();
-            let outcome = match self.poll_once(&shutdown, &abort).await {
-                Ok(handled) => {
+            let Some(polled) = self.poll(&mut shutdown).await else {
+                break;
+            };
+            let outcome = match polled {
+                Ok(Some(command)) => {
                     consecutive_errors = 0;
-                    if handled {
-                        PollOutcome::Handled
-                    } else {
-                        PollOutcome::Idle
-                    }
+                    let span = tracing::info_span!(
+                        "command",
+                        command = %command.command_name,
+                        host_command = %command.host_command_identifier,
+                        deployment_id = tracing::field::Empty,
+                    );
+                    self.handle(command, shutdown.clone(), abort.clone())
+                        .instrument(span)
+                        .await;
+                    PollOutcome::Handled
+                }
+                Ok(None) => {
+                    consecutive_errors = 0;
+                    PollOutcome::Idle
                 }
                 Err(error) => {
                     consecutive_errors = consecutive_errors.saturating_add(1);
@@ -60,39 +81,46 @@ impl Poller {
                     }
                 }
             };
-            let wait = self
-                .schedule
-                .next_wait(outcome, consecutive_errors, started.elapsed());
+            let wait = schedule.borrow_and_update().next_wait(
+                outcome,
+                consecutive_errors,
+                started.elapsed(),
+            );
             if !wait.is_zero() {
                 tracing::debug!("next poll in {} ms", wait.as_millis());
             }
             tokio::select! {
                 _ = tokio::time::sleep(wait) => {}
                 _ = shutdown.triggered() => {}
+                // A reloaded schedule applies from the next poll on, at once.
+                _ = schedule_changed(&mut schedule) => {}
             }
         }
         tracing::info!("polling stopped");
     }
 
-    /// One poll; `Ok(true)` when a command was handled.
-    async fn poll_once(
+    /// One PollHostCommand; `None` when the agent is stopping and the service
+    /// held the poll past the grace.
+    async fn poll(
         &self,
-        shutdown: &Shutdown,
-        abort: &Shutdown,
-    ) -> Result<bool, CommandsError> {
-        let Some(command) = self.client.poll_host_command(&self.host_identifier).await? else {
-            return Ok(false);
-        };
-        let span = tracing::info_span!(
-            "command",
-            command = %command.command_name,
-            host_command = %command.host_command_identifier,
-            deployment_id = tracing::field::Empty,
-        );
-        self.handle(command, shutdown.clone(), abort.clone())
-            .instrument(span)
-            .await;
-        Ok(true)
+        shutdown: &mut Shutdown,
+    ) -> Option<Result<Option<HostCommand>, CommandsError>> {
+        let poll = self.client.poll_host_command(&self.host_identifier);
+        tokio::pin!(poll);
+        tokio::select! {
+            polled = &mut poll => Some(polled),
+            _ = shutdown.triggered() => {
+                // The service may be holding this poll open. An answer that
+                // carries a command must reach us, or that command waits for
+                // the service to notice; but stopping must not wait for a long
+                // hold either. A command that arrives is seen through.
+                let polled = tokio::time::timeout(STOP_POLL_GRACE, &mut poll).await.ok();
+                if polled.is_none() {
+                    tracing::info!("abandoning the poll held by the service");
+                }
+                polled
+            }
+        }
     }
 
     async fn handle(&self, command: HostCommand, shutdown: Shutdown, abort: Shutdown) {
@@ -115,7 +143,11 @@ impl Poller {
                 return;
             }
         };
-        tracing::Span::current().record("deployment_id", spec.deployment_id.as_str());
+        // Display, not Debug: `deployment_id=d-X` greps like the rest of the line.
+        tracing::Span::current().record(
+            "deployment_id",
+            tracing::field::display(&spec.deployment_id),
+        );
 
         let is_noop = match self.executor.is_noop(&event, &spec) {
             Ok(noop) => noop,
@@ -277,7 +309,12 @@ impl Poller {
                 Err(error) => {
                     let retryable = match &error {
                         CommandsError::Service { status, .. } => {
-                            *status >= 500 || error.class() == ErrorClass::Throttling
+                            // Refused credentials may be rotated by the next try.
+                            *status >= 500
+                                || matches!(
+                                    error.class(),
+                                    ErrorClass::Throttling | ErrorClass::Credentials
+                                )
                         }
                         _ => true,
                     };
@@ -324,5 +361,12 @@ impl Poller {
             shutdown,
         )
         .await;
+    }
+}
+
+/// Resolves when a new schedule is sent; never when nobody can send one any more.
+async fn schedule_changed(schedule: &mut watch::Receiver<Schedule>) {
+    if schedule.changed().await.is_err() {
+        std::future::pending::<()>().await;
     }
 }

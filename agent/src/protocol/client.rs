@@ -1,6 +1,8 @@
 //! The Commands API client: JSON 1.1 over one reused HTTPS connection (reqwest
 //! with rustls), every request SigV4-signed. No hidden retries: the poller decides
-//! when to try again, so that backoff stays in one place.
+//! when to try again, so that backoff stays in one place. Goes through
+//! `:proxy_uri:` when set, else through the standard `HTTPS_PROXY`/`HTTP_PROXY`/
+//! `NO_PROXY` variables, like the S3 client.
 
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
@@ -11,6 +13,7 @@ use serde::Serialize;
 use super::endpoint::CommandsService;
 use super::signing::sign_request;
 use super::types::*;
+use crate::config::ProxyUri;
 use crate::identity::CredentialSource;
 
 /// The header carrying the agent version, as the official agent sends it.
@@ -48,8 +51,21 @@ pub enum CommandsError {
 pub enum ErrorClass {
     Throttling,
     Connection,
+    /// The service refused the signature or the keys: rotated or expired
+    /// credentials, which the next attempt may have replaced.
+    Credentials,
     Other,
 }
+
+/// Error types with which the service refuses the caller's credentials.
+const CREDENTIAL_ERRORS: &[&str] = &[
+    "UnrecognizedClientException",
+    "InvalidSignatureException",
+    "IncompleteSignatureException",
+    "ExpiredTokenException",
+    "InvalidClientTokenId",
+    "MissingAuthenticationTokenException",
+];
 
 impl CommandsError {
     pub fn class(&self) -> ErrorClass {
@@ -63,6 +79,12 @@ impl CommandsError {
                 ErrorClass::Throttling
             }
             CommandsError::Connection { .. } => ErrorClass::Connection,
+            CommandsError::Service { error_type, .. }
+                if CREDENTIAL_ERRORS.contains(&error_type.as_str()) =>
+            {
+                ErrorClass::Credentials
+            }
+            CommandsError::Credentials { .. } => ErrorClass::Credentials,
             _ => ErrorClass::Other,
         }
     }
@@ -82,7 +104,8 @@ pub struct CommandsClient {
 #[derive(Debug, Clone)]
 pub struct TransportSettings {
     pub read_timeout: Duration,
-    pub proxy_uri: Option<String>,
+    /// `None`: the proxy environment variables decide (reqwest reads them).
+    pub proxy_uri: Option<ProxyUri>,
     pub user_agent: String,
 }
 
@@ -103,8 +126,14 @@ impl CommandsClient {
             .tcp_keepalive(Duration::from_secs(60))
             .https_only(false);
         if let Some(proxy) = &transport.proxy_uri {
-            let proxy = reqwest::Proxy::all(proxy)
-                .map_err(|e| format!("proxy_uri is not a usable proxy URL: {e}"))?;
+            // An explicit proxy replaces the environment's, NO_PROXY included:
+            // `:proxy_uri:` is for all AWS traffic, as in the official agent.
+            let proxy = reqwest::Proxy::all(proxy.as_str()).map_err(|e| {
+                format!(
+                    "proxy_uri {} is not a usable proxy URL: {e}",
+                    proxy.redacted()
+                )
+            })?;
             builder = builder.proxy(proxy);
         }
         let http = builder
@@ -226,49 +255,62 @@ impl CommandsClient {
             detail: format!("cannot encode the request: {e}"),
         })?;
         let target = format!("{}.{name}", self.service.target_prefix);
-        let credentials =
-            self.credentials
-                .current()
-                .await
-                .map_err(|e| CommandsError::Credentials {
-                    operation: name,
-                    detail: e.to_string(),
-                })?;
         let base_headers = [
             ("content-type", "application/x-amz-json-1.1"),
             ("x-amz-target", target.as_str()),
             (AGENT_VERSION_HEADER, self.agent_version.as_str()),
         ];
-        let signed = sign_request(
-            &self.url,
-            &base_headers,
-            &body,
-            &credentials,
-            &self.region,
-            self.service.signing_name,
-            SystemTime::now(),
-        )
-        .map_err(|detail| CommandsError::Credentials {
-            operation: name,
-            detail,
-        })?;
-
-        let mut builder = self.http.post(&self.url);
-        for (header, value) in base_headers.iter() {
-            builder = builder.header(*header, *value);
-        }
-        for (header, value) in signed.iter() {
-            builder = builder.header(header.as_str(), value.as_str());
-        }
-        let response = builder
-            .body(body)
-            .send()
-            .await
-            .map_err(|e| CommandsError::Connection {
+        let mut attempt = 0;
+        let response = loop {
+            attempt += 1;
+            let credentials =
+                self.credentials
+                    .current()
+                    .await
+                    .map_err(|e| CommandsError::Credentials {
+                        operation: name,
+                        detail: e.to_string(),
+                    })?;
+            let signed = sign_request(
+                &self.url,
+                &base_headers,
+                &body,
+                &credentials,
+                &self.region,
+                self.service.signing_name,
+                SystemTime::now(),
+            )
+            .map_err(|detail| CommandsError::Credentials {
                 operation: name,
-                endpoint: self.service.endpoint.clone(),
-                detail: error_chain(&e),
+                detail,
             })?;
+            let mut builder = self.http.post(&self.url);
+            for (header, value) in base_headers.iter() {
+                builder = builder.header(*header, *value);
+            }
+            for (header, value) in signed.iter() {
+                builder = builder.header(header.as_str(), value.as_str());
+            }
+            match builder.body(body.clone()).send().await {
+                Ok(response) => break response,
+                // A kept-alive connection closed by the server or a proxy as the
+                // request went out: nothing was answered, so it goes once more
+                // on a fresh connection. Anything else is the poller's to retry.
+                Err(e) if attempt == 1 && !e.is_connect() && stale_connection(&e) => {
+                    tracing::debug!(
+                        "{name}: kept-alive connection was closed, sending again: {}",
+                        error_chain(&e)
+                    );
+                }
+                Err(e) => {
+                    return Err(CommandsError::Connection {
+                        operation: name,
+                        endpoint: self.service.endpoint.clone(),
+                        detail: error_chain(&e),
+                    })
+                }
+            }
+        };
         let status = response.status();
         let bytes = response
             .bytes()
@@ -279,7 +321,12 @@ impl CommandsClient {
                 detail: error_chain(&e),
             })?;
         if !status.is_success() {
-            return Err(service_error(name, status.as_u16(), &bytes));
+            let error = service_error(name, status.as_u16(), &bytes);
+            if error.class() == ErrorClass::Credentials {
+                // Whatever the cache believes, these keys were refused: look again.
+                self.credentials.invalidate().await;
+            }
+            return Err(error);
         }
         let bytes: &[u8] = if bytes.iter().all(u8::is_ascii_whitespace) {
             b"{}"
@@ -322,6 +369,32 @@ fn service_error(operation: &'static str, status: u16, body: &[u8]) -> CommandsE
     }
 }
 
+/// Whether a transport error means the connection was closed under a request
+/// it carried (the server or a proxy dropped a kept-alive connection), as
+/// opposed to a refused connection or a timeout (pure: reads the error chain).
+pub fn stale_connection(error: &(dyn std::error::Error + 'static)) -> bool {
+    let mut current = Some(error);
+    while let Some(e) = current {
+        if let Some(io) = e.downcast_ref::<std::io::Error>() {
+            use std::io::ErrorKind::*;
+            if matches!(
+                io.kind(),
+                ConnectionReset | ConnectionAborted | BrokenPipe | UnexpectedEof
+            ) {
+                return true;
+            }
+        }
+        // hyper's "incomplete message" has no io::Error of its own.
+        if e.to_string()
+            .contains("connection closed before message completed")
+        {
+            return true;
+        }
+        current = e.source();
+    }
+    false
+}
+
 /// The error with its causes, which reqwest keeps in the source chain.
 pub fn error_chain(error: &dyn std::error::Error) -> String {
     let mut text = error.to_string();
@@ -338,6 +411,69 @@ pub fn error_chain(error: &dyn std::error::Error) -> String {
 mod tests {
     use super::*;
 
+    #[derive(Debug)]
+    struct Wrapped(&'static str, Option<std::io::Error>);
+
+    impl std::fmt::Display for Wrapped {
+        fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            f.write_str(self.0)
+        }
+    }
+
+    impl std::error::Error for Wrapped {
+        fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+            self.1.as_ref().map(|e| e as _)
+        }
+    }
+
+    #[test]
+    fn only_connections_closed_under_a_request_are_stale() {
+        use std::io::{Error, ErrorKind};
+        let cases = [
+            (
+                Wrapped(
+                    "client error (SendRequest)",
+                    Some(Error::from(ErrorKind::ConnectionReset)),
+                ),
+                true,
+            ),
+            (
+                Wrapped("connection closed before message completed", None),
+                true,
+            ),
+            (
+                Wrapped(
+                    "client error (SendRequest)",
+                    Some(Error::from(ErrorKind::BrokenPipe)),
+                ),
+                true,
+            ),
+            (
+                Wrapped(
+                    "client error (Connect)",
+                    Some(Error::from(ErrorKind::ConnectionRefused)),
+                ),
+                false,
+            ),
+            (
+                Wrapped(
+                    "operation timed out",
+                    Some(Error::from(ErrorKind::TimedOut)),
+                ),
+                false,
+            ),
+            (Wrapped("dns error", None), false),
+        ];
+        for (error, expected) in cases {
+            assert_eq!(
+                stale_connection(&error),
+                expected,
+                "{error} / {:?}",
+                error.1
+            );
+        }
+    }
+
     #[test]
     fn service_errors_are_classified() {
         let throttled = service_error(
@@ -352,7 +488,19 @@ mod tests {
             403,
             br#"{"__type":"InvalidSignatureException","message":"bad"}"#,
         );
-        assert_eq!(auth.class(), ErrorClass::Other);
+        assert_eq!(auth.class(), ErrorClass::Credentials);
+        let expired = service_error(
+            "PutHostCommandComplete",
+            400,
+            br#"{"__type":"com.amazon.coral#ExpiredTokenException","message":"expired"}"#,
+        );
+        assert_eq!(expired.class(), ErrorClass::Credentials);
+        let client = service_error(
+            "PutHostCommandComplete",
+            400,
+            br#"{"__type":"ClientException","message":"no such command"}"#,
+        );
+        assert_eq!(client.class(), ErrorClass::Other);
         let server = service_error("PollHostCommand", 503, b"<html>oops</html>");
         assert!(
             server.to_string().contains("ServerException") && server.to_string().contains("oops")

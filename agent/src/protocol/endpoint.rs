@@ -107,9 +107,19 @@ mod tests {
         .endpoint
     }
 
+    /// region, domain, auth policy, FIPS, deploy_control_endpoint, expected endpoint.
+    type EndpointCase<'a> = (
+        &'a str,
+        Option<&'a str>,
+        bool,
+        bool,
+        Option<&'a str>,
+        &'a str,
+    );
+
     #[test]
     fn endpoint_table() {
-        let cases: &[(&str, Option<&str>, bool, bool, Option<&str>, &str)] = &[
+        let cases: &[EndpointCase<'_>] = &[
             (
                 "us-east-1",
                 None,

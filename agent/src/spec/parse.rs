@@ -225,7 +225,8 @@ mod tests {
 
     #[test]
     fn missing_fields_use_the_official_messages() {
-        let cases: Vec<(Box<dyn Fn(&mut Value)>, &str)> = vec![
+        type Mutation = Box<dyn Fn(&mut Value)>;
+        let cases: Vec<(Mutation, &str)> = vec![
             (
                 Box::new(|v| {
                     v.as_object_mut().unwrap().remove("DeploymentId");

@@ -20,15 +20,34 @@ struct Args {
 }
 
 fn parse_args() -> Result<Args, String> {
-    let mut args = Args { agent: PathBuf::new(), deployments: 50, idle: Duration::from_secs(60), wait_between_runs: 1 };
+    let mut args = Args {
+        agent: PathBuf::new(),
+        deployments: 50,
+        idle: Duration::from_secs(60),
+        wait_between_runs: 1,
+    };
     let mut it = std::env::args().skip(1);
     while let Some(arg) = it.next() {
         let mut value = || it.next().ok_or(format!("{arg} needs a value"));
         match arg.as_str() {
             "--agent" => args.agent = PathBuf::from(value()?),
-            "--deployments" => args.deployments = value()?.parse().map_err(|_| "--deployments needs a number")?,
-            "--idle-seconds" => args.idle = Duration::from_secs(value()?.parse().map_err(|_| "--idle-seconds needs a number")?),
-            "--wait-between-runs" => args.wait_between_runs = value()?.parse().map_err(|_| "--wait-between-runs needs a number")?,
+            "--deployments" => {
+                args.deployments = value()?
+                    .parse()
+                    .map_err(|_| "--deployments needs a number")?
+            }
+            "--idle-seconds" => {
+                args.idle = Duration::from_secs(
+                    value()?
+                        .parse()
+                        .map_err(|_| "--idle-seconds needs a number")?,
+                )
+            }
+            "--wait-between-runs" => {
+                args.wait_between_runs = value()?
+                    .parse()
+                    .map_err(|_| "--wait-between-runs needs a number")?
+            }
             other => return Err(format!("unknown argument {other:?}")),
         }
     }
@@ -95,7 +114,12 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    let location = bed.upload("bench-revisions", "hello-web.tgz", &revision, BundleType::Tgz);
+    let location = bed.upload(
+        "bench-revisions",
+        "hello-web.tgz",
+        &revision,
+        BundleType::Tgz,
+    );
     let mut config = bed.agent_config();
     config.wait_between_runs = args.wait_between_runs;
     config.verbose = false;
@@ -113,7 +137,9 @@ fn main() -> ExitCode {
     let idle_cpu = cpu_seconds(pid) - cpu_before;
     let idle_elapsed = idle_started.elapsed().as_secs_f64();
     let rss_idle = rss_kib(pid);
-    let polls = bed.emulator.count(codedeploy_e2e::Operation::PollHostCommand);
+    let polls = bed
+        .emulator
+        .count(codedeploy_e2e::Operation::PollHostCommand);
 
     let mut previous: Option<Deployment> = None;
     let mut rss_after_first = 0;
@@ -124,9 +150,13 @@ fn main() -> ExitCode {
             Some(prev) => Deployment::next_in_group(prev, location.clone()),
         };
         bed.emulator.add_deployment(deployment.clone());
-        let outcome = bed.wait_for_deployment_end(&deployment.deployment_id, Duration::from_secs(120));
+        let outcome =
+            bed.wait_for_deployment_end(&deployment.deployment_id, Duration::from_secs(120));
         if !outcome.is_succeeded() {
-            eprintln!("bench: deployment {n} did not succeed: {outcome}\n{}", bed.report());
+            eprintln!(
+                "bench: deployment {n} did not succeed: {outcome}\n{}",
+                bed.report()
+            );
             return ExitCode::from(1);
         }
         if n == 1 {
@@ -141,12 +171,42 @@ fn main() -> ExitCode {
     let binary_size = std::fs::metadata(&args.agent).map(|m| m.len()).unwrap_or(0);
     println!("| figure | value |");
     println!("|---|---|");
-    println!("| binary size ({}) | {:.2} MiB ({} bytes) |", args.agent.display(), binary_size as f64 / 1048576.0, binary_size);
-    println!("| RSS 3 s after start | {:.2} MiB |", rss_start as f64 / 1024.0);
-    println!("| RSS after {:.0} s idle (wait_between_runs {} s, {} polls) | {:.2} MiB |", idle_elapsed, args.wait_between_runs, polls, rss_idle as f64 / 1024.0);
-    println!("| CPU while idle | {:.3} s over {:.0} s = {:.1} CPU-s per hour |", idle_cpu, idle_elapsed, idle_cpu * 3600.0 / idle_elapsed);
-    println!("| RSS after the 1st deployment | {:.2} MiB |", rss_after_first as f64 / 1024.0);
-    println!("| RSS after {} deployments | {:.2} MiB (growth {:+.2} MiB since the 1st) |", args.deployments, rss_after_all as f64 / 1024.0, (rss_after_all as f64 - rss_after_first as f64) / 1024.0);
-    println!("| wall time per deployment (7 commands) | {:.2} s |", per_deployment);
+    println!(
+        "| binary size ({}) | {:.2} MiB ({} bytes) |",
+        args.agent.display(),
+        binary_size as f64 / 1048576.0,
+        binary_size
+    );
+    println!(
+        "| RSS 3 s after start | {:.2} MiB |",
+        rss_start as f64 / 1024.0
+    );
+    println!(
+        "| RSS after {:.0} s idle (wait_between_runs {} s, {} polls) | {:.2} MiB |",
+        idle_elapsed,
+        args.wait_between_runs,
+        polls,
+        rss_idle as f64 / 1024.0
+    );
+    println!(
+        "| CPU while idle | {:.3} s over {:.0} s = {:.1} CPU-s per hour |",
+        idle_cpu,
+        idle_elapsed,
+        idle_cpu * 3600.0 / idle_elapsed
+    );
+    println!(
+        "| RSS after the 1st deployment | {:.2} MiB |",
+        rss_after_first as f64 / 1024.0
+    );
+    println!(
+        "| RSS after {} deployments | {:.2} MiB (growth {:+.2} MiB since the 1st) |",
+        args.deployments,
+        rss_after_all as f64 / 1024.0,
+        (rss_after_all as f64 - rss_after_first as f64) / 1024.0
+    );
+    println!(
+        "| wall time per deployment (7 commands) | {:.2} s |",
+        per_deployment
+    );
     ExitCode::SUCCESS
 }

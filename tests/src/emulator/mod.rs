@@ -31,7 +31,7 @@ pub use wire::{Envelope, Operation, ServiceError, CONTENT_TYPE, TARGET_PREFIX};
 use std::fmt::{self, Write as _};
 use std::io::Read;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, RwLock};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant, SystemTime};
 
@@ -72,7 +72,8 @@ impl EmulatorConfig {
 struct Shared {
     state: Mutex<State>,
     changed: Condvar,
-    verifier: Verifier,
+    /// Behind a lock so that tests can rotate the accepted credentials.
+    verifier: RwLock<Verifier>,
     started: Instant,
     poll_hold: Duration,
     stop: AtomicBool,
@@ -180,7 +181,11 @@ impl Emulator {
                 config.pki.clone(),
             )),
             changed: Condvar::new(),
-            verifier: Verifier::new(&config.region, SIGNING_NAME, config.credentials.clone()),
+            verifier: RwLock::new(Verifier::new(
+                &config.region,
+                SIGNING_NAME,
+                config.credentials.clone(),
+            )),
             started: Instant::now(),
             poll_hold: config.poll_hold,
             stop: AtomicBool::new(false),
@@ -228,6 +233,16 @@ impl Emulator {
 
     pub fn host_identifier(&self) -> &str {
         &self.host_identifier
+    }
+
+    /// From now on, only signatures made with `credentials` are accepted (as
+    /// when the service learns of rotated keys and old ones expire).
+    pub fn set_credentials(&self, credentials: Vec<Credential>) {
+        self.shared
+            .verifier
+            .write()
+            .unwrap_or_else(|e| e.into_inner())
+            .credentials = credentials;
     }
 
     /// Queues a deployment; its commands are handed out after those of the
@@ -541,7 +556,13 @@ fn process(
         headers,
         body,
     };
-    if let Err(e) = shared.verifier.verify(&parts, SystemTime::now()) {
+    let verified = shared
+        .verifier
+        .read()
+        .unwrap_or_else(|e| e.into_inner())
+        .verify(&parts, SystemTime::now())
+        .map(|_| ());
+    if let Err(e) = verified {
         let op = Operation::from_target(header(headers, "x-amz-target")).ok();
         return (op, Err(e));
     }
