@@ -12,15 +12,18 @@ pub mod config;
 pub mod daemon;
 pub mod diagnostics;
 pub mod event;
+pub mod health;
 pub mod hooks;
 pub mod identity;
 pub mod install;
 pub mod lifecycle;
+pub mod local;
 pub mod logging;
 pub mod poller;
 pub mod protocol;
 pub mod shutdown;
 pub mod spec;
+pub mod validate;
 
 /// The agent's version, sent to the service and written to `.version`.
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");

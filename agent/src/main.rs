@@ -25,11 +25,27 @@ struct Cli {
 enum Command {
     /// Run the agent in the foreground: poll for commands and deploy.
     Run,
+    /// Check a bundle directory, archive or appspec file for everything that
+    /// would fail its deployment on this host (exit 0 valid, 1 problems, 2 usage).
+    Validate(codedeploy_agent::validate::ValidateArgs),
+    /// Wait until a service is healthy over HTTP, TCP or a command
+    /// (exit 0 healthy, 1 unhealthy, 2 usage).
+    Health(codedeploy_agent::health::HealthArgs),
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
+        Command::Validate(args) => ExitCode::from(codedeploy_agent::validate::run_cli(
+            &args,
+            &mut std::io::stdout(),
+            &mut std::io::stderr(),
+        ) as u8),
+        Command::Health(args) => ExitCode::from(codedeploy_agent::health::run_cli(
+            &args,
+            &mut std::io::stdout(),
+            &mut std::io::stderr(),
+        ) as u8),
         Command::Run => {
             let runtime = match tokio::runtime::Builder::new_current_thread()
                 .enable_all()

@@ -217,3 +217,27 @@ pub fn ensure_command_cycle(bed: &TestBed, deployment: &Deployment) {
         );
     }
 }
+
+/// Writes a revision as a directory tree (modes and links as described).
+pub fn write_tree(revision: &codedeploy_e2e::Revision, dir: &Path) {
+    use codedeploy_e2e::bundle::Entry;
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::create_dir_all(dir).unwrap();
+    for (path, entry) in revision.entries() {
+        let target = dir.join(path);
+        if let Some(parent) = target.parent() {
+            std::fs::create_dir_all(parent).unwrap();
+        }
+        match entry {
+            Entry::File { contents, mode } => {
+                std::fs::write(&target, contents).unwrap();
+                std::fs::set_permissions(&target, std::fs::Permissions::from_mode(*mode)).unwrap();
+            }
+            Entry::Dir { mode } => {
+                std::fs::create_dir_all(&target).unwrap();
+                std::fs::set_permissions(&target, std::fs::Permissions::from_mode(*mode)).unwrap();
+            }
+            Entry::Symlink { target: link } => std::os::unix::fs::symlink(link, &target).unwrap(),
+        }
+    }
+}

@@ -2,6 +2,7 @@
 //! Commands control-plane emulator (`emulator`), a real S3 server
 //! (`s3`, moto), a test PKI for signed deployment specifications (`ca`),
 //! revision bundles (`bundle`), an instance-metadata emulator (`imds`), a
+//! scripted HTTP service for health checks (`http_target`), a
 //! real forward proxy (`proxy`, tinyproxy), the real agent process (`agent`), and
 //! `testbed`, which wires them together for one test.
 //!
@@ -11,6 +12,7 @@ pub mod agent;
 pub mod bundle;
 pub mod ca;
 pub mod emulator;
+pub mod http_target;
 pub mod imds;
 pub mod proxy;
 pub mod s3;

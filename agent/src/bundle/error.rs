@@ -48,6 +48,11 @@ pub enum BundleError {
 
     #[error("A directory bundle is copied, not unpacked")]
     NotAnArchive,
+
+    /// A local revision (codedeploy-local) could not be taken into the
+    /// deployment folder; `detail` names the entry concerned.
+    #[error("Could not use the local bundle {}: {detail}", .path.display())]
+    Local { path: PathBuf, detail: String },
 }
 
 /// The archive formats, as named in extraction errors.

@@ -157,28 +157,44 @@ async fn run_script(
     );
 
     let (program, args) = command_line(&path, script);
-    let mut command = std::process::Command::new(program);
-    command
-        .args(args)
-        .envs(run.env.iter().map(|(k, v)| (k, v)))
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        // Its own process group, so that a timeout can reach everything it started.
-        .process_group(0);
-    for name in variables_to_remove(run.env) {
-        command.env_remove(name);
-    }
-    let mut child = tokio::process::Command::from(command)
-        .spawn()
-        .map_err(|e| Failed {
-            code: ErrorCode::ScriptFailed,
-            message: format!(
-                "{} failed with error {:?} with message {e}",
-                described(script),
-                e.kind()
-            ),
-        })?;
+    let spawn = |program: OsString, args: Vec<OsString>| {
+        let mut command = std::process::Command::new(program);
+        command
+            .args(args)
+            .envs(run.env.iter().map(|(k, v)| (k, v)))
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            // Its own process group, so that a timeout can reach everything it started.
+            .process_group(0);
+        for name in variables_to_remove(run.env) {
+            command.env_remove(name);
+        }
+        tokio::process::Command::from(command).spawn()
+    };
+    let spawned = match spawn(program.clone(), args.clone()) {
+        // A script without a `#!` line: the official agent hands the path to a
+        // shell, which runs such a file as a shell script. Do the same.
+        Err(e)
+            if e.raw_os_error() == Some(Errno::ENOEXEC as i32)
+                && script.runas.is_none()
+                && !script.sudo =>
+        {
+            spawn(
+                OsString::from("/bin/sh"),
+                vec![path.clone().into_os_string()],
+            )
+        }
+        other => other,
+    };
+    let mut child = spawned.map_err(|e| Failed {
+        code: ErrorCode::ScriptFailed,
+        message: format!(
+            "{} failed with error {:?} with message {e}",
+            described(script),
+            e.kind()
+        ),
+    })?;
     let group = child
         .id()
         .and_then(|id| i32::try_from(id).ok())

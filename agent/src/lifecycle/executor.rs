@@ -1,6 +1,10 @@
 //! Executes one command of a deployment: DownloadBundle, Install, or the hook
 //! scripts of a lifecycle event, in the deployment-root layout the official agent
 //! uses. Failures become the service's diagnostics here, and only here.
+//!
+//! The daemon and `codedeploy-local` share this executor. What only the local
+//! CLI may do (local revisions, custom events) is allowed by the
+//! [`CommandOrigin`] it passes; commands from the service never get it.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -95,6 +99,16 @@ pub fn event_for_command(command_name: &str) -> Result<LifecycleEvent, Execution
     }
 }
 
+/// Who asks for a command. Local revisions and custom events exist only for
+/// the local CLI; the service can never reach them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CommandOrigin {
+    /// A command the service sent (the daemon's poller).
+    Service,
+    /// A command `codedeploy-local` runs from the spec it built itself.
+    LocalCli,
+}
+
 /// Where an event's scripts come from, once resolved against the disk.
 enum ScriptSource {
     /// No earlier revision to run from: the event does nothing.
@@ -123,19 +137,36 @@ impl Executor {
         }
     }
 
+    /// Runs a command the service sent.
     pub async fn execute(
         &self,
         event: &LifecycleEvent,
         spec: &DeploymentSpec,
         shutdown: Shutdown,
     ) -> Result<(), ExecutionError> {
+        self.execute_for(CommandOrigin::Service, event, spec, shutdown)
+            .await
+    }
+
+    /// Runs a command for `origin`: only [`CommandOrigin::LocalCli`] may run
+    /// custom events and deploy local revisions.
+    pub async fn execute_for(
+        &self,
+        origin: CommandOrigin,
+        event: &LifecycleEvent,
+        spec: &DeploymentSpec,
+        shutdown: Shutdown,
+    ) -> Result<(), ExecutionError> {
+        if origin == CommandOrigin::Service && matches!(event, LifecycleEvent::Custom(_)) {
+            return Err(ExecutionError::UnsupportedCommand(event.name().to_string()));
+        }
         let current = self.deployment_dir(spec);
         std::fs::create_dir_all(current.logs_dir()).map_err(io_error(format!(
             "cannot create {}",
             current.logs_dir().display()
         )))?;
         match event {
-            LifecycleEvent::DownloadBundle => self.download_bundle(spec, &current).await,
+            LifecycleEvent::DownloadBundle => self.download_bundle(origin, spec, &current).await,
             LifecycleEvent::Install => self.install(spec, &current).await,
             _ => self.run_hooks(event, spec, &current, shutdown).await,
         }
@@ -143,6 +174,7 @@ impl Executor {
 
     async fn download_bundle(
         &self,
+        origin: CommandOrigin,
         spec: &DeploymentSpec,
         current: &DeploymentDir,
     ) -> Result<(), ExecutionError> {
@@ -168,10 +200,35 @@ impl Executor {
                     "GitHub revisions are not supported by this agent version yet".to_string(),
                 ))
             }
-            Revision::LocalFile { .. } | Revision::LocalDirectory { .. } => {
+            Revision::LocalFile { .. } | Revision::LocalDirectory { .. }
+                if origin == CommandOrigin::Service =>
+            {
                 return Err(ExecutionError::Unsupported(
                     "local revisions are only deployed by codedeploy-local".to_string(),
                 ))
+            }
+            Revision::LocalFile {
+                location,
+                bundle_type,
+            } => {
+                let (source, bundle_file) = (PathBuf::from(location), current.bundle_file());
+                tokio::task::spawn_blocking(move || bundle::link_local_file(&source, &bundle_file))
+                    .await
+                    .map_err(|e| {
+                        ExecutionError::Unsupported(format!("the bundle copy task failed: {e}"))
+                    })??;
+                *bundle_type
+            }
+            Revision::LocalDirectory { location } => {
+                let (source, archive_dir) = (PathBuf::from(location), current.archive_dir());
+                tokio::task::spawn_blocking(move || {
+                    bundle::copy_local_directory(&source, &archive_dir)
+                })
+                .await
+                .map_err(|e| {
+                    ExecutionError::Unsupported(format!("the bundle copy task failed: {e}"))
+                })??;
+                BundleType::Directory
             }
         };
         let bundle_file = current.bundle_file();
@@ -271,6 +328,20 @@ impl Executor {
         hooks::run_event(&run, shutdown)
             .await
             .map_err(ExecutionError::Script)
+    }
+
+    /// The `deployment-archive/` an event's scripts run from; `None` when the
+    /// event has no earlier revision to run from (it is then a noop). Lets the
+    /// local CLI name the failing script's full path.
+    pub fn scripts_archive_dir(
+        &self,
+        event: &LifecycleEvent,
+        spec: &DeploymentSpec,
+    ) -> Result<Option<PathBuf>, ExecutionError> {
+        Ok(match self.script_source(event, spec)? {
+            ScriptSource::Nothing => None,
+            ScriptSource::Revision(dir) => Some(dir.archive_dir()),
+        })
     }
 
     /// The deployment folder whose appspec and scripts an event uses.
@@ -399,5 +470,72 @@ mod tests {
                 format!("Unsupported command type: {bad}.")
             );
         }
+    }
+
+    fn local_spec(revision: Revision) -> DeploymentSpec {
+        DeploymentSpec {
+            deployment_id: "d-ABCDEFGHI-local".into(),
+            deployment_group_id: "g-local".into(),
+            deployment_group_name: "LocalFleet".into(),
+            application_name: "app".into(),
+            deployment_creator: "user".into(),
+            deployment_type: crate::spec::DeploymentType::InPlace,
+            appspec_filename: "appspec.yml".into(),
+            revision,
+            file_exists_behavior: None,
+            all_possible_lifecycle_events: None,
+        }
+    }
+
+    fn executor(root: &Path) -> Executor {
+        Executor {
+            root: DeploymentRoot::new(root, "ongoing-deployment"),
+            max_revisions: 5,
+            deployments_log: false,
+            s3: S3Settings {
+                region: "us-east-1".into(),
+                endpoint_override: None,
+                proxy: None,
+            },
+            credentials: Arc::new(CredentialSource::Static(
+                aws_credential_types::Credentials::new("unused", "unused", None, None, "test"),
+            )),
+        }
+    }
+
+    #[test]
+    fn the_service_never_gets_local_revisions_or_custom_events() {
+        let tmp = tempfile::tempdir().unwrap();
+        let bundle = tmp.path().join("bundle");
+        std::fs::create_dir_all(&bundle).unwrap();
+        std::fs::write(bundle.join("appspec.yml"), "version: 0.0\nos: linux\n").unwrap();
+        let executor = executor(&tmp.path().join("root"));
+        let spec = local_spec(Revision::LocalDirectory {
+            location: bundle.display().to_string(),
+        });
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        let (_trigger, shutdown) = crate::shutdown::channel();
+        let run = |origin, event: LifecycleEvent| {
+            runtime.block_on(executor.execute_for(origin, &event, &spec, shutdown.clone()))
+        };
+        let custom = LifecycleEvent::Custom("Warmup".into());
+        assert_eq!(
+            run(CommandOrigin::Service, custom.clone())
+                .unwrap_err()
+                .to_string(),
+            "Unsupported command type: Warmup."
+        );
+        assert!(run(CommandOrigin::Service, LifecycleEvent::DownloadBundle)
+            .unwrap_err()
+            .to_string()
+            .contains("only deployed by codedeploy-local"));
+        run(CommandOrigin::LocalCli, LifecycleEvent::DownloadBundle).unwrap();
+        let archive = executor.deployment_dir(&spec).archive_dir();
+        assert!(archive.join("appspec.yml").is_file());
+        // A custom event without scripts in the appspec runs nothing.
+        run(CommandOrigin::LocalCli, custom).unwrap();
     }
 }

@@ -432,3 +432,20 @@ fn command_lines_follow_runas_and_sudo() {
         assert_eq!(line.join(" "), *expected);
     }
 }
+
+#[tokio::test]
+async fn a_script_without_a_shebang_line_runs_under_the_shell_like_the_official_agent() {
+    let f = Fixture::new();
+    let path = f.archive.join("scripts/plain.sh");
+    fs::create_dir_all(path.parent().unwrap()).unwrap();
+    fs::write(&path, "echo \"no shebang in $LIFECYCLE_EVENT\"\n").unwrap();
+    fs::set_permissions(&path, fs::Permissions::from_mode(0o755)).unwrap();
+    f.run(&[hook("scripts/plain.sh", 10)]).await.unwrap();
+    let lines = scripts_log_texts(&f.scripts_log);
+    assert!(
+        lines
+            .iter()
+            .any(|l| l == "[stdout]no shebang in BeforeInstall"),
+        "{lines:?}"
+    );
+}
