@@ -596,22 +596,22 @@ mod tests {
 
     fn kind_of(path: &Path) -> LocationKind {
         match path.to_str().unwrap_or("") {
-            "/work/app" => LocationKind::Directory {
+            "/srv/app" => LocationKind::Directory {
                 files: vec!["README".into(), "appspec.yml".into()],
             },
-            "/work/yaml-only" => LocationKind::Directory {
+            "/srv/yaml-only" => LocationKind::Directory {
                 files: vec!["appspec.yaml".into(), "index.html".into()],
             },
-            "/work/app.tgz" => LocationKind::File {
+            "/srv/app.tgz" => LocationKind::File {
                 sniffed: Some(BundleType::Tgz),
             },
-            "/work/app.bin" => LocationKind::File { sniffed: None },
+            "/srv/app.bin" => LocationKind::File { sniffed: None },
             _ => LocationKind::Missing,
         }
     }
 
     fn resolved(raw: RawOptions) -> Result<LocalDeployment, OptionError> {
-        resolve(&raw, Path::new("/work"), kind_of)
+        resolve(&raw, Path::new("/srv"), kind_of)
     }
 
     fn raw(location: Option<&str>, bundle_type: Option<&str>) -> RawOptions {
@@ -631,22 +631,22 @@ mod tests {
         let cases: Vec<(RawOptions, Result<BundleSource, &str>)> = vec![
             (
                 RawOptions::default(),
-                Err("the bundle location /work does not exist"),
+                Err("the bundle location /srv does not exist"),
             ),
             (
                 raw(Some("app"), None),
                 Ok(BundleSource::LocalDirectory {
-                    path: PathBuf::from("/work/app"),
+                    path: PathBuf::from("/srv/app"),
                 }),
             ),
             (
-                raw(Some("/work/app"), Some("directory")),
+                raw(Some("/srv/app"), Some("directory")),
                 Ok(BundleSource::LocalDirectory {
-                    path: PathBuf::from("/work/app"),
+                    path: PathBuf::from("/srv/app"),
                 }),
             ),
             (
-                raw(Some("/work/app"), Some("tgz")),
+                raw(Some("/srv/app"), Some("tgz")),
                 Err("is a directory, but --type is tgz"),
             ),
             (
@@ -655,11 +655,11 @@ mod tests {
             ),
             (
                 raw(Some("app.tgz"), None),
-                Ok(local_file("/work/app.tgz", BundleType::Tgz)),
+                Ok(local_file("/srv/app.tgz", BundleType::Tgz)),
             ),
             (
                 raw(Some("app.tgz"), Some("tgz")),
-                Ok(local_file("/work/app.tgz", BundleType::Tgz)),
+                Ok(local_file("/srv/app.tgz", BundleType::Tgz)),
             ),
             (
                 raw(Some("app.tgz"), Some("zip")),
@@ -671,7 +671,7 @@ mod tests {
             ),
             (
                 raw(Some("app.bin"), Some("tar")),
-                Ok(local_file("/work/app.bin", BundleType::Tar)),
+                Ok(local_file("/srv/app.bin", BundleType::Tar)),
             ),
             (
                 raw(Some("app.bin"), None),

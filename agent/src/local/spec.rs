@@ -91,7 +91,7 @@ mod tests {
             file_exists_behavior: None,
             deployment_group_id: "default-local-deployment-group".into(),
             deployment_group_name: "LocalFleet".into(),
-            application_name: "/work/app".into(),
+            application_name: "/srv/app".into(),
             appspec_filename: "appspec.yml".into(),
             events: default_events(),
             all_possible_events: vec!["ApplicationStop".into(), "Warmup".into()],
@@ -103,19 +103,19 @@ mod tests {
         let cases = [
             (
                 BundleSource::LocalDirectory {
-                    path: PathBuf::from("/work/app"),
+                    path: PathBuf::from("/srv/app"),
                 },
                 Revision::LocalDirectory {
-                    location: "/work/app".into(),
+                    location: "/srv/app".into(),
                 },
             ),
             (
                 BundleSource::LocalFile {
-                    path: PathBuf::from("/work/app.zip"),
+                    path: PathBuf::from("/srv/app.zip"),
                     bundle_type: BundleType::Zip,
                 },
                 Revision::LocalFile {
-                    location: "/work/app.zip".into(),
+                    location: "/srv/app.zip".into(),
                     bundle_type: BundleType::Zip,
                 },
             ),
@@ -144,7 +144,7 @@ mod tests {
             assert_eq!(spec.deployment_id, "d-ABCDEFGHI-local");
             assert_eq!(spec.deployment_group_id, "default-local-deployment-group");
             assert_eq!(spec.deployment_group_name, "LocalFleet");
-            assert_eq!(spec.application_name, "/work/app");
+            assert_eq!(spec.application_name, "/srv/app");
             assert_eq!(spec.file_exists_behavior, Some(FileExistsBehavior::Retain));
             assert_eq!(
                 spec.all_possible_lifecycle_events,
