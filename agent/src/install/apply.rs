@@ -301,7 +301,16 @@ fn run_tool(path: &Path, program: &str, args: &[OsString]) -> Result<(), Install
         .args(args)
         .stdin(Stdio::null())
         .output()
-        .map_err(|e| failure(format!("could not be started: {e}")))?;
+        .map_err(|e| {
+            if e.kind() == std::io::ErrorKind::NotFound {
+                failure(format!(
+                    "could not be started: {program} is not installed on this host; {}",
+                    missing_tool_hint(program)
+                ))
+            } else {
+                failure(format!("could not be started: {e}"))
+            }
+        })?;
     if output.status.success() {
         return Ok(());
     }
@@ -314,9 +323,32 @@ fn run_tool(path: &Path, program: &str, args: &[OsString]) -> Result<(), Install
     Err(failure(format!("failed ({}): {tail}", output.status)))
 }
 
+/// What to install when the appspec asks for a tool the host lacks.
+fn missing_tool_hint(program: &str) -> &'static str {
+    match program {
+        "setfacl" => "install the acl package, or remove `acls` from the appspec's permissions",
+        "semanage" | "restorecon" => {
+            "install the SELinux policy tools (policycoreutils-python-utils, or policycoreutils on Debian), or remove `context` from the appspec's permissions"
+        }
+        _ => "install it, or remove what needs it from the appspec",
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_missing_tool_is_named_with_what_to_install() {
+        let err = run_tool(Path::new("/srv/app/x"), "setfacl-not-on-this-host", &[]).unwrap_err();
+        let message = err.to_string();
+        assert!(
+            message.contains("setfacl-not-on-this-host is not installed on this host"),
+            "{message}"
+        );
+        assert!(missing_tool_hint("setfacl").contains("acl package"));
+        assert!(missing_tool_hint("semanage").contains("policycoreutils"));
+    }
 
     fn acl(entries: &[&str], mode: u32) -> Vec<String> {
         let entries: Vec<AclEntry> = entries
