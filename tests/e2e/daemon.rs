@@ -8,7 +8,7 @@
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use codedeploy_e2e::emulator::{CommandRecord, Operation};
+use codedeploy_e2e::emulator::{CommandRecord, Diagnostics, Operation};
 use codedeploy_e2e::testbed::{SESSION_SECRET_ACCESS_KEY, SESSION_TOKEN};
 use codedeploy_e2e::{AgentProcess, BundleType, Deployment, HostRegistration, Revision, TestBed};
 
@@ -58,6 +58,22 @@ fn command(bed: &TestBed, deployment: &Deployment, name: &str) -> Option<Command
 }
 
 /// The calls of `operation` that arrived after `since`.
+/// The diagnostics of `name`, which the service must have been told Failed.
+fn reported_failure(bed: &TestBed, deployment: &Deployment, name: &str, what: &str) -> Diagnostics {
+    let record = command(bed, deployment, name);
+    ensure_eq!(
+        bed,
+        record
+            .as_ref()
+            .and_then(|c| c.completion().map(|c| c.status.clone())),
+        Some("Failed".to_string()),
+        "{what}"
+    );
+    record
+        .and_then(|c| c.diagnostics().cloned())
+        .unwrap_or_else(|| panic!("{name} was completed without diagnostics\n{}", bed.report()))
+}
+
 fn calls_after(bed: &TestBed, operation: Operation, since: std::time::SystemTime) -> usize {
     bed.emulator
         .calls_of(operation)
@@ -140,14 +156,7 @@ fn killed_agent_reports_the_interrupted_command_after_restart_and_deploys_again(
         polls_before_report <= 1,
         "the report comes within one poll of the restart ({polls_before_report} polls before it)"
     );
-    let failed = command(&bed, &first, "BeforeInstall").expect("issued");
-    ensure_eq!(
-        bed,
-        failed.completion().map(|c| c.status.as_str()),
-        Some("Failed"),
-        "status"
-    );
-    let diagnostics = failed.diagnostics().cloned().expect("diagnostics");
+    let diagnostics = reported_failure(&bed, &first, "BeforeInstall", "status");
     ensure_eq!(
         bed,
         (diagnostics.error_code, diagnostics.message.as_str()),
@@ -218,14 +227,12 @@ fn sigterm_waits_for_the_running_hook_then_stops_it_and_reports_it_failed() {
         took >= max_wait && took < max_wait + Duration::from_secs(6),
         "the agent waits {max_wait:?} for the hook, then stops it and exits (took {took:?})"
     );
-    let failed = command(&bed, &deployment, "BeforeInstall").expect("issued");
-    ensure_eq!(
-        bed,
-        failed.completion().map(|c| c.status.as_str()),
-        Some("Failed"),
-        "the stopped command is reported"
+    let diagnostics = reported_failure(
+        &bed,
+        &deployment,
+        "BeforeInstall",
+        "the stopped command is reported",
     );
-    let diagnostics = failed.diagnostics().cloned().expect("diagnostics");
     ensure!(
         bed,
         diagnostics.message.contains("shutting down")
@@ -283,12 +290,11 @@ fn a_second_sigterm_stops_the_running_hook_without_waiting() {
         status.is_some_and(|s| s.success()) && took < Duration::from_secs(6),
         "the second SIGTERM stops the hook and the agent at once ({took:?}, {status:?})"
     );
-    ensure_eq!(
-        bed,
-        command(&bed, &deployment, "BeforeInstall")
-            .and_then(|c| c.completion().map(|c| c.status.clone())),
-        Some("Failed".to_string()),
-        "the stopped command is reported"
+    reported_failure(
+        &bed,
+        &deployment,
+        "BeforeInstall",
+        "the stopped command is reported",
     );
 }
 

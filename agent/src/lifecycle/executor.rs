@@ -11,7 +11,7 @@ use std::sync::Arc;
 
 use crate::appspec::{self, AppSpec, AppSpecLookup};
 use crate::bundle;
-use crate::diagnostics::{Diagnostic, ErrorCode};
+use crate::diagnostics::Diagnostic;
 use crate::event::LifecycleEvent;
 use crate::hooks::{self, EventRun, ScriptFailure};
 use crate::identity::CredentialSource;
@@ -52,13 +52,8 @@ impl ExecutionError {
     /// The one mapping from failures to what the service is told.
     pub fn to_diagnostic(&self) -> Diagnostic {
         match self {
-            ExecutionError::Script(failure) => Diagnostic::failed(
-                failure.code,
-                &failure.script_name,
-                failure.message.clone(),
-                &failure.log,
-            ),
-            other => Diagnostic::failed(ErrorCode::UnknownError, "", other.to_string(), ""),
+            ExecutionError::Script(failure) => failure.to_diagnostic(),
+            other => Diagnostic::unknown_error(other.to_string()),
         }
     }
 }
