@@ -170,3 +170,170 @@ fn permissions_reach_what_the_deployment_installs_with_pattern_except_and_type()
         "instructions for start.sh in -install.json: {install_json}"
     );
 }
+
+/// `getfacl` of `path`, its comment lines left out: one entry per line.
+fn acl_entries(path: &Path) -> Result<Vec<String>, String> {
+    let output = std::process::Command::new("getfacl")
+        .args(["--omit-header", "--numeric"])
+        .arg(path)
+        .output()
+        .map_err(|e| format!("getfacl could not run: {e}"))?;
+    if !output.status.success() {
+        return Err(String::from_utf8_lossy(&output.stderr).into_owned());
+    }
+    Ok(String::from_utf8_lossy(&output.stdout)
+        .lines()
+        .filter(|line| !line.is_empty() && !line.starts_with('#'))
+        // "user:1000:rw-	#effective:r--" keeps only the entry.
+        .map(|line| line.split('\t').next().unwrap_or(line).to_string())
+        .collect())
+}
+
+#[test]
+fn acls_from_the_appspec_are_set_with_the_system_tools() {
+    if skip_unless_root("acls_from_the_appspec_are_set_with_the_system_tools") {
+        return;
+    }
+    if which("setfacl").is_none() {
+        // scripts/setup installs the acl package; a host without it is the
+        // other test's subject.
+        panic!("setfacl is missing: run scripts/setup (it installs the acl package)");
+    }
+    let reader = HostUser::create("acl");
+    let bed = TestBed::start("parity-acls");
+    let install = bed.path().join("srv/reports");
+    let appspec = format!(
+        "version: 0.0
+os: linux
+files:
+  - source: app
+    destination: {install}
+permissions:
+  # A file object: one named user entry, on top of the mode.
+  - object: {install}/report.sh
+    mode: 750
+    acls:
+      - u:{user}:r-x
+  # Directories below the object: a named entry and a default one, so files
+  # created there later inherit the reader's access.
+  - object: {install}
+    pattern: \"spool\"
+    type: [directory]
+    mode: 770
+    acls:
+      - u:{user}:rwx
+      - d:u:{user}:rw-
+",
+        install = install.display(),
+        user = reader.name,
+    );
+    let revision = Revision::new()
+        .file("appspec.yml", appspec)
+        .script("app/report.sh", "#!/bin/sh\necho report\n")
+        .dir("app/spool", 0o755)
+        .file("app/spool/.keep", "");
+    let location = bed.upload("acl-revisions", "reports.tgz", &revision, BundleType::Tgz);
+    let deployment = Deployment::new("Reports", "Reports-Fleet", location);
+    bed.emulator.add_deployment(deployment.clone());
+    bed.start_agent(&agent_binary());
+    expect_success(&bed, &deployment);
+
+    let uid = reader.uid;
+    let file_acl = acl_entries(&install.join("report.sh"));
+    ensure_eq!(
+        bed,
+        file_acl,
+        Ok(vec![
+            "user::rwx".to_string(),
+            format!("user:{uid}:r-x"),
+            "group::r-x".to_string(),
+            "mask::r-x".to_string(),
+            "other::---".to_string(),
+        ]),
+        "the ACL of report.sh (mode 750 plus the appspec's entry)"
+    );
+    let dir_acl = acl_entries(&install.join("spool"));
+    ensure_eq!(
+        bed,
+        dir_acl,
+        Ok(vec![
+            "user::rwx".to_string(),
+            format!("user:{uid}:rwx"),
+            "group::rwx".to_string(),
+            "mask::rwx".to_string(),
+            "other::---".to_string(),
+            "default:user::rwx".to_string(),
+            format!("default:user:{uid}:rw-"),
+            "default:group::rwx".to_string(),
+            "default:mask::rwx".to_string(),
+            "default:other::---".to_string(),
+        ]),
+        "the ACL of spool/ (mode 770, a named entry and a default entry)"
+    );
+    // The default entry is real: a file made there later inherits it.
+    let later = install.join("spool/later.txt");
+    std::fs::write(&later, "x").unwrap();
+    let inherited = acl_entries(&later).unwrap_or_default();
+    ensure!(
+        bed,
+        inherited.contains(&format!("user:{uid}:rw-")),
+        "a file created in spool/ after the deployment inherits the default entry: {inherited:?}"
+    );
+}
+
+#[test]
+fn a_selinux_context_on_a_host_without_selinux_tools_fails_install_with_the_package_to_install() {
+    if which("semanage").is_some() {
+        eprintln!(
+            "SKIPPED a_selinux_context_on_a_host_without_selinux_tools_fails_install_with_the_package_to_install: \
+             this host has semanage, so the missing-tool path cannot be shown here"
+        );
+        return;
+    }
+    let bed = TestBed::start("parity-selinux-missing");
+    let install = bed.path().join("srv/web");
+    let appspec = format!(
+        "version: 0.0
+os: linux
+files:
+  - source: app
+    destination: {install}
+permissions:
+  - object: {install}/index.html
+    context:
+      type: httpd_sys_content_t
+",
+        install = install.display(),
+    );
+    let revision = Revision::new()
+        .file("appspec.yml", appspec)
+        .file("app/index.html", "<p>hello</p>\n");
+    let location = bed.upload("selinux-revisions", "web.tgz", &revision, BundleType::Tgz);
+    let deployment = Deployment::new("Web", "Web-Fleet", location);
+    bed.emulator.add_deployment(deployment.clone());
+    bed.start_agent(&agent_binary());
+    let failed = expect_failure_at(&bed, &deployment, "Install");
+    let message = failed
+        .diagnostics()
+        .map(|d| d.message.clone())
+        .unwrap_or_default();
+    ensure!(
+        bed,
+        message.contains("semanage") && message.contains("policycoreutils"),
+        "Install's diagnostic names the missing tool and its package: {message}"
+    );
+    ensure!(
+        bed,
+        message.contains("index.html"),
+        "Install's diagnostic names the file: {message}"
+    );
+}
+
+/// The full path of `program` on PATH, if any.
+fn which(program: &str) -> Option<std::path::PathBuf> {
+    std::env::var_os("PATH").and_then(|paths| {
+        std::env::split_paths(&paths)
+            .map(|dir| dir.join(program))
+            .find(|candidate| candidate.is_file())
+    })
+}
