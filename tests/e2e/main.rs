@@ -27,6 +27,7 @@ mod support;
 mod bundles;
 mod daemon;
 mod failures;
+mod faults;
 mod footprint;
 mod health;
 mod hooks_library;

@@ -16,6 +16,7 @@ pub mod http_target;
 pub mod imds;
 pub mod proxy;
 pub mod s3;
+pub mod s3_faults;
 pub mod testbed;
 
 pub use agent::{AgentConfig, AgentProcess, OnPremisesIdentity};

@@ -63,14 +63,54 @@ pub fn s3_client(
     aws_sdk_s3::Client::from_conf(config.build())
 }
 
+/// How many times a download whose body broke off is started in all. The SDK
+/// retries failed requests (5xx, throttling, connection errors) on its own,
+/// but not a body that stops midway once the answer has begun.
+const BODY_ATTEMPTS: u32 = 3;
+
 /// GetObject (with the revision's version when given) streamed into `dest`.
 /// When the deployment names an ETag, the object's must match (quotes aside)
-/// before anything is written.
+/// before anything is written. A body that breaks off is fetched again from
+/// the start (nothing of it is kept), up to [`BODY_ATTEMPTS`] times.
 pub async fn download_s3(
     client: &aws_sdk_s3::Client,
     revision: &S3Revision,
     dest: &Path,
 ) -> Result<(), BundleError> {
+    let mut attempt = 1;
+    loop {
+        match download_once(client, revision, dest).await {
+            Err(Fetch::BrokenOff(error)) if attempt < BODY_ATTEMPTS => {
+                tracing::warn!(
+                    "{error}; downloading again (attempt {} of {BODY_ATTEMPTS})",
+                    attempt + 1
+                );
+                tokio::time::sleep(std::time::Duration::from_secs(u64::from(attempt))).await;
+                attempt += 1;
+            }
+            Err(Fetch::BrokenOff(error) | Fetch::Final(error)) => return Err(error),
+            Ok(()) => return Ok(()),
+        }
+    }
+}
+
+/// One download's failure: whether starting again may help.
+enum Fetch {
+    BrokenOff(BundleError),
+    Final(BundleError),
+}
+
+impl From<BundleError> for Fetch {
+    fn from(error: BundleError) -> Fetch {
+        Fetch::Final(error)
+    }
+}
+
+async fn download_once(
+    client: &aws_sdk_s3::Client,
+    revision: &S3Revision,
+    dest: &Path,
+) -> Result<(), Fetch> {
     let object = S3Object::of(revision);
     let mut output = client
         .get_object()
@@ -91,7 +131,8 @@ pub async fn download_s3(
                 expected: expected.clone(),
                 actual: actual.to_string(),
                 object,
-            });
+            }
+            .into());
         }
     }
 
@@ -109,9 +150,11 @@ pub async fn download_s3(
         .tempfile_in(dir)
         .map_err(write_error)?;
     let mut file = tokio::fs::File::from_std(partial.as_file().try_clone().map_err(write_error)?);
-    while let Some(chunk) = output.body.try_next().await.map_err(|e| BundleError::S3 {
-        object: object.clone(),
-        detail: format!("the download broke off: {}", DisplayErrorContext(&e)),
+    while let Some(chunk) = output.body.try_next().await.map_err(|e| {
+        Fetch::BrokenOff(BundleError::S3 {
+            object: object.clone(),
+            detail: format!("the download broke off: {}", DisplayErrorContext(&e)),
+        })
     })? {
         file.write_all(&chunk).await.map_err(write_error)?;
     }
