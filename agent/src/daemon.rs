@@ -76,12 +76,17 @@ pub async fn run(config_file: &Path) -> Result<(), StartupError> {
             .unwrap_or_else(|| "stderr".into())
     );
     log_warnings(config_file, &parsed.warnings);
+    // Before any credential is read: no core file may ever hold one.
+    let hooks_core_limit = crate::hygiene::start_up(&config);
+    if let Err(why) = crate::hooks::bounds::apply_to_agent(&config.agent_priority) {
+        tracing::warn!("{why}; the agent keeps its current priority");
+    }
     let mut signals = Signals::install()?;
     let _pid_lock = PidLock::acquire(&config.pid_dir, &config.program_name)?;
     let (schedule, schedule_updates) = watch::channel(schedule_of(&config));
     // Start-up may wait on instance metadata: a stop request ends it cleanly.
     let poller = tokio::select! {
-        built = build_poller(&config, schedule_updates) => built?,
+        built = build_poller(&config, schedule_updates, hooks_core_limit) => built?,
         signal = signals.stop() => {
             tracing::info!("{signal} received during start-up: stopping");
             return Ok(());
@@ -151,6 +156,8 @@ fn schedule_of(config: &AgentConfig) -> Schedule {
     Schedule {
         wait_between_runs: config.wait_between_runs,
         wait_after_throttle_error: config.wait_after_throttle_error,
+        poll_jitter_percent: config.poll_jitter_percent,
+        startup_delay_max: config.startup_delay_max.unwrap_or(config.wait_between_runs),
     }
 }
 
@@ -197,6 +204,7 @@ fn reload(
     running.verbose = reread.verbose;
     running.wait_between_runs = reread.wait_between_runs;
     running.wait_after_throttle_error = reread.wait_after_throttle_error;
+    running.poll_jitter_percent = reread.poll_jitter_percent;
     tracing::info!(
         "SIGHUP: configuration reloaded from {}: verbose {}, wait_between_runs {} s, wait_after_throttle_error {} s",
         config_file.display(),
@@ -252,6 +260,7 @@ enum Received {
 async fn build_poller(
     config: &AgentConfig,
     schedule: watch::Receiver<Schedule>,
+    hooks_core_limit: Option<crate::hygiene::CoreLimit>,
 ) -> Result<Poller, StartupError> {
     let identity = identity::resolve(config).await?;
     let domain = identity
@@ -358,8 +367,12 @@ async fn build_poller(
                 proxy: config.proxy_uri.clone(),
             },
             credentials,
+            hardening: config.hardening.clone(),
+            hooks: crate::hooks::HookPolicy::from_config(config, hooks_core_limit),
+            hook_bounds: Arc::new(crate::hooks::bounds::Enforcer::new(config.hook_bounds)),
         },
         schedule,
+        max_concurrent_commands: config.max_concurrent_commands,
     })
 }
 

@@ -14,6 +14,7 @@ pub mod diagnostics;
 pub mod event;
 pub mod health;
 pub mod hooks;
+pub mod hygiene;
 pub mod identity;
 pub mod install;
 pub mod lifecycle;

@@ -252,3 +252,452 @@ fn a_body_cut_short_fails_download_bundle_and_leaves_no_partial_bundle() {
     ensure!(bed, !install.exists(), "nothing installed");
     next_deployment_succeeds(&bed, &proxy, &install);
 }
+
+/// A small tmpfs mounted for one test, unmounted when dropped.
+struct SmallDisk {
+    path: std::path::PathBuf,
+}
+
+impl SmallDisk {
+    /// Mounts a tmpfs of `megabytes` at `path`; `None` (after saying why)
+    /// where the test cannot mount (not root, no CAP_SYS_ADMIN).
+    fn mount(path: &Path, megabytes: u32) -> Option<SmallDisk> {
+        std::fs::create_dir_all(path).expect("mount point");
+        let status = std::process::Command::new("mount")
+            .args(["-t", "tmpfs", "-o", &format!("size={megabytes}m"), "tmpfs"])
+            .arg(path)
+            .status();
+        match status {
+            Ok(status) if status.success() => Some(SmallDisk {
+                path: path.to_path_buf(),
+            }),
+            other => {
+                eprintln!(
+                    "SKIPPED: mounting a tmpfs at {} failed ({other:?}); the disk-full tests \
+                     need root with CAP_SYS_ADMIN",
+                    path.display()
+                );
+                None
+            }
+        }
+    }
+
+    /// Bytes in use on the tmpfs.
+    fn used(&self) -> u64 {
+        let stat = nix::sys::statvfs::statvfs(&self.path).expect("statvfs of the tmpfs");
+        (stat.blocks() - stat.blocks_free()) as u64 * stat.fragment_size() as u64
+    }
+}
+
+impl Drop for SmallDisk {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("umount")
+            .arg("-l")
+            .arg(&self.path)
+            .status();
+    }
+}
+
+/// Bytes that gzip cannot shrink, so that a bundle's size is what it holds.
+fn incompressible(len: usize) -> Vec<u8> {
+    let mut state: u64 = 0x9e37_79b9_7f4a_7c15;
+    (0..len)
+        .map(|_| {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            state as u8
+        })
+        .collect()
+}
+
+/// The disk under the deployment root fills during DownloadBundle (`big`
+/// names what is too big: the bundle itself, or what it unpacks to): the
+/// service is told, what was written is removed, and the agent deploys a
+/// small revision next.
+fn disk_full_during_download_bundle(name: &str, big: Revision, what: &str) {
+    let bed = TestBed::start(name);
+    let Some(disk) = SmallDisk::mount(&bed.path().join("small-disk"), 8) else {
+        return;
+    };
+    let install = bed.path().join("srv/app");
+    let location = bed.upload(BUCKET, "app/too-big.tgz", &big, BundleType::Tgz);
+    let deployment = Deployment::new("App", "App-Group", location.clone());
+    bed.emulator.add_deployment(deployment.clone());
+    let mut config = bed.agent_config();
+    config.root_dir = disk.path.join("deployment-root");
+    bed.start_agent_with(&agent_binary(), &config);
+
+    let failed = expect_failure_at(&bed, &deployment, "DownloadBundle");
+    let message = failed
+        .diagnostics()
+        .map(|d| d.message.clone())
+        .unwrap_or_default();
+    ensure!(
+        bed,
+        message.to_lowercase().contains("space") || message.to_lowercase().contains("full"),
+        "{what}: the message says the disk is full: {message:?}"
+    );
+    let used = disk.used();
+    ensure!(
+        bed,
+        used < 1024 * 1024,
+        "{what}: what the failed download wrote is removed ({used} bytes still in use)"
+    );
+    ensure!(bed, bed.agent_running(), "{what}: the agent keeps running");
+
+    let location = bed.upload(
+        BUCKET,
+        "app/small.tgz",
+        &revision(&install),
+        BundleType::Tgz,
+    );
+    let next = Deployment::new("App", "App-Group", location);
+    bed.emulator.add_deployment(next.clone());
+    expect_success(&bed, &next);
+    ensure_eq!(
+        bed,
+        read(&install.join("index.html")),
+        "<p>v1</p>\n",
+        "{what}: the next revision is installed"
+    );
+}
+
+#[test]
+fn disk_filling_while_the_bundle_downloads_fails_cleanly() {
+    let install = Path::new("/nonexistent-install-target");
+    // 12 MiB of noise: the bundle alone does not fit on the 8 MiB disk.
+    let big = revision(install).file("app/noise.bin", incompressible(12 << 20));
+    disk_full_during_download_bundle("disk-full-download", big, "download");
+}
+
+#[test]
+fn disk_filling_while_the_bundle_unpacks_fails_cleanly() {
+    let install = Path::new("/nonexistent-install-target");
+    // A small bundle (zeros compress well) that unpacks to 16 MiB.
+    let big = revision(install).file("app/zeros.bin", vec![0; 16 << 20]);
+    disk_full_during_download_bundle("disk-full-unpack", big, "unpack");
+}
+
+const FAILED_AFTER_RESTART: &str =
+    "Failed: Failing in-progress lifecycle event after an agent restart.";
+
+/// Waits until `deployment`'s `name` command has been acknowledged.
+fn wait_for_ack(bed: &TestBed, deployment: &Deployment, name: &str) -> bool {
+    bed.emulator
+        .wait_until(std::time::Duration::from_secs(60), |_| {
+            bed.emulator
+                .deployment(&deployment.deployment_id)
+                .and_then(|d| d.command(name).map(|c| !c.acknowledgements.is_empty()))
+                .unwrap_or(false)
+        })
+}
+
+/// After a SIGKILL during `name`, the restarted agent reports `name` Failed
+/// with the restart diagnostic, and nothing else of that deployment.
+fn expect_reported_after_restart(bed: &TestBed, deployment: &Deployment, name: &str) {
+    let reported = bed
+        .emulator
+        .wait_until(std::time::Duration::from_secs(30), |_| {
+            bed.emulator
+                .deployment(&deployment.deployment_id)
+                .and_then(|d| d.command(name).map(|c| !c.completions.is_empty()))
+                .unwrap_or(false)
+        });
+    ensure!(
+        bed,
+        reported,
+        "the restarted agent reports the interrupted {name}"
+    );
+    let record = bed
+        .emulator
+        .deployment(&deployment.deployment_id)
+        .and_then(|d| d.command(name).cloned())
+        .expect("reported above");
+    let completion = record.completion().cloned().expect("reported above");
+    ensure_eq!(
+        bed,
+        completion.status.as_str(),
+        "Failed",
+        "{name} is reported Failed"
+    );
+    let diagnostics = record.diagnostics().cloned();
+    ensure_eq!(
+        bed,
+        diagnostics.map(|d| (d.error_code, d.message)),
+        Some((7, FAILED_AFTER_RESTART.to_string())),
+        "{name}'s restart diagnostic"
+    );
+}
+
+#[test]
+fn agent_killed_during_download_bundle_reports_it_after_restart_and_deploys_again() {
+    let (bed, proxy) = bed_behind("kill-in-download", S3Fault::Stall(64 * 1024));
+    let install = bed.path().join("srv/app");
+    let big = revision(&install).file("app/noise.bin", incompressible(1 << 20));
+    let location = bed.upload(BUCKET, "app/stalling.tgz", &big, BundleType::Tgz);
+    let first = Deployment::new("App", "App-Group", location);
+    bed.emulator.add_deployment(first.clone());
+    start_agent(&bed, &proxy);
+
+    ensure!(
+        bed,
+        wait_for_ack(&bed, &first, "DownloadBundle"),
+        "DownloadBundle started"
+    );
+    let downloading = bed
+        .emulator
+        .wait_until(std::time::Duration::from_secs(30), |_| {
+            proxy.downloads() > 0
+        });
+    ensure!(bed, downloading, "the agent is downloading the bundle");
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    bed.kill_agent();
+    proxy.set_fault(S3Fault::None);
+
+    start_agent(&bed, &proxy);
+    expect_reported_after_restart(&bed, &first, "DownloadBundle");
+    // No bundle file was ever named as complete.
+    let deployment_dir = deployment_dir(&bed, &first);
+    let bundles: Vec<String> = std::fs::read_dir(&deployment_dir)
+        .map(|entries| {
+            entries
+                .flatten()
+                .map(|e| e.file_name().to_string_lossy().into_owned())
+                .filter(|name| name.starts_with("bundle"))
+                .collect()
+        })
+        .unwrap_or_default();
+    ensure_eq!(
+        bed,
+        bundles,
+        Vec::<String>::new(),
+        "no half-downloaded bundle carries the bundle's name"
+    );
+    ensure!(bed, !install.exists(), "nothing installed");
+    next_deployment_succeeds(&bed, &proxy, &install);
+}
+
+#[test]
+fn agent_killed_during_install_leaves_only_whole_files_and_the_next_deployment_succeeds() {
+    let bed = TestBed::start("kill-in-install");
+    let install = bed.path().join("srv/app");
+    // Enough files that Install takes a while: the kill lands in the middle.
+    let mut big = revision(&install);
+    let content = |i: usize| format!("file {i}\n").repeat(4096);
+    for i in 0..3000 {
+        big = big.file(&format!("app/data/{:02}/f{i}.txt", i % 30), content(i));
+    }
+    let location = bed.upload(BUCKET, "app/many-files.tgz", &big, BundleType::Tgz);
+    let first = Deployment::new("App", "App-Group", location);
+    bed.emulator.add_deployment(first.clone());
+    bed.start_agent(&agent_binary());
+
+    ensure!(
+        bed,
+        wait_for_ack(&bed, &first, "Install"),
+        "Install started"
+    );
+    // Killed once the first files have landed: in the middle of the copies.
+    let copying = bed
+        .emulator
+        .wait_until(std::time::Duration::from_secs(60), |_| {
+            install.join("data/00").is_dir()
+        });
+    ensure!(bed, copying, "Install started copying");
+    bed.kill_agent();
+    let landed: Vec<std::path::PathBuf> = (0..3000)
+        .map(|i| install.join(format!("data/{:02}/f{i}.txt", i % 30)))
+        .filter(|path| path.exists())
+        .collect();
+    eprintln!(
+        "{} of 3000 files had landed when the agent was killed",
+        landed.len()
+    );
+    for path in &landed {
+        let name = path.file_stem().unwrap().to_string_lossy().into_owned();
+        let i: usize = name.trim_start_matches('f').parse().unwrap();
+        ensure!(
+            bed,
+            std::fs::read_to_string(path).ok() == Some(content(i)),
+            "{} is whole or absent, never half-written",
+            path.display()
+        );
+    }
+
+    bed.start_agent(&agent_binary());
+    expect_reported_after_restart(&bed, &first, "Install");
+
+    // The next deployment of the group removes what the interrupted Install
+    // recorded and installs its own revision (DISALLOW finds no stranger).
+    let location = bed.upload(
+        BUCKET,
+        "app/after-kill.tgz",
+        &revision(&install),
+        BundleType::Tgz,
+    );
+    let second = Deployment::next_in_group(&first, location);
+    bed.emulator.add_deployment(second.clone());
+    expect_success(&bed, &second);
+    ensure_eq!(
+        bed,
+        read(&install.join("index.html")),
+        "<p>v1</p>\n",
+        "the next revision is installed"
+    );
+    let left: Vec<std::path::PathBuf> = landed.iter().filter(|p| p.exists()).cloned().collect();
+    ensure_eq!(
+        bed,
+        left,
+        Vec::<std::path::PathBuf>::new(),
+        "the interrupted Install's files are removed by the next one"
+    );
+}
+
+#[test]
+fn control_plane_outages_are_ridden_out_and_the_held_complete_is_delivered() {
+    use codedeploy_e2e::emulator::{Operation, Outage};
+    use std::time::{Duration, Instant, SystemTime};
+
+    let bed = TestBed::start("control-plane-outage");
+    let install = bed.path().join("srv/app");
+    let marker = bed.path().join("hook-started");
+    let revision = Revision::new()
+        .file(
+            "appspec.yml",
+            appspec("app", &install, &[hook("BeforeInstall", "scripts/slow.sh")]),
+        )
+        .file("app/index.html", "<p>v1</p>\n")
+        .script(
+            "scripts/slow.sh",
+            format!("#!/bin/sh\ntouch '{}'\nsleep 2\n", marker.display()),
+        );
+    let location = bed.upload(BUCKET, "app/outage.tgz", &revision, BundleType::Tgz);
+    let deployment = Deployment::new("App", "App-Group", location);
+    bed.emulator.add_deployment(deployment.clone());
+    bed.start_agent(&agent_binary());
+    let started = bed
+        .emulator
+        .wait_until(Duration::from_secs(60), |_| marker.exists());
+    ensure!(bed, started, "BeforeInstall's hook started");
+
+    // The hook ends inside the first outage: its Complete cannot be delivered
+    // until the service is back.
+    let phases = [
+        (Outage::ServerErrors, Duration::from_secs(15)),
+        (Outage::MalformedJson, Duration::from_secs(8)),
+        (Outage::Slow(Duration::from_secs(3)), Duration::from_secs(8)),
+        (Outage::DroppedConnections, Duration::from_secs(8)),
+    ];
+    let outage_began = SystemTime::now();
+    for (outage, length) in phases {
+        bed.emulator.outage(outage, Instant::now() + length);
+        std::thread::sleep(length);
+    }
+    let recovered = SystemTime::now();
+    let outage_seconds = recovered
+        .duration_since(outage_began)
+        .unwrap_or_default()
+        .as_secs_f64();
+
+    expect_success(&bed, &deployment);
+    let calls = bed.emulator.calls();
+    let during: Vec<_> = calls
+        .iter()
+        .filter(|c| c.at >= outage_began && c.at < recovered)
+        .collect();
+    eprintln!(
+        "{} requests during {outage_seconds:.0} s of outage",
+        during.len()
+    );
+    ensure!(
+        bed,
+        (during.len() as f64) <= outage_seconds,
+        "the agent backs off during the outage instead of spinning: {} requests in {outage_seconds:.0} s",
+        during.len()
+    );
+    let refused_completes = during
+        .iter()
+        .filter(|c| c.operation == Some(Operation::PutHostCommandComplete) && c.status != 200)
+        .count();
+    ensure!(
+        bed,
+        refused_completes >= 1,
+        "BeforeInstall's Complete met the outage"
+    );
+    let before_install = bed
+        .emulator
+        .deployment(&deployment.deployment_id)
+        .and_then(|d| d.command("BeforeInstall").cloned())
+        .expect("BeforeInstall was handed out");
+    ensure_eq!(
+        bed,
+        before_install
+            .completions
+            .iter()
+            .map(|c| c.status.clone())
+            .collect::<Vec<_>>(),
+        vec!["Succeeded".to_string()],
+        "the held Complete is delivered once, not lost"
+    );
+    let first_accepted = calls
+        .iter()
+        .find(|c| c.at >= recovered && c.status == 200)
+        .map(|c| c.at.duration_since(recovered).unwrap_or_default());
+    eprintln!("first accepted request {first_accepted:?} after the recovery");
+    ensure!(
+        bed,
+        first_accepted.is_some_and(|gap| gap <= Duration::from_secs(35)),
+        "the agent resumes within one backoff interval of the recovery: {first_accepted:?}"
+    );
+    ensure_eq!(
+        bed,
+        read(&install.join("index.html")),
+        "<p>v1</p>\n",
+        "the deployment went on to the end"
+    );
+}
+
+#[test]
+fn answers_of_many_megabytes_are_refused_without_holding_them() {
+    use codedeploy_e2e::emulator::Outage;
+    use std::time::{Duration, Instant};
+
+    let bed = TestBed::start("huge-answers");
+    bed.emulator
+        .outage(Outage::HugeAnswers, Instant::now() + Duration::from_secs(8));
+    bed.start_agent(&agent_binary());
+    std::thread::sleep(Duration::from_secs(8));
+    let output = bed.agent_output();
+    ensure!(
+        bed,
+        output.contains("the answer is larger than 4 MiB"),
+        "the agent says why it refused the answer"
+    );
+    let pid = bed.agent_pid().expect("the agent runs");
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    let peak_kib: u64 = status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.split_whitespace().next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(u64::MAX);
+    eprintln!("agent peak RSS after 64 MiB answers: {peak_kib} KiB");
+    ensure!(
+        bed,
+        peak_kib < 48 * 1024,
+        "64 MiB answers are not held in memory: peak RSS {peak_kib} KiB"
+    );
+
+    // The service is healthy again: the next deployment goes through.
+    let install = bed.path().join("srv/app");
+    let location = bed.upload(
+        BUCKET,
+        "app/after-huge.tgz",
+        &revision(&install),
+        BundleType::Tgz,
+    );
+    let deployment = Deployment::new("App", "App-Group", location);
+    bed.emulator.add_deployment(deployment.clone());
+    expect_success(&bed, &deployment);
+}

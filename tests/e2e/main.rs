@@ -24,11 +24,14 @@ macro_rules! ensure_eq {
 
 mod support;
 
+mod bounds;
 mod bundles;
+mod concurrency;
 mod daemon;
 mod failures;
 mod faults;
 mod footprint;
+mod hardening;
 mod health;
 mod hooks_library;
 mod identity;

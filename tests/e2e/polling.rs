@@ -2,7 +2,7 @@
 //! headers every request carries, and what happens when the service
 //! rejects the host's credentials.
 
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 use codedeploy_e2e::emulator::{Operation, SIGNATURE_MISMATCH};
 use codedeploy_e2e::testbed::{HOST_ARN, SESSION_ARN, SESSION_TOKEN};
@@ -68,13 +68,15 @@ fn bad_secret_is_reported_and_polling_continues_with_backoff() {
             .filter(|c| c.error_type.as_deref() == Some("InvalidSignatureException"))
             .count()
     };
-    let seen = bed.emulator.wait_until(Duration::from_secs(40), |e| {
-        rejected(e) >= 2 || !bed.agent_running()
+    // Full jitter below the official backoff (10, 13, 17 s): four polls come
+    // within 0 + 10 + 13 + 17 s and a second each for the 1 s grid.
+    let seen = bed.emulator.wait_until(Duration::from_secs(60), |e| {
+        rejected(e) >= 4 || !bed.agent_running()
     });
     ensure!(
         bed,
-        seen && rejected(&bed.emulator) >= 2,
-        "two polls rejected with InvalidSignatureException within 40 s"
+        seen && rejected(&bed.emulator) >= 4,
+        "four polls rejected with InvalidSignatureException within 60 s"
     );
 
     let polls = bed.emulator.calls_of(Operation::PollHostCommand);
@@ -85,12 +87,22 @@ fn bad_secret_is_reported_and_polling_continues_with_backoff() {
             .all(|c| c.status == 400 && c.response["message"] == SIGNATURE_MISMATCH),
         "every poll is rejected with the signature-mismatch message"
     );
-    let gap = polls[1].at.duration_since(polls[0].at).unwrap_or_default();
-    ensure!(
-        bed,
-        gap >= Duration::from_secs(9),
-        "after the first error the agent backs off about 10 s, but polled again after {gap:?}"
-    );
+    // After the n-th error in a row the agent waits a random time below the
+    // official backoff, then for the next slot of its 1 s interval: never
+    // sooner than the interval, never later than the cap and one interval.
+    for (n, cap_secs) in [(1usize, 10.0), (2, 13.0), (3, 17.0)] {
+        let gap = polls[n]
+            .at
+            .duration_since(polls[n - 1].at)
+            .unwrap_or_default()
+            .as_secs_f64();
+        ensure!(
+            bed,
+            (0.8..=cap_secs + 1.6).contains(&gap),
+            "after error {n} the agent polled again after {gap:.2} s, expected 1 s to {} s",
+            cap_secs + 1.0
+        );
+    }
     ensure!(
         bed,
         bed.agent_running(),
@@ -105,6 +117,62 @@ fn bad_secret_is_reported_and_polling_continues_with_backoff() {
         logged,
         "the agent's output names InvalidSignatureException"
     );
+}
+
+#[test]
+fn first_poll_waits_the_start_up_delay_and_later_polls_keep_to_their_slots() {
+    let bed = TestBed::start("poll-grid");
+    let mut config = bed.agent_config();
+    // This test sets its own start-up delay.
+    config
+        .extra_lines
+        .retain(|line| !line.contains("startup_delay_max_seconds"));
+    config.wait_between_runs = 2;
+    let config = config
+        .extra_line(":startup_delay_max_seconds: 3")
+        .extra_line(":poll_jitter_percent: 20");
+    let spawned = SystemTime::now();
+    bed.start_agent_with(&agent_binary(), &config);
+    let polled = bed.emulator.wait_until(Duration::from_secs(30), |e| {
+        e.count(Operation::PollHostCommand) >= 6 || !bed.agent_running()
+    });
+    ensure!(bed, polled, "six polls within 30 s");
+
+    // The agent names its delay; the first poll does not come sooner.
+    let output = bed.agent_output();
+    let delay: f64 = output
+        .split("first poll in ")
+        .nth(1)
+        .and_then(|rest| rest.split(' ').next())
+        .and_then(|secs| secs.parse().ok())
+        .unwrap_or_else(|| panic!("the agent logs its start-up delay\n{}", bed.report()));
+    ensure!(
+        bed,
+        delay < 3.0,
+        "the delay {delay} s is below the 3 s maximum"
+    );
+    let polls = bed.emulator.calls_of(Operation::PollHostCommand);
+    let first = polls[0].at.duration_since(spawned).unwrap_or_default();
+    ensure!(
+        bed,
+        first.as_secs_f64() >= delay - 0.1,
+        "the first poll came {first:?} after the start, the delay was {delay} s"
+    );
+    // Every later poll lands in its slot (first poll + k × 2 s) or up to 20 %
+    // of the interval (0.4 s) after it: the jitter never adds up.
+    for (k, poll) in polls.iter().enumerate().take(6).skip(1) {
+        let since_first = poll
+            .at
+            .duration_since(polls[0].at)
+            .unwrap_or_default()
+            .as_secs_f64();
+        let slot = 2.0 * k as f64;
+        ensure!(
+            bed,
+            since_first >= slot - 0.05 && since_first <= slot + 0.4 + 0.3,
+            "poll {k} came {since_first:.3} s after the first, its slot is at {slot} s (+0.4 s jitter)"
+        );
+    }
 }
 
 #[test]

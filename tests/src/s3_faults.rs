@@ -27,6 +27,10 @@ pub enum S3Fault {
     Truncate(usize),
     /// The real answer with its ETag header replaced.
     WrongEtag,
+    /// The real headers and this many bytes of the body, then nothing more
+    /// until the fault is changed (or a minute has passed): a download that
+    /// hangs midway, for killing the agent while it is in DownloadBundle.
+    Stall(usize),
 }
 
 pub struct S3FaultProxy {
@@ -139,7 +143,7 @@ fn header<'a>(head: &'a [String], name: &str) -> Option<&'a str> {
 fn serve(
     client: TcpStream,
     upstream_port: u16,
-    fault: &Mutex<S3Fault>,
+    current: &Mutex<S3Fault>,
     downloads: &AtomicUsize,
 ) -> io::Result<()> {
     let mut reader = BufReader::new(client.try_clone()?);
@@ -158,7 +162,7 @@ fn serve(
             .is_some_and(|p| p.contains('/'));
     let fault = if is_download {
         let seen = downloads.fetch_add(1, Ordering::SeqCst);
-        match fault.lock().unwrap_or_else(|e| e.into_inner()).clone() {
+        match current.lock().unwrap_or_else(|e| e.into_inner()).clone() {
             S3Fault::StatusThenRecover(status, code, n) if seen < n => {
                 S3Fault::Status(status, code)
             }
@@ -218,6 +222,19 @@ fn serve(
     client.write_all(head.as_bytes())?;
     match fault {
         S3Fault::Truncate(keep) => client.write_all(&body[..keep.min(body.len())])?,
+        S3Fault::Stall(keep) => {
+            client.write_all(&body[..keep.min(body.len())])?;
+            client.flush()?;
+            let until = std::time::Instant::now() + std::time::Duration::from_secs(60);
+            while std::time::Instant::now() < until
+                && matches!(
+                    *current.lock().unwrap_or_else(|e| e.into_inner()),
+                    S3Fault::Stall(_)
+                )
+            {
+                std::thread::sleep(std::time::Duration::from_millis(50));
+            }
+        }
         _ => client.write_all(body)?,
     }
     client.flush()?;

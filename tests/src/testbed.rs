@@ -218,7 +218,8 @@ impl TestBed {
     }
 
     /// The default agent configuration: everything under `agent_dir()`,
-    /// pointed at this emulator and S3 server, trusting the test CA, with
+    /// pointed at this emulator and S3 server, polling from the start (no
+    /// start-up delay), trusting the test CA, with
     /// the host's correct identity and credentials (for a session, in
     /// `<agent_dir>/credentials`, written when the agent starts).
     pub fn agent_config(&self) -> AgentConfig {
@@ -244,7 +245,8 @@ impl TestBed {
             config.region = imds.config().region;
             config = config.env("AWS_EC2_METADATA_SERVICE_ENDPOINT", &imds.endpoint());
         }
-        config
+        // The first poll at once: tests time what follows from it.
+        config.extra_line(":startup_delay_max_seconds: 0")
     }
 
     /// Starts the agent with the default configuration.

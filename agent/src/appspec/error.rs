@@ -25,6 +25,26 @@ pub enum AppSpecError {
         source: std::io::Error,
     },
 
+    #[error(
+        "The AppSpec file {} is {size} bytes; an AppSpec larger than {limit} bytes is refused (it lists files, permissions and hooks, and a real one is a few kilobytes)",
+        .path.display()
+    )]
+    TooLarge {
+        path: PathBuf,
+        size: u64,
+        limit: u64,
+    },
+
+    #[error(
+        "Invalid AppSpec file {}: it holds {openers} `[` and `{{` characters, more than the {limit} the agent reads (they open flow collections, whose nesting makes YAML parsing slow); write long lists in block style (`- item` lines)",
+        .file.display()
+    )]
+    TooManyFlowCollections {
+        file: PathBuf,
+        openers: usize,
+        limit: usize,
+    },
+
     #[error("The AppSpec file {file} is empty: it must define at least version and os")]
     Empty { file: PathBuf },
 

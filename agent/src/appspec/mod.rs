@@ -14,7 +14,7 @@ use std::path::Path;
 pub use behavior::FileExistsBehavior;
 pub use error::AppSpecError;
 pub use model::{AppSpec, AppSpecVersion, EventHooks, FileMapping, HookScript, Os};
-pub use parse::parse;
+pub use parse::{parse, MAX_FLOW_OPENERS};
 pub use paths::{normalize_host_path, RevisionPath};
 pub use permission::{
     AclEntry, AclKind, AclPerms, Glob, Mode, ObjectKinds, Permission, SeLinuxContext, SeLinuxRange,
@@ -31,6 +31,42 @@ pub enum AppSpecLookup {
     InstallFallback,
 }
 
+/// The largest appspec the agent reads: far above any real one, small enough
+/// that a hostile revision cannot make the agent hold gigabytes of YAML.
+pub const MAX_APPSPEC_BYTES: u64 = 4 * 1024 * 1024;
+
+enum LoadError {
+    Io(std::io::Error),
+    TooLarge(u64),
+}
+
+/// The file's text, refusing one larger than [`MAX_APPSPEC_BYTES`] before
+/// reading it (and, should it grow meanwhile, after reading one byte more).
+fn read_bounded(path: &Path) -> Result<String, LoadError> {
+    use std::io::Read;
+    let file = std::fs::File::open(path).map_err(LoadError::Io)?;
+    let size = file.metadata().map_err(LoadError::Io)?.len();
+    if size > MAX_APPSPEC_BYTES {
+        return Err(LoadError::TooLarge(size));
+    }
+    let mut bytes = Vec::with_capacity(size as usize);
+    file.take(MAX_APPSPEC_BYTES + 1)
+        .read_to_end(&mut bytes)
+        .map_err(LoadError::Io)?;
+    if bytes.len() as u64 > MAX_APPSPEC_BYTES {
+        return Err(LoadError::TooLarge(bytes.len() as u64));
+    }
+    String::from_utf8(bytes).map_err(|e| {
+        LoadError::Io(std::io::Error::new(
+            std::io::ErrorKind::InvalidData,
+            format!(
+                "it is not UTF-8 text (invalid byte at offset {}); save it as UTF-8",
+                e.utf8_error().valid_up_to()
+            ),
+        ))
+    })
+}
+
 /// Reads and parses the appspec of an unpacked revision.
 pub fn load(
     archive_dir: &Path,
@@ -43,10 +79,17 @@ pub fn load(
     };
     for name in std::iter::once(appspec_filename).chain(fallbacks.iter().copied()) {
         let path = archive_dir.join(name);
-        match std::fs::read_to_string(&path) {
+        match read_bounded(&path) {
             Ok(text) => return parse(&text, &path),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
-            Err(source) => return Err(AppSpecError::Read { path, source }),
+            Err(LoadError::Io(e)) if e.kind() == std::io::ErrorKind::NotFound => continue,
+            Err(LoadError::Io(source)) => return Err(AppSpecError::Read { path, source }),
+            Err(LoadError::TooLarge(size)) => {
+                return Err(AppSpecError::TooLarge {
+                    path,
+                    size,
+                    limit: MAX_APPSPEC_BYTES,
+                })
+            }
         }
     }
     Err(AppSpecError::NotFound {

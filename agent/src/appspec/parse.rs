@@ -21,8 +21,22 @@ use super::permission::{
 use super::FileExistsBehavior;
 use crate::event::LifecycleEvent;
 
+/// The most flow-collection openers (`[` and `{`) an appspec may hold. The
+/// YAML scanner's cost grows with the square of flow nesting depth (100,000
+/// nested `[` take minutes), and the depth cannot exceed the number of
+/// openers; real appspecs hold a handful.
+pub const MAX_FLOW_OPENERS: usize = 10_000;
+
 /// Parses and validates an appspec. `file` is only used in error messages.
 pub fn parse(text: &str, file: &Path) -> Result<AppSpec, AppSpecError> {
+    let openers = text.bytes().filter(|b| matches!(b, b'[' | b'{')).count();
+    if openers > MAX_FLOW_OPENERS {
+        return Err(AppSpecError::TooManyFlowCollections {
+            file: file.to_path_buf(),
+            openers,
+            limit: MAX_FLOW_OPENERS,
+        });
+    }
     let document: Document =
         serde_norway::from_str(text).map_err(|source| AppSpecError::Invalid {
             file: file.to_path_buf(),

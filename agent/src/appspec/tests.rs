@@ -409,3 +409,112 @@ fn all_possible_lifecycle_events_are_checked() {
         .unwrap_err();
     assert!(err.to_string().contains("\"ApplicationStop\""), "{err}");
 }
+
+/// Hostile appspecs end in a clear error, fast and without holding memory
+/// out of proportion to the file.
+#[test]
+fn hostile_appspecs_are_refused_quickly_with_a_reason() {
+    // Nine levels of nine-fold aliases: 9^9 nodes if expanded.
+    let mut bomb = String::from("a0: &a0 [x, x, x, x, x, x, x, x, x]\n");
+    for level in 1..9 {
+        let previous = format!("*a{}", level - 1);
+        let list = [previous.as_str(); 9].join(", ");
+        bomb.push_str(&format!("a{level}: &a{level} [{list}]\n"));
+    }
+    // Unused, the anchors cost nothing; used where the appspec reads them,
+    // the expansion is stopped at the first node of the wrong shape.
+    let unused_bomb = format!("{bomb}version: 0.0\nos: linux\n");
+    bomb.push_str("version: 0.0\nos: linux\nhooks:\n  BeforeInstall: *a8\n");
+    let deep_flow = format!(
+        "{HEAD}hooks:\n  BeforeInstall: {}{}\n",
+        "[".repeat(100_000),
+        "]".repeat(100_000)
+    );
+    let deep_maps = format!(
+        "{HEAD}files: {}x{}\n",
+        "{a: ".repeat(50_000),
+        "}".repeat(50_000)
+    );
+    let deep_block = format!(
+        "{HEAD}hooks:\n  BeforeInstall:\n    {}x\n",
+        "- ".repeat(50_000)
+    );
+    let cases: &[(&str, &str, &str)] = &[
+        ("alias bomb", &bomb, "hooks.BeforeInstall[0]: invalid type"),
+        (
+            "deep flow sequences",
+            &deep_flow,
+            "100000 `[` and `{` characters",
+        ),
+        (
+            "deep flow mappings",
+            &deep_maps,
+            "50000 `[` and `{` characters",
+        ),
+        (
+            "deep block sequences",
+            &deep_block,
+            "BeforeInstall[0]: invalid type",
+        ),
+    ];
+    for (what, text, fragment) in cases {
+        let started = std::time::Instant::now();
+        let err = parse(text, Path::new("/r/appspec.yml")).expect_err(what);
+        let message = err.to_string();
+        assert!(message.contains(fragment), "{what}: {message}");
+        assert!(
+            message.contains("/r/appspec.yml"),
+            "{what} names the file: {message}"
+        );
+        assert!(
+            started.elapsed() < Duration::from_secs(5),
+            "{what} took {:?}",
+            started.elapsed()
+        );
+    }
+    let started = std::time::Instant::now();
+    let spec = parse_ok(&unused_bomb);
+    assert!(spec.hooks.is_empty());
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "{:?}",
+        started.elapsed()
+    );
+    // Many flow collections side by side are fine up to the bound.
+    let siblings = format!(
+        "{HEAD}permissions:\n{}",
+        "  - object: /a\n    type: [file]\n".repeat(MAX_FLOW_OPENERS)
+    );
+    assert_eq!(parse_ok(&siblings).permissions.len(), MAX_FLOW_OPENERS);
+}
+
+#[test]
+fn huge_and_non_utf8_appspec_files_are_refused_by_load() {
+    let dir = tempfile::tempdir().unwrap();
+    let huge = dir.path().join("huge");
+    std::fs::create_dir(&huge).unwrap();
+    let mut text = String::from(HEAD);
+    text.push_str(&"# padding padding padding padding padding padding\n".repeat(100_000));
+    std::fs::write(huge.join("appspec.yml"), &text).unwrap();
+    let err = load(&huge, "appspec.yml", AppSpecLookup::Exact).unwrap_err();
+    let message = err.to_string();
+    assert!(
+        message.contains(&format!("is {} bytes", text.len())) && message.contains("refused"),
+        "{message}"
+    );
+
+    let binary = dir.path().join("binary");
+    std::fs::create_dir(&binary).unwrap();
+    std::fs::write(
+        binary.join("appspec.yml"),
+        b"version: 0.0\nos: linux\n\xff\xfe\n",
+    )
+    .unwrap();
+    let message = load(&binary, "appspec.yml", AppSpecLookup::Exact)
+        .unwrap_err()
+        .to_string();
+    assert!(
+        message.contains("not UTF-8") && message.contains("offset 23"),
+        "{message}"
+    );
+}

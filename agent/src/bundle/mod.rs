@@ -1,16 +1,17 @@
-//! Revision bundles: fetching them (S3, or a local file or directory for the
-//! local CLI) and unpacking them safely into
-//! `deployment-archive/`. Fetching and unpacking never interpret the revision's
+//! Revision bundles: fetching them (S3, streamed through the unpacker as the
+//! body arrives; or a local file or directory for the local CLI) and
+//! unpacking them safely into `deployment-archive/`. Fetching and unpacking never interpret the revision's
 //! content beyond the single-top-level-folder rule; the appspec is read later.
 
 mod error;
 mod local;
 mod s3;
 mod sniff;
+mod stream;
 mod unpack;
 
 pub use error::{ArchiveFormat, BundleError, S3Object};
 pub use local::{copy_local_directory, link_local_file};
-pub use s3::{download_s3, s3_client};
+pub use s3::{fetch_s3, s3_client};
 pub use sniff::sniff_archive;
-pub use unpack::unpack;
+pub use unpack::{unpack, unpack_with};

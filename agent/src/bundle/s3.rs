@@ -1,22 +1,21 @@
-//! Fetching a bundle from S3: the client, and one GetObject streamed to disk.
-//! Memory stays flat whatever the bundle size (chunk by chunk to a temporary file
-//! beside the destination, renamed into place only when complete). Never
-//! unpacks, never retries on its own (the SDK's standard retries apply). The
-//! client goes through the same proxy as the Commands client.
+//! Fetching a bundle from S3: the client, the ETag check, and the retry of a
+//! body that breaks off. The body itself is handed to `stream.rs`, which
+//! unpacks it as it arrives and keeps `bundle.tar`. Requests are retried by
+//! the SDK's standard retries only. The client goes through the same proxy as
+//! the Commands client.
 
 use std::path::Path;
 
+use super::error::{BundleError, S3Object};
+use super::stream::{receive, Body, Destination, Fetch};
+use crate::config::{BundlePolicy, ProxyUri};
+use crate::spec::S3Revision;
 use aws_credential_types::Credentials;
 use aws_sdk_s3::config::{BehaviorVersion, Region};
 use aws_sdk_s3::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
 use aws_sdk_s3::operation::get_object::GetObjectError;
 use aws_smithy_http_client::proxy::ProxyConfig;
 use aws_smithy_http_client::tls;
-use tokio::io::AsyncWriteExt;
-
-use super::error::{BundleError, S3Object};
-use crate::config::ProxyUri;
-use crate::spec::S3Revision;
 
 /// An S3 client for bundle downloads. With `endpoint_override` (the agent's
 /// `s3_endpoint_override`) requests go to that URL with path-style addressing,
@@ -68,51 +67,83 @@ pub fn s3_client(
 /// but not a body that stops midway once the answer has begun.
 const BODY_ATTEMPTS: u32 = 3;
 
-/// GetObject (with the revision's version when given) streamed into `dest`.
-/// When the deployment names an ETag, the object's must match (quotes aside)
-/// before anything is written. A body that breaks off is fetched again from
-/// the start (nothing of it is kept), up to [`BODY_ATTEMPTS`] times.
-pub async fn download_s3(
+/// DownloadBundle for an S3 revision: GetObject (with the revision's version
+/// when given) into `bundle_file`, unpacked into `archive_dir` under `policy`
+/// as the body arrives (see `stream.rs`). When the deployment names an ETag,
+/// the object's must match (quotes aside) before anything is written or
+/// unpacked. A body that breaks off is fetched again from the start (nothing
+/// of it is kept, the archive directory starts over empty), up to
+/// [`BODY_ATTEMPTS`] times.
+pub async fn fetch_s3(
     client: &aws_sdk_s3::Client,
     revision: &S3Revision,
-    dest: &Path,
+    bundle_file: &Path,
+    archive_dir: &Path,
+    policy: &BundlePolicy,
 ) -> Result<(), BundleError> {
-    let mut attempt = 1;
+    let destination = Destination {
+        bundle_file: bundle_file.to_path_buf(),
+        archive_dir: archive_dir.to_path_buf(),
+        policy: *policy,
+    };
+    with_retries(S3Object::of(revision), || {
+        fetch_once(client, revision, &destination)
+    })
+    .await
+}
+
+/// Runs `attempt` until it succeeds, fails for good, or its body broke off
+/// [`BODY_ATTEMPTS`] times.
+pub(super) async fn with_retries<F, Fut>(
+    object: S3Object,
+    mut attempt: F,
+) -> Result<(), BundleError>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<(), Fetch>>,
+{
+    let mut number = 1;
     loop {
-        match download_once(client, revision, dest).await {
-            Err(Fetch::BrokenOff(error)) if attempt < BODY_ATTEMPTS => {
+        match attempt().await {
+            Ok(()) => return Ok(()),
+            Err(Fetch::Final(error)) => return Err(error),
+            Err(Fetch::BrokenOff(reason)) => {
+                let error = BundleError::S3 {
+                    object: object.clone(),
+                    detail: format!("the download broke off: {reason}"),
+                };
+                if number >= BODY_ATTEMPTS {
+                    return Err(error);
+                }
                 tracing::warn!(
                     "{error}; downloading again (attempt {} of {BODY_ATTEMPTS})",
-                    attempt + 1
+                    number + 1
                 );
-                tokio::time::sleep(std::time::Duration::from_secs(u64::from(attempt))).await;
-                attempt += 1;
+                tokio::time::sleep(std::time::Duration::from_secs(u64::from(number))).await;
+                number += 1;
             }
-            Err(Fetch::BrokenOff(error) | Fetch::Final(error)) => return Err(error),
-            Ok(()) => return Ok(()),
         }
     }
 }
 
-/// One download's failure: whether starting again may help.
-enum Fetch {
-    BrokenOff(BundleError),
-    Final(BundleError),
-}
+/// The S3 body, chunk by chunk.
+impl Body for aws_sdk_s3::primitives::ByteStream {
+    type Chunk = bytes::Bytes;
 
-impl From<BundleError> for Fetch {
-    fn from(error: BundleError) -> Fetch {
-        Fetch::Final(error)
+    async fn next_chunk(&mut self) -> Result<Option<Self::Chunk>, String> {
+        self.try_next()
+            .await
+            .map_err(|e| DisplayErrorContext(&e).to_string())
     }
 }
 
-async fn download_once(
+async fn fetch_once(
     client: &aws_sdk_s3::Client,
     revision: &S3Revision,
-    dest: &Path,
+    destination: &Destination,
 ) -> Result<(), Fetch> {
     let object = S3Object::of(revision);
-    let mut output = client
+    let output = client
         .get_object()
         .bucket(&revision.bucket)
         .key(&revision.key)
@@ -124,6 +155,7 @@ async fn download_once(
             detail: describe_get_object_error(&e),
         })?;
 
+    // Known from the headers, before the body: a mismatch unpacks nothing.
     if let Some(expected) = &revision.etag {
         let actual = output.e_tag().unwrap_or_default();
         if !etags_match(expected, actual) {
@@ -135,34 +167,7 @@ async fn download_once(
             .into());
         }
     }
-
-    let write_error = |source| BundleError::Write {
-        path: dest.to_path_buf(),
-        source,
-    };
-    let dir = dest
-        .parent()
-        .filter(|p| !p.as_os_str().is_empty())
-        .unwrap_or(Path::new("."));
-    // Dropping `partial` on any error removes the temporary file.
-    let partial = tempfile::Builder::new()
-        .prefix(".bundle-download-")
-        .tempfile_in(dir)
-        .map_err(write_error)?;
-    let mut file = tokio::fs::File::from_std(partial.as_file().try_clone().map_err(write_error)?);
-    while let Some(chunk) = output.body.try_next().await.map_err(|e| {
-        Fetch::BrokenOff(BundleError::S3 {
-            object: object.clone(),
-            detail: format!("the download broke off: {}", DisplayErrorContext(&e)),
-        })
-    })? {
-        file.write_all(&chunk).await.map_err(write_error)?;
-    }
-    file.flush().await.map_err(write_error)?;
-    file.sync_all().await.map_err(write_error)?;
-    drop(file);
-    partial.persist(dest).map_err(|e| write_error(e.error))?;
-    Ok(())
+    receive(output.body, revision.bundle_type, destination).await
 }
 
 /// S3 ETags come quoted (`"abc"`); specs may carry them either way.

@@ -3,7 +3,11 @@
 //! modification times. Must never write outside the archive directory: entries
 //! with absolute paths or `..`, entries reached through a symbolic link that an
 //! earlier entry created, hard links to such places, and device nodes or fifos
-//! are refused with an error naming the entry. Blocking: run it off the runtime.
+//! are refused with an error naming the entry. So are, whatever the
+//! configuration, symbolic links that lead out of the archive and bundles that
+//! unpack to more than `archive_max_extraction_size`; the operator's
+//! [`BundlePolicy`] may refuse links altogether, setuid/setgid entries, and
+//! archive owners. Blocking: run it off the runtime.
 
 use std::fs;
 use std::io::{self, Read};
@@ -15,29 +19,84 @@ use nix::sys::time::TimeSpec;
 use nix::unistd::{Gid, Group, Uid, User};
 
 use super::error::{ArchiveFormat, BundleError};
+use crate::config::{BundlePolicy, LinkPolicy, Ownership, SetIdBits};
 use crate::spec::BundleType;
 
-/// Replaces `archive_dir` with the content of `bundle`, then applies the
-/// single-top-level-folder rule (LIFECYCLE.md, DownloadBundle step 4).
+/// [`unpack_with`] under the default policy.
 pub fn unpack(
     bundle: &Path,
     bundle_type: BundleType,
     archive_dir: &Path,
 ) -> Result<(), BundleError> {
-    type Extractor = fn(fs::File, &mut Target) -> Result<(), ExtractError>;
-    let (format, extract): (ArchiveFormat, Extractor) = match bundle_type {
-        BundleType::Tar => (ArchiveFormat::Tar, |file, target| {
-            extract_tar(io::BufReader::new(file), target)
-        }),
-        BundleType::Tgz => (ArchiveFormat::Tar, |file, target| {
-            extract_tar(
-                flate2::read::GzDecoder::new(io::BufReader::new(file)),
-                target,
-            )
-        }),
-        BundleType::Zip => (ArchiveFormat::Zip, extract_zip),
+    unpack_with(bundle, bundle_type, archive_dir, &BundlePolicy::default())
+}
+
+/// Replaces `archive_dir` with the content of `bundle`, checking each entry
+/// against `policy`, then applies the single-top-level-folder rule
+/// (LIFECYCLE.md, DownloadBundle step 4).
+pub fn unpack_with(
+    bundle: &Path,
+    bundle_type: BundleType,
+    archive_dir: &Path,
+    policy: &BundlePolicy,
+) -> Result<(), BundleError> {
+    let format = match bundle_type {
+        BundleType::Tar | BundleType::Tgz => ArchiveFormat::Tar,
+        BundleType::Zip => ArchiveFormat::Zip,
         BundleType::Directory => return Err(BundleError::NotAnArchive),
     };
+    unpack_into(archive_dir, policy, format, |target| {
+        let file = fs::File::open(bundle).map_err(|source| ExtractError::Bundle {
+            path: bundle.to_path_buf(),
+            source,
+        })?;
+        match bundle_type {
+            BundleType::Tgz => extract_tar(
+                flate2::read::GzDecoder::new(io::BufReader::new(file)),
+                target,
+            ),
+            BundleType::Zip => extract_zip(file, target),
+            _ => extract_tar(io::BufReader::new(file), target),
+        }
+    })
+}
+
+/// Whether a tar stream is gzip-compressed (a tgz bundle) or plain.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum TarCompression {
+    Gzip,
+    None,
+}
+
+/// [`unpack_with`] for a tar or tgz bundle read as it arrives (the streaming
+/// DownloadBundle): the same per-entry checks, the same clean-up on error, the
+/// same single-top-level-folder rule. `reader` is read to the end of the
+/// archive, not necessarily to its own end (trailing padding may stay unread).
+pub(crate) fn unpack_tar_stream(
+    reader: impl Read,
+    compression: TarCompression,
+    archive_dir: &Path,
+    policy: &BundlePolicy,
+) -> Result<(), BundleError> {
+    unpack_into(
+        archive_dir,
+        policy,
+        ArchiveFormat::Tar,
+        |target| match compression {
+            TarCompression::Gzip => extract_tar(flate2::read::GzDecoder::new(reader), target),
+            TarCompression::None => extract_tar(reader, target),
+        },
+    )
+}
+
+/// Empties `archive_dir`, fills it with `extract`, and promotes a single
+/// top-level folder; on any extraction error the half-filled directory goes.
+fn unpack_into(
+    archive_dir: &Path,
+    policy: &BundlePolicy,
+    format: ArchiveFormat,
+    extract: impl FnOnce(&mut Target) -> Result<(), ExtractError>,
+) -> Result<(), BundleError> {
     let dir_error = |source| BundleError::ArchiveDir {
         path: archive_dir.to_path_buf(),
         source,
@@ -45,21 +104,19 @@ pub fn unpack(
     remove_tree(archive_dir).map_err(dir_error)?;
     fs::create_dir_all(archive_dir).map_err(dir_error)?;
 
-    let extract_error = |e: ExtractError| match e {
-        ExtractError::Io(e) if is_disk_full(&e) => BundleError::DiskFull,
-        other => BundleError::Extract {
-            format,
-            detail: other.to_string(),
-        },
-    };
-    let file = fs::File::open(bundle).map_err(|source| {
-        extract_error(ExtractError::Bundle {
-            path: bundle.to_path_buf(),
-            source,
-        })
-    })?;
-    let mut target = Target::new(archive_dir);
-    extract(file, &mut target).map_err(extract_error)?;
+    let mut target = Target::new(archive_dir, policy);
+    if let Err(error) = extract(&mut target) {
+        // Half an archive is of no use to any later step, and on a full disk
+        // it is what keeps the disk full: it goes, whatever went wrong.
+        let _ = remove_tree(archive_dir);
+        return Err(match error {
+            ExtractError::Io(e) if is_disk_full(&e) => BundleError::DiskFull,
+            other => BundleError::Extract {
+                format,
+                detail: other.to_string(),
+            },
+        });
+    }
 
     promote_single_top_level_folder(archive_dir).map_err(dir_error)
 }
@@ -130,16 +187,69 @@ struct Attributes {
 struct Target {
     root: PathBuf,
     restore_owners: bool,
+    policy: BundlePolicy,
     pending_dirs: Vec<(PathBuf, Attributes)>,
+    /// Symbolic links made so far, checked again once the tree is complete.
+    links: Vec<(String, PathBuf)>,
+    /// Bytes of file content written so far.
+    extracted: u64,
 }
 
 impl Target {
-    fn new(root: &Path) -> Target {
+    fn new(root: &Path, policy: &BundlePolicy) -> Target {
         Target {
             root: root.to_path_buf(),
-            restore_owners: Uid::effective().is_root(),
+            restore_owners: Uid::effective().is_root()
+                && policy.ownership == Ownership::FromArchive,
+            policy: *policy,
             pending_dirs: Vec::new(),
+            links: Vec::new(),
+            extracted: 0,
         }
+    }
+
+    /// The policy's verdict on one entry before anything of it is written.
+    fn check_policy(
+        &self,
+        name: &str,
+        relative: &Path,
+        kind: &EntryKind,
+        mode: u32,
+    ) -> Result<(), ExtractError> {
+        let refuse = |reason: String| Err(unsafe_entry(name, reason));
+        match kind {
+            EntryKind::Symlink(_) | EntryKind::HardLink(_)
+                if self.policy.links == LinkPolicy::Refuse =>
+            {
+                return refuse(
+                    "links are not allowed in a revision (reject_symlinks_in_bundle is true)".into(),
+                )
+            }
+            EntryKind::Symlink(target) if !link_stays_inside(relative, target) => {
+                return refuse(format!(
+                    "it is a symbolic link to '{}', which leads outside the archive; links in a revision must stay inside it",
+                    target.display()
+                ))
+            }
+            _ => {}
+        }
+        if self.policy.setid_bits == SetIdBits::Refuse && mode & 0o6000 != 0 {
+            return refuse(format!(
+                "its mode {mode:04o} has the setuid or setgid bit (reject_unsafe_permissions_in_bundle is true)"
+            ));
+        }
+        Ok(())
+    }
+
+    /// The content budget left under `archive_max_extraction_size`.
+    fn over_budget(&self, name: &str) -> ExtractError {
+        unsafe_entry(
+            name,
+            format!(
+                "the revision unpacks to more than archive_max_extraction_size ({} bytes); raise that key if this revision is genuinely that large",
+                self.policy.max_extraction_size
+            ),
+        )
     }
 
     /// The entry's place under the root; `None` for the root itself (`./`).
@@ -241,6 +351,7 @@ impl Target {
         let Some(relative) = self.place(name, path)? else {
             return Ok(());
         };
+        self.check_policy(name, &relative, &kind, attributes.mode)?;
         let dest = self.prepare_parents(name, &relative, MissingParents::Create)?;
         match kind {
             EntryKind::Directory => {
@@ -267,16 +378,28 @@ impl Target {
                     .mode(0o600)
                     .open(&dest)
                     .map_err(|source| entry_io(name, source))?;
-                io::copy(content, &mut file).map_err(|source| match is_disk_full(&source) {
-                    true => ExtractError::Io(source),
-                    false => entry_io(name, source),
-                })?;
+                // One byte more than the budget tells an oversized entry
+                // apart from one that fills it exactly.
+                let budget = self
+                    .policy
+                    .max_extraction_size
+                    .saturating_sub(self.extracted);
+                let copied = io::copy(&mut content.take(budget.saturating_add(1)), &mut file)
+                    .map_err(|source| match is_disk_full(&source) {
+                        true => ExtractError::Io(source),
+                        false => entry_io(name, source),
+                    })?;
                 drop(file);
+                if copied > budget {
+                    return Err(self.over_budget(name));
+                }
+                self.extracted += copied;
                 self.restore(name, &dest, &attributes, false)
             }
             EntryKind::Symlink(target) => {
                 self.clear(name, &dest)?;
                 symlink(&target, &dest).map_err(|source| entry_io(name, source))?;
+                self.links.push((name.to_string(), dest.clone()));
                 self.restore(name, &dest, &attributes, true)
             }
             EntryKind::HardLink(target) => {
@@ -332,8 +455,30 @@ impl Target {
         Ok(())
     }
 
+    /// Links checked on the finished tree: a link may pass the check by its
+    /// text yet leave through another link (`a -> .` then `b -> a/../..`).
+    /// A link whose target does not exist was judged by its text only.
+    fn check_links_resolved(&self) -> Result<(), ExtractError> {
+        let root = fs::canonicalize(&self.root)?;
+        for (name, link) in &self.links {
+            if let Ok(real) = fs::canonicalize(link) {
+                if !real.starts_with(&root) {
+                    return Err(unsafe_entry(
+                        name,
+                        format!(
+                            "it is a symbolic link that resolves to '{}', outside the archive; links in a revision must stay inside it",
+                            real.display()
+                        ),
+                    ));
+                }
+            }
+        }
+        Ok(())
+    }
+
     /// Directory modes and times, deepest first.
     fn finish(&mut self) -> Result<(), ExtractError> {
+        self.check_links_resolved()?;
         let mut dirs = std::mem::take(&mut self.pending_dirs);
         dirs.sort_by_key(|(path, _)| std::cmp::Reverse(path.components().count()));
         for (path, attributes) in dirs {
@@ -346,6 +491,29 @@ impl Target {
         }
         Ok(())
     }
+}
+
+/// Whether a symbolic link at `link` (relative to the archive root) pointing
+/// to `target` stays inside the archive, judged by the text alone: an absolute
+/// target never does; a relative one must not climb above the root. Pure.
+fn link_stays_inside(link: &Path, target: &Path) -> bool {
+    let mut depth: usize = link.parent().map_or(0, |p| {
+        p.components()
+            .filter(|c| matches!(c, Component::Normal(_)))
+            .count()
+    });
+    for component in target.components() {
+        match component {
+            Component::Normal(_) => depth += 1,
+            Component::CurDir => {}
+            Component::ParentDir => match depth.checked_sub(1) {
+                Some(up) => depth = up,
+                None => return false,
+            },
+            Component::RootDir | Component::Prefix(_) => return false,
+        }
+    }
+    !target.as_os_str().is_empty()
 }
 
 fn entry_io(name: &str, source: io::Error) -> ExtractError {
@@ -577,4 +745,4 @@ fn make_dirs_writable(dir: &Path) -> io::Result<()> {
 }
 
 #[cfg(test)]
-mod tests;
+pub(super) mod tests;

@@ -1,6 +1,8 @@
 //! The agent's configuration: codedeployagent.yml (model, parser, defaults) and
 //! the on-premises registration file. Reading the files is the only I/O here.
 
+mod bounds;
+mod hardening;
 mod model;
 mod onprem;
 mod parse;
@@ -8,9 +10,17 @@ mod proxy;
 
 use std::path::{Path, PathBuf};
 
+pub use bounds::{CpuPercent, HookBounds, IoLevel, IoPriority, Nice, Priority};
+pub use hardening::{
+    documented_defaults, BundlePolicy, CoreDumps, DirModes, EnvInheritance, Hardening,
+    HookEnvPolicy, InstallPolicy, LinkPolicy, LoaderVariables, Ownership, PermissionLinks,
+    ScriptsLogBounds, SeLinuxTypes, SetIdBits, DEFAULT_MAX_EXTRACTION_SIZE,
+    DEFAULT_SCRIPTS_LOG_MAX_FILES, DEFAULT_SCRIPTS_LOG_MAX_SIZE, UNCONFINED_SELINUX_TYPES,
+};
 pub use model::{
     AgentConfig, ConfigWarning, SpecVerification, DEFAULT_CONFIG_FILE, DEFAULT_LOG_MAX_SIZE,
-    DEFAULT_ON_PREMISES_FILE, DEFAULT_SPEC_CA_FILE,
+    DEFAULT_MAX_CONCURRENT_COMMANDS, DEFAULT_ON_PREMISES_FILE, DEFAULT_SPEC_CA_FILE,
+    MAX_CONCURRENT_COMMANDS, MAX_POLL_JITTER_PERCENT,
 };
 pub use onprem::{parse_on_premises, OnPremisesIdentity};
 pub use parse::{check_fips_region, live_reload_ignored, parse_agent_config, ParsedConfig};

@@ -4,6 +4,8 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
+use super::bounds::{HookBounds, Priority};
+use super::hardening::{CoreDumps, Hardening, ScriptsLogBounds};
 use super::proxy::ProxyUri;
 
 /// Where the official agent installs the CA chain that signs deployment specs.
@@ -17,6 +19,15 @@ pub const MAX_KILL_WAIT: Duration = Duration::from_secs(24 * 3600);
 
 /// The agent log is rotated when it would grow past this (`:log_max_size_mb:`).
 pub const DEFAULT_LOG_MAX_SIZE: u64 = 64 * 1024 * 1024;
+
+/// Commands run at once by default, as the official 2.x agent's command pool.
+pub const DEFAULT_MAX_CONCURRENT_COMMANDS: u32 = 16;
+/// The most `:max_concurrent_commands:` accepts: each command may hold hook
+/// processes and files open, and the service never has more groups than this
+/// running on one host in practice.
+pub const MAX_CONCURRENT_COMMANDS: u32 = 256;
+/// Beyond half the interval, a poll's jitter could carry it past its next slot.
+pub const MAX_POLL_JITTER_PERCENT: u32 = 50;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct AgentConfig {
@@ -49,6 +60,26 @@ pub struct AgentConfig {
     /// leaves rotation to an external tool (logrotate with `copytruncate` or
     /// `create`: the agent follows either).
     pub log_max_size: Option<u64>,
+    // Hardening and process hygiene (2.x keys and ours; see config/hardening.rs).
+    pub hardening: Hardening,
+    /// Ours: the size bounds of each deployment's scripts.log.
+    pub scripts_log: ScriptsLogBounds,
+    pub core_dumps: CoreDumps,
+    // --- hook resource bounds (ours; all off unless configured, see config/bounds.rs) ---
+    /// Ours: CPU, memory, process and priority bounds for every hook script.
+    pub hook_bounds: HookBounds,
+    /// Ours: the agent's own CPU and I/O priority, applied once at start-up.
+    pub agent_priority: Priority,
+    // --- polling and concurrency (ours; see poller/schedule.rs) ---
+    /// Ours: how far after its slot a poll may land, in percent of
+    /// `wait_between_runs` (0 to 50; default 0: the start-up phase already
+    /// spreads a fleet, and any per-poll jitter raises its busiest second).
+    pub poll_jitter_percent: u32,
+    /// Ours: the first poll waits a random delay below this; `None` means one
+    /// `wait_between_runs`.
+    pub startup_delay_max: Option<Duration>,
+    /// Ours: how many commands (of different deployment groups) run at once.
+    pub max_concurrent_commands: u32,
 }
 
 /// How a signed deployment specification is verified.
@@ -88,6 +119,14 @@ impl Default for AgentConfig {
             deployment_spec_ca_file: PathBuf::from(DEFAULT_SPEC_CA_FILE),
             spec_verification: SpecVerification::SignatureAndChain,
             log_max_size: Some(DEFAULT_LOG_MAX_SIZE),
+            hardening: Hardening::default(),
+            scripts_log: ScriptsLogBounds::default(),
+            core_dumps: CoreDumps::Disabled,
+            hook_bounds: HookBounds::default(),
+            agent_priority: Priority::default(),
+            poll_jitter_percent: 0,
+            startup_delay_max: None,
+            max_concurrent_commands: DEFAULT_MAX_CONCURRENT_COMMANDS,
         }
     }
 }

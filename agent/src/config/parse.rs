@@ -8,12 +8,20 @@ use std::time::Duration;
 
 use serde_norway::Value;
 
-use super::model::{AgentConfig, ConfigWarning, SpecVerification, MAX_KILL_WAIT};
+use super::model::{
+    AgentConfig, ConfigWarning, SpecVerification, MAX_CONCURRENT_COMMANDS, MAX_KILL_WAIT,
+    MAX_POLL_JITTER_PERCENT,
+};
 use super::proxy::ProxyUri;
 use super::ConfigError;
 
-/// Keys the official agents know that this agent accepts and does not use.
+mod bounds;
+mod hardening;
+
+/// Keys the official agents know that this agent accepts and does not use
+/// (`instance_service_*` by prefix, see [`is_retired`]).
 const RETIRED_KEYS: &[&str] = &[
+    "children",
     "wait_after_error",
     "wait_between_spawning_children",
     "shared_dir",
@@ -24,7 +32,12 @@ const RETIRED_KEYS: &[&str] = &[
     "instance_service_port",
     "codedeploy_test_profile",
     "ssl_verify_peer",
+    "enable_archive_reuse",
 ];
+
+fn is_retired(key: &str) -> bool {
+    RETIRED_KEYS.contains(&key) || key.starts_with("instance_service_")
+}
 
 /// Regions where the official agent accepts `use_fips_mode`.
 const FIPS_REGIONS: &[&str] = &[
@@ -88,6 +101,12 @@ pub fn parse_agent_config(text: &str, file: &Path) -> Result<ParsedConfig, Confi
             // `:proxy_uri:` with nothing after it: the default applies.
             continue;
         }
+        if hardening::read_key(&field, &mut config, &mut warnings)? {
+            continue;
+        }
+        if bounds::read_key(&field, &mut config)? {
+            continue;
+        }
         match key {
             "log_aws_wire" => config.log_aws_wire = field.boolean()?,
             "log_dir" => config.log_dir = field.path()?,
@@ -142,7 +161,16 @@ pub fn parse_agent_config(text: &str, file: &Path) -> Result<ParsedConfig, Confi
             "enable_deployments_log" => config.enable_deployments_log = field.boolean()?,
             "use_fips_mode" => config.use_fips_mode = field.boolean()?,
             "deploy_control_endpoint" => {
-                config.deploy_control_endpoint = field.optional_string()?
+                config.deploy_control_endpoint = field.optional_string()?;
+                if let Some(endpoint) = &config.deploy_control_endpoint {
+                    match endpoint_scheme(endpoint) {
+                        Some("https") => {}
+                        Some("http") => warnings.push(field.warning(format!(
+                            "{endpoint} is plain HTTP: credentials and commands cross the network unencrypted; use https:// outside a test bench"
+                        ))),
+                        _ => return Err(field.invalid("an https:// URL (http:// is accepted with a warning)")),
+                    }
+                }
             }
             "s3_endpoint_override" => config.s3_endpoint_override = field.optional_string()?,
             "enable_auth_policy" => config.enable_auth_policy = field.boolean()?,
@@ -153,10 +181,30 @@ pub fn parse_agent_config(text: &str, file: &Path) -> Result<ParsedConfig, Confi
                 }
                 config.ongoing_deployment_tracking = name;
             }
-            "children" => {
-                if field.integer()? != 1 {
-                    return Err(field.invalid("1 (the agent runs one command at a time)"));
-                }
+            "poll_jitter_percent" => {
+                config.poll_jitter_percent = field
+                    .integer()
+                    .ok()
+                    .filter(|n| *n <= u64::from(MAX_POLL_JITTER_PERCENT))
+                    .map(|n| n as u32)
+                    .ok_or_else(|| {
+                        field.invalid(&format!(
+                            "a whole percentage of wait_between_runs from 0 to {MAX_POLL_JITTER_PERCENT}"
+                        ))
+                    })?;
+            }
+            "startup_delay_max_seconds" => config.startup_delay_max = Some(field.seconds()?),
+            "max_concurrent_commands" => {
+                config.max_concurrent_commands = field
+                    .integer()
+                    .ok()
+                    .filter(|n| (1..=u64::from(MAX_CONCURRENT_COMMANDS)).contains(n))
+                    .map(|n| n as u32)
+                    .ok_or_else(|| {
+                        field.invalid(&format!(
+                            "a whole number from 1 to {MAX_CONCURRENT_COMMANDS}"
+                        ))
+                    })?;
             }
             "deployment_spec_ca_file" => config.deployment_spec_ca_file = field.path()?,
             "deployment_spec_verify_chain" => {
@@ -166,7 +214,7 @@ pub fn parse_agent_config(text: &str, file: &Path) -> Result<ParsedConfig, Confi
                     SpecVerification::SignatureOnly
                 };
             }
-            retired if RETIRED_KEYS.contains(&retired) => warnings.push(
+            retired if is_retired(retired) => warnings.push(
                 field.warning("this key is retired and has no effect on this agent".to_string()),
             ),
             _ => warnings.push(
@@ -178,6 +226,16 @@ pub fn parse_agent_config(text: &str, file: &Path) -> Result<ParsedConfig, Confi
         }
     }
     Ok(ParsedConfig { config, warnings })
+}
+
+/// The scheme of a URL, lower-cased, when it has one (`scheme://…`).
+fn endpoint_scheme(url: &str) -> Option<&'static str> {
+    let (scheme, _) = url.split_once("://")?;
+    match scheme.to_ascii_lowercase().as_str() {
+        "https" => Some("https"),
+        "http" => Some("http"),
+        _ => Some("other"),
+    }
 }
 
 /// Checks that need more than the file: the region the agent ended up with.
@@ -193,7 +251,8 @@ pub fn check_fips_region(config: &AgentConfig, region: &str) -> Result<(), Strin
 
 /// The keys whose new value a running agent does not pick up on SIGHUP, when
 /// they differ between the running and the re-read configuration (pure). The
-/// live ones are `verbose`, `wait_between_runs` and `wait_after_throttle_error`.
+/// live ones are `verbose`, `wait_between_runs`, `wait_after_throttle_error`
+/// and `poll_jitter_percent`.
 pub fn live_reload_ignored(running: &AgentConfig, reread: &AgentConfig) -> Vec<&'static str> {
     // Destructured so that a new field cannot be forgotten here.
     let AgentConfig {
@@ -221,6 +280,14 @@ pub fn live_reload_ignored(running: &AgentConfig, reread: &AgentConfig) -> Vec<&
         deployment_spec_ca_file,
         spec_verification,
         log_max_size,
+        hardening,
+        scripts_log,
+        core_dumps,
+        hook_bounds,
+        agent_priority,
+        poll_jitter_percent: _,
+        startup_delay_max,
+        max_concurrent_commands,
     } = running;
     let mut ignored = Vec::new();
     let mut check = |changed: bool, key: &'static str| {
@@ -285,6 +352,31 @@ pub fn live_reload_ignored(running: &AgentConfig, reread: &AgentConfig) -> Vec<&
         "deployment_spec_verify_chain",
     );
     check(*log_max_size != reread.log_max_size, "log_max_size_mb");
+    check(
+        *hardening != reread.hardening,
+        "hardening keys (reject_*, restrict_*, ignore_ownership_in_bundle, archive_max_extraction_size, strip_loader_env_in_hooks)",
+    );
+    check(
+        *scripts_log != reread.scripts_log,
+        "scripts_log_max_size_mb / scripts_log_max_files",
+    );
+    check(*core_dumps != reread.core_dumps, "disable_core_dumps");
+    check(
+        *hook_bounds != reread.hook_bounds,
+        "hook bounds (hook_cpu_percent, hook_memory_limit_mb, hook_max_processes, hook_nice, hook_io_priority)",
+    );
+    check(
+        *agent_priority != reread.agent_priority,
+        "agent_nice / agent_io_priority",
+    );
+    check(
+        *startup_delay_max != reread.startup_delay_max,
+        "startup_delay_max_seconds",
+    );
+    check(
+        *max_concurrent_commands != reread.max_concurrent_commands,
+        "max_concurrent_commands",
+    );
     ignored
 }
 
@@ -498,7 +590,6 @@ mod tests {
                 "seconds",
             ),
             (":verbose: maybe\n", "verbose", 1, "true or false"),
-            (":children: 4\n", "children", 1, "one command at a time"),
             (":root_dir: [a, b]\n", "root_dir", 1, "a string"),
             (
                 ":ongoing_deployment_tracking: a/b\n",
@@ -528,7 +619,14 @@ mod tests {
             .iter()
             .map(|w| (w.key.as_str(), w.line))
             .collect();
-        assert_eq!(keys, vec![("colour", Some(2)), ("user", Some(4))]);
+        assert_eq!(
+            keys,
+            vec![
+                ("colour", Some(2)),
+                ("children", Some(3)),
+                ("user", Some(4))
+            ]
+        );
         assert!(parsed.config.verbose);
     }
 
@@ -611,5 +709,65 @@ mod tests {
             .contains("eu-west-1"));
         c.use_fips_mode = false;
         assert!(check_fips_region(&c, "eu-west-1").is_ok());
+    }
+
+    #[test]
+    fn polling_and_concurrency_keys_are_read_and_checked() {
+        let read = |text: &str| {
+            parse(text).map(|p| {
+                (
+                    p.config.poll_jitter_percent,
+                    p.config.startup_delay_max,
+                    p.config.max_concurrent_commands,
+                )
+            })
+        };
+        assert_eq!(read("").unwrap(), (0, None, 16), "defaults");
+        // (jitter percent, start-up delay, concurrent commands)
+        type Polling = (u32, Option<Duration>, u32);
+        let cases: [(&str, Polling); 5] = [
+            (":poll_jitter_percent: 10\n", (10, None, 16)),
+            (":poll_jitter_percent: 50\n", (50, None, 16)),
+            (
+                ":startup_delay_max_seconds: 0\n",
+                (0, Some(Duration::ZERO), 16),
+            ),
+            (
+                ":startup_delay_max_seconds: 120\n:max_concurrent_commands: 1\n",
+                (0, Some(Duration::from_secs(120)), 1),
+            ),
+            (":max_concurrent_commands: 256\n", (0, None, 256)),
+        ];
+        for (text, expected) in cases {
+            assert_eq!(read(text).unwrap(), expected, "{text}");
+        }
+        let refused = [
+            (":poll_jitter_percent: 51\n", "from 0 to 50"),
+            (":poll_jitter_percent: ten\n", "from 0 to 50"),
+            (
+                ":startup_delay_max_seconds: -5\n",
+                "whole number of seconds",
+            ),
+            (":max_concurrent_commands: 0\n", "from 1 to 256"),
+            (":max_concurrent_commands: 1000\n", "from 1 to 256"),
+        ];
+        for (text, expected) in refused {
+            let error = read(text).unwrap_err().to_string();
+            assert!(
+                error.contains(expected) && error.contains("line 1"),
+                "{text}: {error}"
+            );
+        }
+        // The jitter applies on SIGHUP; the others need a restart.
+        let running = AgentConfig::default();
+        let mut reread = running.clone();
+        reread.poll_jitter_percent = 20;
+        assert!(live_reload_ignored(&running, &reread).is_empty());
+        reread.max_concurrent_commands = 4;
+        reread.startup_delay_max = Some(Duration::ZERO);
+        assert_eq!(
+            live_reload_ignored(&running, &reread),
+            vec!["startup_delay_max_seconds", "max_concurrent_commands"]
+        );
     }
 }

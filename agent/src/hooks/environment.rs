@@ -1,6 +1,9 @@
 //! The variables a hook script gets on top of the agent's own environment.
 //! Pure: built from the deployment spec, no access to the process environment.
 
+use std::ffi::OsString;
+
+use crate::config::{EnvInheritance, HookEnvPolicy, LoaderVariables};
 use crate::event::LifecycleEvent;
 use crate::spec::{DeploymentSpec, Revision};
 
@@ -49,13 +52,56 @@ pub fn hook_environment(spec: &DeploymentSpec, event: &LifecycleEvent) -> Vec<(S
         .collect()
 }
 
-/// The hook variables to remove from the child: every known one not being set.
-pub(crate) fn variables_to_remove(env: &[(String, String)]) -> Vec<&'static str> {
-    HOOK_VARIABLES
+/// What a hook keeps of the agent's environment under
+/// `restrict_hook_env_to_allowlist` (besides the deployment's variables): what a
+/// shell and common tools need to behave, nothing that carries secrets or
+/// redirects programs (proxies, AWS credentials, loader variables).
+pub const HOOK_ENV_ALLOWLIST: [&str; 10] = [
+    "PATH", "HOME", "USER", "LOGNAME", "SHELL", "LANG", "LANGUAGE", "TERM", "TZ", "TMPDIR",
+];
+
+/// The dynamic-loader variables `strip_loader_env_in_hooks` removes: each can
+/// make every program the hook starts load code of someone else's choosing.
+pub const LOADER_VARIABLES: [&str; 3] = ["LD_PRELOAD", "LD_LIBRARY_PATH", "LD_AUDIT"];
+
+fn allowlisted(name: &str) -> bool {
+    HOOK_ENV_ALLOWLIST.contains(&name) || name.starts_with("LC_")
+}
+
+/// The variables to remove from the child's environment, given the agent's
+/// own variable names (`inherited`): every known hook variable not being set,
+/// the loader variables when stripped, and under the allowlist everything not
+/// on it. Pure.
+pub(crate) fn variables_to_remove(
+    env: &[(String, String)],
+    policy: &HookEnvPolicy,
+    inherited: impl IntoIterator<Item = OsString>,
+) -> Vec<OsString> {
+    let being_set = |name: &str| env.iter().any(|(set, _)| set == name);
+    let mut remove: Vec<OsString> = HOOK_VARIABLES
         .iter()
-        .copied()
-        .filter(|name| !env.iter().any(|(set, _)| set == name))
-        .collect()
+        .filter(|name| !being_set(name))
+        .map(OsString::from)
+        .collect();
+    let mut drop = |name: OsString| {
+        if !remove.contains(&name) {
+            remove.push(name);
+        }
+    };
+    if policy.loader == LoaderVariables::Strip {
+        LOADER_VARIABLES.iter().for_each(|name| drop(name.into()));
+    }
+    if policy.inherit == EnvInheritance::Allowlist {
+        for name in inherited {
+            let keep = name
+                .to_str()
+                .is_some_and(|name| allowlisted(name) || being_set(name));
+            if !keep {
+                drop(name);
+            }
+        }
+    }
+    remove
 }
 
 #[cfg(test)]
@@ -153,8 +199,65 @@ mod tests {
     fn unset_variables_are_removed_from_the_child() {
         let env = hook_environment(&spec(s3(None, None)), &LifecycleEvent::ApplicationStart);
         assert_eq!(
-            variables_to_remove(&env),
+            variables_to_remove(&env, &HookEnvPolicy::default(), []),
             ["BUNDLE_VERSION", "BUNDLE_ETAG", "BUNDLE_COMMIT"]
         );
+    }
+
+    #[test]
+    fn the_env_policy_decides_what_the_agent_passes_on() {
+        let env = hook_environment(
+            &spec(s3(Some("v"), Some("e"))),
+            &LifecycleEvent::ApplicationStart,
+        );
+        let agent = [
+            "PATH",
+            "HOME",
+            "LC_ALL",
+            "LD_PRELOAD",
+            "LD_AUDIT",
+            "AWS_SECRET_ACCESS_KEY",
+            "HTTPS_PROXY",
+            "DEPLOYMENT_ID",
+            "MY_APP_SETTING",
+        ];
+        let policy = |inherit, loader| HookEnvPolicy { inherit, loader };
+        let cases: &[(HookEnvPolicy, &[&str])] = &[
+            (
+                policy(EnvInheritance::Full, LoaderVariables::Keep),
+                &["BUNDLE_COMMIT"],
+            ),
+            (
+                policy(EnvInheritance::Full, LoaderVariables::Strip),
+                &["BUNDLE_COMMIT", "LD_PRELOAD", "LD_LIBRARY_PATH", "LD_AUDIT"],
+            ),
+            (
+                policy(EnvInheritance::Allowlist, LoaderVariables::Keep),
+                &[
+                    "BUNDLE_COMMIT",
+                    "LD_PRELOAD",
+                    "LD_AUDIT",
+                    "AWS_SECRET_ACCESS_KEY",
+                    "HTTPS_PROXY",
+                    "MY_APP_SETTING",
+                ],
+            ),
+            (
+                policy(EnvInheritance::Allowlist, LoaderVariables::Strip),
+                &[
+                    "BUNDLE_COMMIT",
+                    "LD_PRELOAD",
+                    "LD_LIBRARY_PATH",
+                    "LD_AUDIT",
+                    "AWS_SECRET_ACCESS_KEY",
+                    "HTTPS_PROXY",
+                    "MY_APP_SETTING",
+                ],
+            ),
+        ];
+        for (policy, expected) in cases {
+            let removed = variables_to_remove(&env, policy, agent.iter().map(OsString::from));
+            assert_eq!(removed, *expected, "{policy:?}");
+        }
     }
 }

@@ -5,7 +5,9 @@
 //! reported at once; a script whose leftover children keep its output open
 //! fails with code 6 and those children are left alone (they are usually the
 //! application being started). Never runs a path that resolves outside the
-//! revision directory, and never hands a path to a shell unquoted.
+//! revision directory, and never hands a path to a shell unquoted. With
+//! resource bounds configured, each script also runs in its own cgroup
+//! (`bounds/`), which decides what is killed and what is released at its end.
 
 use std::ffi::OsString;
 use std::fmt;
@@ -22,8 +24,10 @@ use nix::unistd::{access, AccessFlags, Pid};
 use tokio::io::{AsyncRead, AsyncReadExt};
 use tokio::time::Instant;
 
+use super::bounds::{Confinement, Enforcer, Leftovers};
 use super::environment::variables_to_remove;
-use super::script_log::{clean_output, ScriptLog};
+use super::policy::{agent_user, HookPolicy};
+use super::script_log::{clean_output, strip_controls, ScriptLog};
 use crate::appspec::HookScript;
 use crate::diagnostics::{Diagnostic, ErrorCode};
 use crate::event::LifecycleEvent;
@@ -54,6 +58,10 @@ pub struct EventRun<'a> {
     pub scripts_log: &'a Path,
     pub deployments_log: Option<&'a Path>,
     pub deployment_id: &'a str,
+    /// The operator's choices for hook environments and logs.
+    pub policy: &'a HookPolicy,
+    /// Resource bounds for each script (`Enforcer::disabled()` for none).
+    pub bounds: &'a Enforcer,
 }
 
 /// Why an event failed, ready for the service's diagnostics.
@@ -100,8 +108,29 @@ pub async fn run_event_with_grace(
     if run.scripts.is_empty() {
         return Ok(());
     }
-    let mut log = ScriptLog::open(run.scripts_log, run.deployments_log, run.deployment_id);
+    let mut log = ScriptLog::open(
+        run.scripts_log,
+        run.deployments_log,
+        run.deployment_id,
+        run.policy,
+    );
     log.line(&format!("LifecycleEvent - {}", run.event));
+    // Every location must stay inside the revision before any script runs: a
+    // hostile later entry must not let the earlier ones run first. A missing
+    // script is still reported when its turn comes, as the official agent does.
+    for script in run.scripts {
+        if let Err(failed) = locate(run.archive_dir, script) {
+            if failed.code == ErrorCode::UnknownError {
+                log.line(&failed.message);
+                return Err(ScriptFailure {
+                    code: failed.code,
+                    script_name: script.location.clone(),
+                    message: failed.message,
+                    log: log.tail(),
+                });
+            }
+        }
+    }
     for script in run.scripts {
         if let Err(failed) = run_script(run, script, &mut log, &mut shutdown, kill_grace).await {
             return Err(ScriptFailure {
@@ -146,17 +175,23 @@ async fn run_script(
         return Err(stopping(script));
     }
     log.line(&format!("Script - {}", script.location));
+    // The audit line: who runs what, as whom, for which deployment.
     tracing::info!(
-        event = %run.event,
-        location = %script.location,
-        path = %path.display(),
-        runas = script.runas.as_deref().unwrap_or(""),
-        sudo = script.sudo,
-        timeout_seconds = script.timeout.as_secs(),
-        "running hook script"
+        "hook start: deployment {} event {} script {} (location {}) agent user {} runas {} sudo {} timeout {} s",
+        run.deployment_id,
+        run.event,
+        path.display(),
+        strip_controls(&script.location),
+        agent_user(),
+        script.runas.as_deref().map_or("-".into(), strip_controls),
+        script.sudo,
+        script.timeout.as_secs()
     );
 
     let (program, args) = command_line(&path, script);
+    let confinement = run
+        .bounds
+        .confine(&format!("{}.{}", run.deployment_id, run.event));
     let spawn = |program: OsString, args: Vec<OsString>| {
         let mut command = std::process::Command::new(program);
         command
@@ -167,8 +202,25 @@ async fn run_script(
             .stderr(Stdio::piped())
             // Its own process group, so that a timeout can reach everything it started.
             .process_group(0);
-        for name in variables_to_remove(run.env) {
+        let inherited = std::env::vars_os().map(|(name, _)| name);
+        for name in variables_to_remove(run.env, &run.policy.env, inherited) {
             command.env_remove(name);
+        }
+        if let Some(bounds) = confinement.pre_exec() {
+            // SAFETY: `apply_in_child` makes only async-signal-safe system
+            // calls on values prepared before the fork, and the descriptors it
+            // writes to stay open until `confinement` is dropped, after spawn.
+            unsafe {
+                command.pre_exec(move || bounds.apply_in_child());
+            }
+        }
+        if let Some(limit) = run.policy.core_limit {
+            // SAFETY: setrlimit is an async-signal-safe system call on a
+            // value copied before the fork. The hook gets back the core
+            // limit the agent started with (see `hygiene`).
+            unsafe {
+                command.pre_exec(move || crate::hygiene::set_core_soft_limit(limit));
+            }
         }
         tokio::process::Command::from(command).spawn()
     };
@@ -238,10 +290,35 @@ async fn run_script(
 
     if status.is_none() {
         if let Some(group) = group {
-            terminate(group, &mut child, kill_grace).await;
+            terminate(group, &mut child, kill_grace, &confinement).await;
         }
     }
+    let leftovers = match &ending {
+        // Usually the application the hook started: it outlives the hook.
+        Ending::Exited(status) if status.success() => Leftovers::Release,
+        Ending::LeftOpen(_) => Leftovers::Release,
+        _ => Leftovers::Kill,
+    };
+    let memory_limit_mb = confinement.memory_limit_mb();
+    let accounting = confinement.finish(leftovers).await;
+    if let Some(cpu) = accounting.cpu {
+        tracing::info!(
+            location = %script.location,
+            cpu_seconds = cpu.as_secs_f64(),
+            oom_kills = accounting.oom_kills,
+            "hook script's cgroup accounting"
+        );
+    }
     match ending {
+        Ending::Exited(status) if accounting.oom_kills > 0 && !status.success() => Err(Failed {
+            code: ErrorCode::ScriptFailed,
+            message: format!(
+                "{} was killed because it exceeded :hook_memory_limit_mb: of {} MiB (out of memory; {})",
+                described(script),
+                memory_limit_mb.unwrap_or_default(),
+                exit_description(status)
+            ),
+        }),
         Ending::Exited(status) => exit_outcome(script, status),
         Ending::TimedOut => Err(Failed {
             code: ErrorCode::ScriptTimedOut,
@@ -290,6 +367,21 @@ fn stopping(script: &HookScript) -> Failed {
     }
 }
 
+/// `exit code N` or `killed by signal SIGKILL`, for messages.
+fn exit_description(status: ExitStatus) -> String {
+    match (status.code(), status.signal()) {
+        (Some(code), _) => format!("exit code {code}"),
+        (None, Some(signal)) => format!("killed by signal {}", signal_name(signal)),
+        (None, None) => "unknown exit status".to_string(),
+    }
+}
+
+fn signal_name(signal: i32) -> String {
+    Signal::try_from(signal)
+        .map(|s| s.as_str().to_string())
+        .unwrap_or_else(|_| format!("signal {signal}"))
+}
+
 fn exit_outcome(script: &HookScript, status: ExitStatus) -> Result<(), Failed> {
     match (status.code(), status.signal()) {
         (Some(0), _) => Ok(()),
@@ -298,9 +390,7 @@ fn exit_outcome(script: &HookScript, status: ExitStatus) -> Result<(), Failed> {
             message: format!("{} failed with exit code {code}", described(script)),
         }),
         (None, Some(signal)) => {
-            let name = Signal::try_from(signal)
-                .map(|s| s.as_str().to_string())
-                .unwrap_or_else(|_| format!("signal {signal}"));
+            let name = signal_name(signal);
             Err(Failed {
                 code: ErrorCode::ScriptFailed,
                 message: format!("{} failed: killed by signal {name}", described(script)),
@@ -313,15 +403,23 @@ fn exit_outcome(script: &HookScript, status: ExitStatus) -> Result<(), Failed> {
     }
 }
 
-/// SIGTERM to the group, SIGKILL once the grace period is over (unless the
-/// group is already empty), then a bounded reap of the leader.
-async fn terminate(group: Pid, child: &mut tokio::process::Child, grace: Duration) {
+/// SIGTERM to the process group (and, with bounds, to everything in the
+/// script's cgroup, which a double-forked process cannot leave), SIGKILL once
+/// the grace period is over (unless both are already empty), then a bounded
+/// reap of the leader.
+async fn terminate(
+    group: Pid,
+    child: &mut tokio::process::Child,
+    grace: Duration,
+    confinement: &Confinement,
+) {
     let _ = killpg(group, Signal::SIGTERM);
+    confinement.signal_all(Signal::SIGTERM);
     let deadline = Instant::now() + grace;
     loop {
         // A reaped leader no longer counts as a member of its group.
         let _ = child.try_wait();
-        if killpg(group, None) == Err(Errno::ESRCH) {
+        if killpg(group, None) == Err(Errno::ESRCH) && confinement.is_empty() {
             return;
         }
         if Instant::now() >= deadline {
@@ -330,6 +428,7 @@ async fn terminate(group: Pid, child: &mut tokio::process::Child, grace: Duratio
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     let _ = killpg(group, Signal::SIGKILL);
+    confinement.kill_all().await;
     let _ = tokio::time::timeout(REAP_LIMIT, child.wait()).await;
 }
 

@@ -8,6 +8,10 @@ use thiserror::Error;
 
 #[derive(Debug, Error)]
 pub enum InstallError {
+    /// A hardening key of the agent configuration refuses this step.
+    #[error("The deployment failed because the agent's configuration refuses a permission step on {}: {reason}", .path.display())]
+    Refused { path: PathBuf, reason: String },
+
     #[error("The deployment failed because a specified file already exists at this location: {}", .path.display())]
     FileExists { path: PathBuf },
 

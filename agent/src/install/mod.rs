@@ -21,6 +21,9 @@ pub use plan::{plan, Existing, InstallPlan, Instruction, RevisionTree, SourceKin
 pub use revision_tree::{host_existing, FsRevision};
 
 use crate::appspec::{AppSpec, FileExistsBehavior};
+use crate::config::{
+    InstallPolicy, PermissionLinks, SeLinuxTypes, SetIdBits, UNCONFINED_SELINUX_TYPES,
+};
 
 /// Everything one Install needs; paths come from the deployment-root layout.
 #[derive(Debug, Clone, Copy)]
@@ -34,6 +37,8 @@ pub struct InstallRequest<'a> {
     pub cleanup_file: &'a Path,
     /// `<group>-install.json`.
     pub instructions_file: &'a Path,
+    /// The operator's hardening keys for the `permissions` section.
+    pub policy: InstallPolicy,
 }
 
 /// The appspec's own `file_exists_behavior` wins, then the deployment's
@@ -55,9 +60,49 @@ pub fn install(request: &InstallRequest<'_>) -> Result<(), InstallError> {
         &host_existing,
         request.file_exists_behavior,
     )?;
+    // Checked before anything is written: a refused plan changes nothing.
+    check_policy(&plan, &request.policy)?;
     instructions::write_instructions(&plan, request.instructions_file)?;
     let mut cleanup = cleanup::CleanupLog::create(request.cleanup_file)?;
-    apply::apply(&plan, &mut cleanup)
+    apply::apply(&plan, &mut cleanup, request.policy.link_targets)
+}
+
+/// The plan's permission steps against the operator's hardening keys. Pure.
+pub fn check_policy(plan: &InstallPlan, policy: &InstallPolicy) -> Result<(), InstallError> {
+    for instruction in &plan.instructions {
+        match instruction {
+            Instruction::Chmod { file, mode }
+                if policy.setid_modes == SetIdBits::Refuse && mode.bits() & 0o6000 != 0 =>
+            {
+                return Err(InstallError::Refused {
+                    path: file.clone(),
+                    reason: format!(
+                        "the appspec gives it mode {:04o}, with the setuid or setgid bit (reject_unsafe_permissions_in_bundle is true)",
+                        mode.bits()
+                    ),
+                })
+            }
+            Instruction::SetContext { file, context }
+                if policy.selinux == SeLinuxTypes::RefuseUnconfined
+                    && UNCONFINED_SELINUX_TYPES.contains(&context.type_.as_str()) =>
+            {
+                return Err(InstallError::Refused {
+                    path: file.clone(),
+                    reason: format!(
+                        "the appspec gives it the SELinux type {}, which runs unconfined (reject_unconfined_selinux_in_bundle is true)",
+                        context.type_
+                    ),
+                })
+            }
+            _ => {}
+        }
+    }
+    Ok(())
+}
+
+/// The permission-step policy for a link target, for `apply`.
+pub(crate) fn refuses_links(policy: PermissionLinks) -> bool {
+    policy == PermissionLinks::Refuse
 }
 
 #[cfg(test)]

@@ -48,6 +48,7 @@ impl Host {
             file_exists_behavior: behavior,
             cleanup_file: &self.path("instructions/g-1-cleanup"),
             instructions_file: &self.path("instructions/g-1-install.json"),
+            policy: crate::config::InstallPolicy::default(),
         })
     }
 
@@ -364,4 +365,139 @@ fn effective_behavior_prefers_the_appspec_then_the_deployment() {
     assert_eq!(effective_behavior(Some(Retain), Some(Overwrite)), Retain);
     assert_eq!(effective_behavior(None, Some(Overwrite)), Overwrite);
     assert_eq!(effective_behavior(None, None), Disallow);
+}
+
+/// The permission-step hardening keys against the steps they are about.
+#[test]
+fn the_install_policy_refuses_setid_modes_and_unconfined_types_when_asked() {
+    use crate::appspec::{Mode, SeLinuxContext};
+    use crate::config::{InstallPolicy, SeLinuxTypes, SetIdBits};
+    let chmod = |mode: &str| Instruction::Chmod {
+        file: "/srv/app/tool".into(),
+        mode: Mode::parse(mode).unwrap(),
+    };
+    let context = |type_: &str| Instruction::SetContext {
+        file: "/srv/app/tool".into(),
+        context: SeLinuxContext {
+            user: None,
+            type_: type_.to_string(),
+            range: None,
+        },
+    };
+    let default = InstallPolicy::default();
+    let strict = InstallPolicy {
+        setid_modes: SetIdBits::Refuse,
+        selinux: SeLinuxTypes::RefuseUnconfined,
+        ..default
+    };
+    let cases: Vec<(Instruction, InstallPolicy, Option<&str>)> = vec![
+        (chmod("4755"), default, None),
+        (chmod("4755"), strict, Some("mode 4755, with the setuid or setgid bit (reject_unsafe_permissions_in_bundle is true)")),
+        (chmod("2750"), strict, Some("mode 2750")),
+        (chmod("1777"), strict, None),
+        (chmod("0755"), strict, None),
+        (context("unconfined_t"), default, None),
+        (context("unconfined_t"), strict, Some("the SELinux type unconfined_t, which runs unconfined (reject_unconfined_selinux_in_bundle is true)")),
+        (context("kernel_t"), strict, Some("kernel_t")),
+        (context("init_t"), strict, Some("init_t")),
+        (context("httpd_sys_content_t"), strict, None),
+    ];
+    for (instruction, policy, refusal) in cases {
+        let plan = InstallPlan {
+            instructions: vec![instruction.clone()],
+        };
+        match (check_policy(&plan, &policy), refusal) {
+            (Ok(()), None) => {}
+            (Err(e), Some(fragment)) => {
+                let message = e.to_string();
+                assert!(
+                    message.contains("refuses a permission step on /srv/app/tool")
+                        && message.contains(fragment),
+                    "{instruction:?}: {message}"
+                );
+            }
+            (got, expected) => {
+                panic!("{instruction:?} under {policy:?}: {got:?}, expected {expected:?}")
+            }
+        }
+    }
+}
+
+/// A revision of hundreds of files lands whole: every file with its content,
+/// mode and time, links as links, no temporary file left, and a cleanup file
+/// that names each path once, every directory before what it holds, so that
+/// the next Install removes it all.
+#[test]
+fn many_files_land_with_a_true_cleanup_record() {
+    let host = Host::new();
+    host.write("rev1/appspec.yml", "version: 0.0", 0o644);
+    let mut expected = vec!["dest/app".to_string(), "dest/app/appspec.yml".to_string()];
+    for d in 0..3 {
+        expected.push(format!("dest/app/d{d}"));
+        for f in 0..150 {
+            let mode = [0o644, 0o600, 0o755][f % 3];
+            host.write(&format!("rev1/d{d}/f{f:03}"), &format!("{d}/{f}"), mode);
+            expected.push(format!("dest/app/d{d}/f{f:03}"));
+        }
+        symlink(format!("f{:03}", d), host.path(&format!("rev1/d{d}/link"))).unwrap();
+        expected.push(format!("dest/app/d{d}/link"));
+    }
+    fs::File::options()
+        .write(true)
+        .open(host.path("rev1/d1/f007"))
+        .unwrap()
+        .set_times(filetime(1_500_000_000))
+        .unwrap();
+
+    host.install("rev1", WHOLE_REVISION, FileExistsBehavior::Disallow)
+        .unwrap();
+
+    let app = host.path("dest/app");
+    for d in 0..3 {
+        for f in 0..150 {
+            let path = app.join(format!("d{d}/f{f:03}"));
+            assert_eq!(fs::read_to_string(&path).unwrap(), format!("{d}/{f}"));
+            assert_eq!(
+                fs::metadata(&path).unwrap().mode() & 0o7777,
+                [0o644, 0o600, 0o755][f % 3],
+                "{}",
+                path.display()
+            );
+        }
+        assert_eq!(
+            fs::read_link(app.join(format!("d{d}/link"))).unwrap(),
+            Path::new(&format!("f{d:03}"))
+        );
+        // Nothing but the revision's files: no temporary files left.
+        assert_eq!(
+            fs::read_dir(app.join(format!("d{d}"))).unwrap().count(),
+            151
+        );
+    }
+    assert_eq!(
+        fs::metadata(app.join("d1/f007")).unwrap().mtime(),
+        1_500_000_000
+    );
+    let lines = host.cleanup_lines();
+    let mut sorted = lines.clone();
+    sorted.sort();
+    expected.sort();
+    assert_eq!(sorted, expected, "each created path listed once");
+    for (index, line) in lines.iter().enumerate() {
+        let parent = Path::new(line).parent().unwrap().to_str().unwrap();
+        if parent != "dest" {
+            let listed_at = lines.iter().position(|l| l == parent).unwrap();
+            assert!(listed_at < index, "{parent} is listed before {line}");
+        }
+    }
+
+    // The next Install replays that record and removes every file.
+    host.write("rev2/appspec.yml", "version: 0.0", 0o644);
+    host.install("rev2", WHOLE_REVISION, FileExistsBehavior::Disallow)
+        .unwrap();
+    assert_eq!(
+        fs::read_dir(&app).unwrap().count(),
+        1,
+        "only the new appspec.yml is left"
+    );
 }

@@ -11,13 +11,14 @@ use std::sync::Arc;
 
 use crate::appspec::{self, AppSpec, AppSpecLookup};
 use crate::bundle;
+use crate::config::Hardening;
 use crate::diagnostics::Diagnostic;
 use crate::event::LifecycleEvent;
-use crate::hooks::{self, EventRun, ScriptFailure};
+use crate::hooks::{self, EventRun, HookPolicy, ScriptFailure};
 use crate::identity::CredentialSource;
 use crate::install::{self, InstallRequest};
 use crate::shutdown::Shutdown;
-use crate::spec::{BundleType, DeploymentSpec, Revision};
+use crate::spec::{DeploymentSpec, Revision};
 
 use super::layout::{DeploymentDir, DeploymentRoot};
 use super::retention::{folders_to_delete, DeploymentFolder};
@@ -79,6 +80,12 @@ pub struct Executor {
     pub deployments_log: bool,
     pub s3: S3Settings,
     pub credentials: Arc<CredentialSource>,
+    /// The operator's hardening keys (bundle, install and hook checks).
+    pub hardening: Hardening,
+    /// Hook environments, script-log bounds and the hooks' core limit.
+    pub hooks: HookPolicy,
+    /// Resource bounds for hook scripts (one per agent: it warns once).
+    pub hook_bounds: Arc<hooks::bounds::Enforcer>,
 }
 
 /// The lifecycle event a command name stands for, if the agent runs it.
@@ -174,7 +181,9 @@ impl Executor {
         current: &DeploymentDir,
     ) -> Result<(), ExecutionError> {
         self.remove_old_revisions(spec);
-        let bundle_type = match &spec.revision {
+        // What is left to unpack once the bundle is here: S3 bundles are
+        // unpacked as they download, directories are copied as they are.
+        let left_to_unpack = match &spec.revision {
             Revision::S3(revision) => {
                 let credentials = self
                     .credentials
@@ -187,8 +196,15 @@ impl Executor {
                     credentials,
                     self.s3.proxy.as_ref(),
                 );
-                bundle::download_s3(&client, revision, &current.bundle_file()).await?;
-                revision.bundle_type
+                bundle::fetch_s3(
+                    &client,
+                    revision,
+                    &current.bundle_file(),
+                    &current.archive_dir(),
+                    &self.hardening.bundle,
+                )
+                .await?;
+                None
             }
             Revision::GitHub(_) => {
                 return Err(ExecutionError::Unsupported(
@@ -212,7 +228,7 @@ impl Executor {
                     .map_err(|e| {
                         ExecutionError::Unsupported(format!("the bundle copy task failed: {e}"))
                     })??;
-                *bundle_type
+                Some(*bundle_type)
             }
             Revision::LocalDirectory { location } => {
                 let (source, archive_dir) = (PathBuf::from(location), current.archive_dir());
@@ -223,14 +239,15 @@ impl Executor {
                 .map_err(|e| {
                     ExecutionError::Unsupported(format!("the bundle copy task failed: {e}"))
                 })??;
-                BundleType::Directory
+                None
             }
         };
         let bundle_file = current.bundle_file();
         let archive_dir = current.archive_dir();
-        if bundle_type != BundleType::Directory {
+        if let Some(bundle_type) = left_to_unpack {
+            let policy = self.hardening.bundle;
             tokio::task::spawn_blocking(move || {
-                bundle::unpack(&bundle_file, bundle_type, &archive_dir)
+                bundle::unpack_with(&bundle_file, bundle_type, &archive_dir, &policy)
             })
             .await
             .map_err(|e| ExecutionError::Unsupported(format!("the unpack task failed: {e}")))??;
@@ -256,6 +273,7 @@ impl Executor {
             .install_instructions_file(&spec.deployment_group_id);
         let appspec_filename = spec.appspec_filename.clone();
         let all_possible_events = spec.all_possible_lifecycle_events.clone();
+        let install_policy = self.hardening.install;
         std::fs::create_dir_all(self.root.instructions_dir()).map_err(io_error(format!(
             "cannot create {}",
             self.root.instructions_dir().display()
@@ -278,6 +296,7 @@ impl Executor {
                 file_exists_behavior,
                 cleanup_file: &cleanup_file,
                 instructions_file: &instructions_file,
+                policy: install_policy,
             })?;
             Ok(())
         })
@@ -319,6 +338,8 @@ impl Executor {
             scripts_log: &scripts_log,
             deployments_log: deployments_log.as_deref(),
             deployment_id: &spec.deployment_id,
+            policy: &self.hooks,
+            bounds: &self.hook_bounds,
         };
         hooks::run_event(&run, shutdown)
             .await
@@ -495,6 +516,9 @@ mod tests {
             credentials: Arc::new(CredentialSource::Static(
                 aws_credential_types::Credentials::new("unused", "unused", None, None, "test"),
             )),
+            hardening: Hardening::default(),
+            hooks: HookPolicy::default(),
+            hook_bounds: Arc::new(hooks::bounds::Enforcer::disabled()),
         }
     }
 

@@ -1,6 +1,9 @@
 //! Ongoing-deployment tracking: `<root>/<ongoing>/<DeploymentId>` holds the
 //! HostCommandIdentifier of the command being executed, so that after a crash the
-//! next start can tell the service which command was cut short.
+//! next start can tell the service which commands were cut short. Commands of
+//! different deployments run at once, each with its own file; one deployment
+//! never runs two commands at once (its group is serialised), so one file per
+//! deployment is enough.
 
 use std::path::PathBuf;
 use std::time::{Duration, SystemTime};
@@ -42,10 +45,12 @@ impl Tracker {
         }
     }
 
-    /// The most recent command cut short by a stop, ignoring stale files; the
-    /// tracking folder is emptied either way.
-    pub fn take_interrupted(&self, now: SystemTime) -> Option<InterruptedCommand> {
-        let entries = std::fs::read_dir(&self.dir).ok()?;
+    /// The commands cut short by a stop, oldest first, ignoring stale files;
+    /// the tracking folder is emptied either way.
+    pub fn take_interrupted(&self, now: SystemTime) -> Vec<InterruptedCommand> {
+        let Ok(entries) = std::fs::read_dir(&self.dir) else {
+            return Vec::new();
+        };
         let mut found = Vec::new();
         for entry in entries.flatten() {
             let name = entry.file_name().to_string_lossy().into_owned();
@@ -62,23 +67,25 @@ impl Tracker {
                 started: modified,
             });
         }
-        most_recent_fresh(found, now)
+        fresh_oldest_first(found, now)
     }
 }
 
-/// The newest command that is not stale (pure).
-pub fn most_recent_fresh(
+/// The commands that are not stale, oldest first (pure).
+pub fn fresh_oldest_first(
     commands: Vec<InterruptedCommand>,
     now: SystemTime,
-) -> Option<InterruptedCommand> {
-    commands
+) -> Vec<InterruptedCommand> {
+    let mut fresh: Vec<InterruptedCommand> = commands
         .into_iter()
         .filter(|c| {
             now.duration_since(c.started)
                 .map(|age| age < STALE_AFTER)
                 .unwrap_or(true)
         })
-        .max_by_key(|c| c.started)
+        .collect();
+    fresh.sort_by_key(|c| c.started);
+    fresh
 }
 
 #[cfg(test)]
@@ -94,21 +101,34 @@ mod tests {
     }
 
     #[test]
-    fn newest_fresh_command_is_reported() {
+    fn every_fresh_command_is_reported_oldest_first() {
         let now = SystemTime::now();
-        let picked = most_recent_fresh(
-            vec![
-                cmd("d-old", 90_000, now),
-                cmd("d-a", 600, now),
-                cmd("d-b", 60, now),
-            ],
-            now,
-        );
-        assert_eq!(picked.unwrap().deployment_id, "d-b");
-        assert_eq!(
-            most_recent_fresh(vec![cmd("d-old", 90_000, now)], now),
-            None
-        );
+        let ids = |commands: Vec<InterruptedCommand>| {
+            fresh_oldest_first(commands, now)
+                .into_iter()
+                .map(|c| c.deployment_id)
+                .collect::<Vec<_>>()
+        };
+        let cases: [(Vec<InterruptedCommand>, Vec<&str>); 4] = [
+            (
+                vec![
+                    cmd("d-b", 60, now),
+                    cmd("d-old", 90_000, now),
+                    cmd("d-a", 600, now),
+                ],
+                vec!["d-a", "d-b"],
+            ),
+            (vec![cmd("d-old", 90_000, now)], vec![]),
+            (vec![], vec![]),
+            // A clock set back since the file was written: not stale.
+            (
+                vec![cmd("d-future", 0, now + Duration::from_secs(60))],
+                vec!["d-future"],
+            ),
+        ];
+        for (commands, expected) in cases {
+            assert_eq!(ids(commands), expected);
+        }
     }
 
     #[test]
@@ -120,19 +140,22 @@ mod tests {
             std::fs::read_to_string(dir.path().join("ongoing-deployment/d-1")).unwrap(),
             "hc-1"
         );
-        let taken = tracker
+        tracker.start("d-3", "hc-3").unwrap();
+        let taken: Vec<(String, String)> = tracker
             .take_interrupted(SystemTime::now() + Duration::from_secs(1))
-            .unwrap();
-        assert_eq!(
-            (
-                taken.deployment_id.as_str(),
-                taken.host_command_identifier.as_str()
-            ),
-            ("d-1", "hc-1")
-        );
-        assert_eq!(tracker.take_interrupted(SystemTime::now()), None);
+            .into_iter()
+            .map(|c| (c.deployment_id, c.host_command_identifier))
+            .collect();
+        assert_eq!(taken.len(), 2, "{taken:?}");
+        for pair in [("d-1", "hc-1"), ("d-3", "hc-3")] {
+            assert!(
+                taken.contains(&(pair.0.into(), pair.1.into())),
+                "{pair:?} in {taken:?}"
+            );
+        }
+        assert_eq!(tracker.take_interrupted(SystemTime::now()), vec![]);
         tracker.start("d-2", "hc-2").unwrap();
         tracker.finish("d-2");
-        assert_eq!(tracker.take_interrupted(SystemTime::now()), None);
+        assert_eq!(tracker.take_interrupted(SystemTime::now()), vec![]);
     }
 }

@@ -331,5 +331,8 @@ async fn executor_for(config: &AgentConfig, spec: &DeploymentSpec) -> Result<Exe
             proxy: config.proxy_uri.clone(),
         },
         credentials: Arc::new(credentials),
+        hardening: config.hardening.clone(),
+        hooks: crate::hooks::HookPolicy::from_config(config, None),
+        hook_bounds: Arc::new(crate::hooks::bounds::Enforcer::new(config.hook_bounds)),
     })
 }

@@ -1,15 +1,27 @@
-//! The poll loop: ask the service for a command, fetch and verify its spec,
-//! acknowledge, execute, complete — one command at a time — then wait as the
-//! schedule says. Every wait selects on the shutdown signal; a poll in flight
-//! gets a short grace, and a command, once received, is seen through. The
-//! schedule is a watch channel so that a configuration reload changes it
-//! between polls.
+//! The poll loop: ask the service for a command, and run each command it hands
+//! out (fetch and verify its spec, acknowledge, execute, complete) while polling
+//! goes on, up to `:max_concurrent_commands:` at once; then wait as the schedule
+//! says. A command the service hands out again while it runs is not run twice;
+//! two commands of one deployment group take turns. Every wait selects on the
+//! shutdown signal; a poll in flight gets a short grace, and a command, once
+//! received, is seen through. The schedule is a watch channel so that a
+//! configuration reload changes it between polls.
+//!
+//! Commands are futures driven by this loop on the agent's one thread (their
+//! blocking work goes to `spawn_blocking` in the executor), not threads.
 
 pub mod schedule;
 
+#[cfg(test)]
+mod fleet_sim;
+
+use std::collections::{HashMap, HashSet};
+use std::future::Future;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime};
 
-use tokio::sync::watch;
+use futures_util::stream::{FuturesUnordered, StreamExt};
+use tokio::sync::{watch, OwnedMutexGuard, OwnedSemaphorePermit, Semaphore};
 use tracing::Instrument;
 
 use crate::diagnostics::{Diagnostic, ErrorCode};
@@ -20,7 +32,7 @@ use crate::protocol::{CommandStatus, CommandsClient, CommandsError, ErrorClass, 
 use crate::shutdown::Shutdown;
 use crate::spec::{parse_spec, DeploymentSpec, SpecVerifier, UnsignedSpecs};
 
-use schedule::{error_backoff, PollOutcome, Schedule};
+use schedule::{retry_backoff, Cadence, PollOutcome, Schedule};
 
 /// The message the official agent sends for a command cut short by a restart.
 pub const FAILED_AFTER_RESTART: &str =
@@ -28,6 +40,14 @@ pub const FAILED_AFTER_RESTART: &str =
 
 /// How long a poll in flight when the agent is told to stop may still answer.
 const STOP_POLL_GRACE: Duration = Duration::from_secs(10);
+/// How long a Complete is retried before the agent gives up on it (the
+/// service has long timed the command out by then).
+const COMPLETE_PATIENCE: Duration = Duration::from_secs(3600);
+/// How long a spec fetch or an acknowledgement is retried before the command
+/// is reported Failed.
+const REQUEST_PATIENCE: Duration = Duration::from_secs(300);
+/// Once the agent is stopping, a request is tried at most this many times.
+const ATTEMPTS_WHILE_STOPPING: u32 = 5;
 
 pub struct Poller {
     pub client: CommandsClient,
@@ -37,42 +57,121 @@ pub struct Poller {
     pub tracker: Tracker,
     /// The current schedule; the daemon sends a new one on reload.
     pub schedule: watch::Receiver<Schedule>,
+    /// How many commands run at once (`:max_concurrent_commands:`).
+    pub max_concurrent_commands: u32,
+}
+
+/// What ended a wait between polls.
+enum Wake {
+    Due,
+    Finished(String),
+    Stop,
 }
 
 impl Poller {
-    /// Polls until `stop` is triggered; a command in progress is finished first
-    /// unless `abort` is triggered too, which stops its scripts.
+    /// Polls until `stop` is triggered, running up to `max_concurrent_commands`
+    /// commands at once meanwhile; then waits for the running commands, unless
+    /// `abort` is triggered too, which stops their scripts.
     pub async fn run_with(&self, mut shutdown: Shutdown, abort: Shutdown) {
-        self.report_interrupted_command(&shutdown).await;
+        self.report_interrupted_commands(&shutdown).await;
+        let clock = Instant::now();
+        let mut rng = fastrand::Rng::new();
         let mut schedule = self.schedule.clone();
-        let mut consecutive_errors = 0u32;
+        let mut cadence = Cadence::new(&schedule.borrow_and_update(), &mut rng);
+        let mut next_poll = cadence.first_poll();
+        if !next_poll.is_zero() {
+            tracing::info!(
+                "first poll in {:.1} s (a random start-up delay keeps hosts restarted together apart)",
+                next_poll.as_secs_f64()
+            );
+        }
+        let slots = Arc::new(Semaphore::new(self.max_concurrent_commands.max(1) as usize));
+        let groups = GroupLocks::default();
+        // The commands running now, by HostCommandIdentifier: the service may
+        // hand one out again while it runs, and it must not run twice.
+        let mut in_flight: HashSet<String> = HashSet::new();
+        let mut running = FuturesUnordered::new();
+        let mut finished = Vec::new();
+
         while !shutdown.is_triggered() {
-            let started = Instant::now();
-            let Some(polled) = self.poll(&mut shutdown).await else {
+            // Wait for the poll's time and a free slot, seeing commands end meanwhile.
+            let wake = tokio::select! {
+                _ = tokio::time::sleep_until((clock + next_poll).into()) => Wake::Due,
+                Some(id) = running.next(), if !running.is_empty() => Wake::Finished(id),
+                _ = shutdown.triggered() => Wake::Stop,
+                // A reloaded schedule applies from the next poll on, at once.
+                _ = schedule_changed(&mut schedule) => Wake::Due,
+            };
+            let permit = match wake {
+                Wake::Stop => break,
+                Wake::Finished(id) => {
+                    in_flight.remove(&id);
+                    next_poll = cadence.after_command_finished(next_poll, clock.elapsed());
+                    continue;
+                }
+                Wake::Due => match Arc::clone(&slots).try_acquire_owned() {
+                    Ok(permit) => permit,
+                    Err(_) => {
+                        tracing::debug!(
+                            "{} commands running: the next poll waits for one to finish",
+                            running.len()
+                        );
+                        let wake = tokio::select! {
+                            Some(id) = running.next() => Wake::Finished(id),
+                            _ = shutdown.triggered() => Wake::Stop,
+                        };
+                        if let Wake::Finished(id) = wake {
+                            in_flight.remove(&id);
+                            next_poll = cadence.after_command_finished(next_poll, clock.elapsed());
+                        }
+                        continue;
+                    }
+                },
+            };
+
+            let started = clock.elapsed();
+            let polled = {
+                let poll = self.poll(&mut shutdown);
+                tokio::pin!(poll);
+                loop {
+                    tokio::select! {
+                        polled = &mut poll => break polled,
+                        Some(id) = running.next(), if !running.is_empty() => finished.push(id),
+                    }
+                }
+            };
+            let Some(polled) = polled else {
                 break;
             };
             let outcome = match polled {
+                Ok(Some(command)) if in_flight.contains(&command.host_command_identifier) => {
+                    tracing::warn!(
+                        host_command = %command.host_command_identifier,
+                        "the service handed out command {} of {} again while it is still running: not running it twice",
+                        command.command_name,
+                        command.deployment_execution_id
+                    );
+                    PollOutcome::Redelivered
+                }
                 Ok(Some(command)) => {
-                    consecutive_errors = 0;
+                    in_flight.insert(command.host_command_identifier.clone());
                     let span = tracing::info_span!(
                         "command",
                         command = %command.command_name,
                         host_command = %command.host_command_identifier,
                         deployment_id = tracing::field::Empty,
                     );
-                    self.handle(command, shutdown.clone(), abort.clone())
-                        .instrument(span)
-                        .await;
-                    PollOutcome::Handled
+                    running.push(
+                        self.run_command(command, permit, &groups, shutdown.clone(), abort.clone())
+                            .instrument(span),
+                    );
+                    PollOutcome::Command
                 }
-                Ok(None) => {
-                    consecutive_errors = 0;
-                    PollOutcome::Idle
-                }
+                Ok(None) => PollOutcome::Idle,
                 Err(error) => {
-                    consecutive_errors = consecutive_errors.saturating_add(1);
                     tracing::error!(
-                        "polling for commands failed ({consecutive_errors} in a row): {error}"
+                        "polling for commands failed ({} in a row): {error}",
+                        cadence.consecutive_failures() + 1
                     );
                     if error.class() == ErrorClass::Throttling {
                         PollOutcome::Throttled
@@ -81,21 +180,29 @@ impl Poller {
                     }
                 }
             };
-            let wait = schedule.borrow_and_update().next_wait(
+            let now = clock.elapsed();
+            next_poll = cadence.next_poll(
+                &schedule.borrow_and_update(),
                 outcome,
-                consecutive_errors,
-                started.elapsed(),
+                started,
+                now,
+                &mut rng,
             );
-            if !wait.is_zero() {
-                tracing::debug!("next poll in {} ms", wait.as_millis());
+            for id in finished.drain(..) {
+                in_flight.remove(&id);
+                next_poll = cadence.after_command_finished(next_poll, now);
             }
-            tokio::select! {
-                _ = tokio::time::sleep(wait) => {}
-                _ = shutdown.triggered() => {}
-                // A reloaded schedule applies from the next poll on, at once.
-                _ = schedule_changed(&mut schedule) => {}
+            if next_poll > now {
+                tracing::debug!("next poll in {} ms", (next_poll - now).as_millis());
             }
         }
+        if !running.is_empty() {
+            tracing::info!(
+                "polling stopped; waiting for {} running command(s)",
+                running.len()
+            );
+        }
+        while running.next().await.is_some() {}
         tracing::info!("polling stopped");
     }
 
@@ -123,13 +230,34 @@ impl Poller {
         }
     }
 
-    async fn handle(&self, command: HostCommand, shutdown: Shutdown, abort: Shutdown) {
+    /// Runs one command holding one of the concurrency slots; its identifier
+    /// once it is over.
+    async fn run_command(
+        &self,
+        command: HostCommand,
+        _slot: OwnedSemaphorePermit,
+        groups: &GroupLocks,
+        shutdown: Shutdown,
+        abort: Shutdown,
+    ) -> String {
+        let id = command.host_command_identifier.clone();
+        self.handle(command, groups, shutdown, abort).await;
+        id
+    }
+
+    async fn handle(
+        &self,
+        command: HostCommand,
+        groups: &GroupLocks,
+        shutdown: Shutdown,
+        abort: Shutdown,
+    ) {
         tracing::info!(
             "received command {} for {}",
             command.command_name,
             command.deployment_execution_id
         );
-        let (spec, event) = match self.prepare(&command).await {
+        let (spec, event) = match self.prepare(&command, &shutdown).await {
             Ok(prepared) => prepared,
             Err(diagnostic) => {
                 tracing::error!("command failed before it started: {}", diagnostic.message);
@@ -148,6 +276,9 @@ impl Poller {
             "deployment_id",
             tracing::field::display(&spec.deployment_id),
         );
+        // One deployment group never runs two commands at once: they share
+        // the group's folders and instructions files.
+        let _turn = groups.take_turn(&spec.deployment_group_id).await;
 
         let is_noop = match self.executor.is_noop(&event, &spec) {
             Ok(noop) => noop,
@@ -163,11 +294,27 @@ impl Poller {
                 return;
             }
         };
-        match self
-            .client
-            .acknowledge(&command.host_command_identifier, is_noop)
-            .await
+        // Tracked before the acknowledgement: an agent killed right after the
+        // service hears "InProgress" must still find the command on restart
+        // and report it, or the service would wait for it until its timeout.
+        if let Err(error) = self
+            .tracker
+            .start(&spec.deployment_id, &command.host_command_identifier)
         {
+            tracing::warn!("cannot write the ongoing-deployment tracking file: {error}");
+        }
+        let acknowledged = self
+            .persist(
+                "acknowledging the command",
+                REQUEST_PATIENCE,
+                &shutdown,
+                || {
+                    self.client
+                        .acknowledge(&command.host_command_identifier, is_noop)
+                },
+            )
+            .await;
+        match acknowledged {
             Ok(Some(status @ (CommandStatus::Succeeded | CommandStatus::Failed))) => {
                 tracing::info!(
                     "the service reports the command {} already: not executing it",
@@ -183,6 +330,7 @@ impl Poller {
                     )
                     .await;
                 }
+                self.tracker.finish(&spec.deployment_id);
                 return;
             }
             Ok(_) => {}
@@ -196,16 +344,11 @@ impl Poller {
                     &shutdown,
                 )
                 .await;
+                self.tracker.finish(&spec.deployment_id);
                 return;
             }
         }
 
-        if let Err(error) = self
-            .tracker
-            .start(&spec.deployment_id, &command.host_command_identifier)
-        {
-            tracing::warn!("cannot write the ongoing-deployment tracking file: {error}");
-        }
         let started = Instant::now();
         let (status, diagnostic) = match self.executor.execute(&event, &spec, abort).await {
             Ok(()) => {
@@ -232,6 +375,7 @@ impl Poller {
     async fn prepare(
         &self,
         command: &HostCommand,
+        shutdown: &Shutdown,
     ) -> Result<(DeploymentSpec, LifecycleEvent), Diagnostic> {
         if command.command_name.is_empty() {
             return Err(Diagnostic::unknown_error(
@@ -248,8 +392,17 @@ impl Poller {
             )));
         }
         let response = self
-            .client
-            .get_deployment_specification(&command.deployment_execution_id, &self.host_identifier)
+            .persist(
+                "fetching the deployment specification",
+                REQUEST_PATIENCE,
+                shutdown,
+                || {
+                    self.client.get_deployment_specification(
+                        &command.deployment_execution_id,
+                        &self.host_identifier,
+                    )
+                },
+            )
             .await
             .map_err(|e| Diagnostic::unknown_error(e.to_string()))?;
         match response.deployment_system.as_deref() {
@@ -278,9 +431,9 @@ impl Poller {
         Ok((spec, event))
     }
 
-    /// Sends PutHostCommandComplete until it is delivered: retried with backoff
-    /// on throttling, network and server errors; given up on a client error the
-    /// service will never accept, or after a few tries once the agent is stopping.
+    /// Sends PutHostCommandComplete until it is delivered (see [`Self::persist`]:
+    /// for up to an hour, every retry logged); given up only on an answer the
+    /// service will never change its mind about, or once the agent is stopping.
     async fn complete(
         &self,
         host_command_identifier: &str,
@@ -289,78 +442,156 @@ impl Poller {
         shutdown: &Shutdown,
     ) {
         let payload = diagnostic.to_payload();
-        let mut attempt = 0u32;
-        loop {
-            attempt += 1;
-            let started = Instant::now();
-            match self
-                .client
-                .complete(host_command_identifier, status, payload.clone())
-                .await
-            {
-                Ok(()) => {
-                    tracing::info!(
-                        "reported {} (error code {})",
-                        status.name(),
-                        diagnostic.error_code
-                    );
-                    return;
-                }
-                Err(error) => {
-                    let retryable = match &error {
-                        CommandsError::Service { status, .. } => {
-                            // Refused credentials may be rotated by the next try.
-                            *status >= 500
-                                || matches!(
-                                    error.class(),
-                                    ErrorClass::Throttling | ErrorClass::Credentials
-                                )
-                        }
-                        _ => true,
-                    };
-                    if !retryable || (shutdown.is_triggered() && attempt >= 3) {
-                        tracing::error!(
-                            "giving up reporting {} for {host_command_identifier}: {error}",
-                            status.name()
-                        );
-                        return;
-                    }
-                    let wait =
-                        error_backoff(attempt, started.elapsed()).max(Duration::from_secs(1));
-                    tracing::warn!(
-                        "reporting {} failed (attempt {attempt}), retrying in {} s: {error}",
-                        status.name(),
-                        wait.as_secs()
-                    );
-                    tokio::time::sleep(if shutdown.is_triggered() {
-                        Duration::from_secs(1)
-                    } else {
-                        wait
-                    })
-                    .await;
-                }
-            }
+        let what = format!("reporting {} for {host_command_identifier}", status.name());
+        let delivered = self
+            .persist(&what, COMPLETE_PATIENCE, shutdown, || {
+                self.client
+                    .complete(host_command_identifier, status, payload.clone())
+            })
+            .await;
+        match delivered {
+            Ok(()) => tracing::info!(
+                "reported {} (error code {})",
+                status.name(),
+                diagnostic.error_code
+            ),
+            Err(error) => tracing::error!("giving up {what}: {error}"),
         }
     }
 
-    /// After a restart, tells the service that the command cut short failed.
-    async fn report_interrupted_command(&self, shutdown: &Shutdown) {
-        let Some(interrupted) = self.tracker.take_interrupted(SystemTime::now()) else {
-            return;
+    /// Sends a request until the service answers it: throttling (once the
+    /// client's throttle gate opens), network errors, server faults and
+    /// refused credentials (which the next attempt may have replaced) are tried
+    /// again with jittered backoff for up to `patience`, each retry logged.
+    /// Any other refusal is final. Once the agent is stopping, a request gets
+    /// [`ATTEMPTS_WHILE_STOPPING`] attempts at most.
+    async fn persist<T, F, Fut>(
+        &self,
+        what: &str,
+        patience: Duration,
+        shutdown: &Shutdown,
+        mut send: F,
+    ) -> Result<T, CommandsError>
+    where
+        F: FnMut() -> Fut,
+        Fut: Future<Output = Result<T, CommandsError>>,
+    {
+        let started = Instant::now();
+        let mut rng = fastrand::Rng::new();
+        let mut attempt = 0u32;
+        loop {
+            attempt += 1;
+            let error = match send().await {
+                Ok(answer) => return Ok(answer),
+                Err(error) => error,
+            };
+            let final_answer = !is_transient(&error);
+            let out_of_time = started.elapsed() >= patience
+                || (shutdown.is_triggered() && attempt >= ATTEMPTS_WHILE_STOPPING);
+            if final_answer || out_of_time {
+                if out_of_time && !final_answer {
+                    tracing::error!(
+                        "{what}: still failing after {attempt} attempts in {} s",
+                        started.elapsed().as_secs()
+                    );
+                }
+                return Err(error);
+            }
+            let wait = retry_backoff(attempt, &mut rng);
+            tracing::warn!(
+                "{what} failed (attempt {attempt}), trying again in {:.1} s: {error}",
+                wait.as_secs_f64()
+            );
+            tokio::time::sleep(wait).await;
+        }
+    }
+
+    /// After a restart, tells the service that the commands cut short failed.
+    async fn report_interrupted_commands(&self, shutdown: &Shutdown) {
+        for interrupted in self.tracker.take_interrupted(SystemTime::now()) {
+            tracing::warn!(
+                deployment_id = %interrupted.deployment_id,
+                "a command was in progress when the agent stopped; reporting it failed"
+            );
+            let diagnostic =
+                Diagnostic::failed(ErrorCode::FailedAfterRestart, "", FAILED_AFTER_RESTART, "");
+            self.complete(
+                &interrupted.host_command_identifier,
+                CommandStatus::Failed,
+                &diagnostic,
+                shutdown,
+            )
+            .await;
+        }
+    }
+}
+
+/// Whether a failed request may succeed if sent again unchanged.
+fn is_transient(error: &CommandsError) -> bool {
+    match error.class() {
+        ErrorClass::Throttling | ErrorClass::Connection | ErrorClass::Credentials => true,
+        // An answer garbled on the way (a proxy cutting the body, a broken
+        // load balancer) says nothing about whether the request took effect;
+        // the service takes the same acknowledgement or Complete again.
+        ErrorClass::Other => match error {
+            CommandsError::Service { status, .. } => *status >= 500,
+            CommandsError::Decode { .. } => true,
+            _ => false,
+        },
+    }
+}
+
+/// One lock per deployment group with a command running or waiting; a group's
+/// entry is dropped when nobody holds or waits for it, so that the map does
+/// not grow with every group ever deployed.
+#[derive(Default)]
+struct GroupLocks(Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>);
+
+/// A command's turn in its deployment group, until dropped.
+struct GroupTurn<'a> {
+    locks: &'a GroupLocks,
+    group: String,
+    guard: Option<OwnedMutexGuard<()>>,
+}
+
+impl GroupLocks {
+    fn map(&self) -> std::sync::MutexGuard<'_, HashMap<String, Arc<tokio::sync::Mutex<()>>>> {
+        // Only inserts and removes happen under this lock: a poisoned map is
+        // still consistent.
+        self.0.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Waits until no other command of `group` runs; commands of one group
+    /// take their turns in the order they arrived.
+    async fn take_turn(&self, group: &str) -> GroupTurn<'_> {
+        let lock = Arc::clone(self.map().entry(group.to_string()).or_default());
+        let guard = match Arc::clone(&lock).try_lock_owned() {
+            Ok(guard) => guard,
+            Err(_) => {
+                tracing::info!(
+                    "deployment group {group} is running another command: this one waits for it"
+                );
+                lock.lock_owned().await
+            }
         };
-        tracing::warn!(
-            deployment_id = %interrupted.deployment_id,
-            "a command was in progress when the agent stopped; reporting it failed"
-        );
-        let diagnostic =
-            Diagnostic::failed(ErrorCode::FailedAfterRestart, "", FAILED_AFTER_RESTART, "");
-        self.complete(
-            &interrupted.host_command_identifier,
-            CommandStatus::Failed,
-            &diagnostic,
-            shutdown,
-        )
-        .await;
+        GroupTurn {
+            locks: self,
+            group: group.to_string(),
+            guard: Some(guard),
+        }
+    }
+}
+
+impl Drop for GroupTurn<'_> {
+    fn drop(&mut self) {
+        drop(self.guard.take());
+        let mut map = self.locks.map();
+        if map
+            .get(&self.group)
+            .is_some_and(|lock| Arc::strong_count(lock) == 1)
+        {
+            map.remove(&self.group);
+        }
     }
 }
 

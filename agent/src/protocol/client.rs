@@ -3,9 +3,15 @@
 //! when to try again, so that backoff stays in one place. Goes through
 //! `:proxy_uri:` when set, else through the standard `HTTPS_PROXY`/`HTTP_PROXY`/
 //! `NO_PROXY` variables, like the S3 client.
+//!
+//! One [`ThrottleGate`] is shared by every request the client makes (polls,
+//! spec fetches, acknowledgements, updates, completes, whichever command they
+//! belong to): after a throttling answer, no request goes out until the gate
+//! opens again, so concurrent commands cannot keep hammering a service that
+//! asked the host to slow down.
 
-use std::sync::Arc;
-use std::time::{Duration, SystemTime};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant, SystemTime};
 
 use serde::de::DeserializeOwned;
 use serde::Serialize;
@@ -15,6 +21,10 @@ use super::signing::sign_request;
 use super::types::*;
 use crate::config::ProxyUri;
 use crate::identity::CredentialSource;
+
+/// The largest answer the agent reads from the Commands service. A signed
+/// deployment spec, the largest answer there is, takes a few kilobytes.
+pub const MAX_ANSWER_BYTES: usize = 4 << 20;
 
 /// The header carrying the agent version, as the official agent sends it.
 const AGENT_VERSION_HEADER: &str = "x-amz-codedeploy-agent-version";
@@ -90,6 +100,114 @@ impl CommandsError {
     }
 }
 
+/// The gate's first closing lasts this long; each throttling answer doubles it.
+const GATE_FIRST_DELAY: Duration = Duration::from_secs(1);
+/// The longest the gate stays closed after one throttling answer (before jitter).
+const GATE_MAX_DELAY: Duration = Duration::from_secs(30);
+/// Up to this share of the delay is added at random, so that hosts throttled
+/// together do not come back together.
+const GATE_JITTER: f64 = 0.25;
+
+/// When requests may go out again after the service throttled the host (pure:
+/// the caller passes the time and the random draw).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GateState {
+    /// How long the next closing lasts (before jitter).
+    delay: Duration,
+    /// Closed until then.
+    open_at: Option<Instant>,
+    /// Bumped at each closing: answers to requests sent before it do not
+    /// close the gate again (they were throttled by the same storm).
+    generation: u64,
+}
+
+impl Default for GateState {
+    fn default() -> Self {
+        GateState {
+            delay: GATE_FIRST_DELAY,
+            open_at: None,
+            generation: 0,
+        }
+    }
+}
+
+impl GateState {
+    /// How long a request must wait before it goes out at `now`, and the
+    /// generation it goes out under.
+    pub fn wait(&self, now: Instant) -> (Duration, u64) {
+        let wait = self
+            .open_at
+            .map(|open| open.saturating_duration_since(now))
+            .unwrap_or_default();
+        (wait, self.generation)
+    }
+
+    /// A request sent under `generation` was throttled at `now`; `draw` is a
+    /// uniform number in `[0, 1)`. Returns how long the gate is now closed
+    /// (`None` when an earlier answer already closed it for this storm).
+    pub fn throttled(&mut self, generation: u64, now: Instant, draw: f64) -> Option<Duration> {
+        if generation != self.generation {
+            return None;
+        }
+        let closed_for = self.delay.mul_f64(1.0 + GATE_JITTER * draw.clamp(0.0, 1.0));
+        self.open_at = Some(now + closed_for);
+        self.delay = (self.delay * 2).min(GATE_MAX_DELAY);
+        self.generation += 1;
+        Some(closed_for)
+    }
+
+    /// A request was answered without throttling: the next closing starts
+    /// from the first delay again.
+    pub fn answered(&mut self) {
+        self.delay = GATE_FIRST_DELAY;
+    }
+}
+
+/// The throttle gate shared by every request of one client.
+#[derive(Debug, Default)]
+pub struct ThrottleGate {
+    state: Mutex<GateState>,
+}
+
+impl ThrottleGate {
+    fn state(&self) -> std::sync::MutexGuard<'_, GateState> {
+        // The state is a few numbers updated without panicking code between
+        // lock and unlock: a poisoned lock still holds a usable state.
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Waits until the gate is open; the generation the request goes out under.
+    async fn pass(&self, operation: &str) -> u64 {
+        loop {
+            let (wait, generation) = self.state().wait(Instant::now());
+            if wait.is_zero() {
+                return generation;
+            }
+            tracing::debug!(
+                "{operation} waits {} ms: the service is throttling this host",
+                wait.as_millis()
+            );
+            tokio::time::sleep(wait).await;
+        }
+    }
+
+    fn throttled(&self, operation: &str, generation: u64) {
+        let closed_for = self
+            .state()
+            .throttled(generation, Instant::now(), fastrand::f64());
+        if let Some(closed_for) = closed_for {
+            tracing::warn!(
+                "{operation} was throttled: no request goes to the service for {} ms",
+                closed_for.as_millis()
+            );
+        }
+    }
+
+    fn answered(&self) {
+        self.state().answered();
+    }
+}
+
 /// Everything the client needs to talk to the service.
 pub struct CommandsClient {
     http: reqwest::Client,
@@ -98,6 +216,7 @@ pub struct CommandsClient {
     region: String,
     credentials: Arc<CredentialSource>,
     agent_version: String,
+    gate: ThrottleGate,
 }
 
 /// Transport settings for the HTTP client.
@@ -151,6 +270,7 @@ impl CommandsClient {
             region,
             credentials,
             agent_version,
+            gate: ThrottleGate::default(),
         })
     }
 
@@ -260,6 +380,7 @@ impl CommandsClient {
             ("x-amz-target", target.as_str()),
             (AGENT_VERSION_HEADER, self.agent_version.as_str()),
         ];
+        let generation = self.gate.pass(name).await;
         let mut attempt = 0;
         let response = loop {
             attempt += 1;
@@ -312,22 +433,41 @@ impl CommandsClient {
             }
         };
         let status = response.status();
-        let bytes = response
-            .bytes()
+        let mut response = response;
+        let mut bytes: Vec<u8> = Vec::new();
+        // Read chunk by chunk so that an answer of many megabytes (a broken
+        // proxy, a hostile endpoint) is cut off instead of held in memory.
+        while let Some(chunk) = response
+            .chunk()
             .await
             .map_err(|e| CommandsError::Connection {
                 operation: name,
                 endpoint: self.service.endpoint.clone(),
                 detail: error_chain(&e),
-            })?;
+            })?
+        {
+            if bytes.len() + chunk.len() > MAX_ANSWER_BYTES {
+                return Err(CommandsError::Decode {
+                    operation: name,
+                    detail: format!(
+                        "the answer is larger than {} MiB, far more than any Commands answer; refused",
+                        MAX_ANSWER_BYTES >> 20
+                    ),
+                });
+            }
+            bytes.extend_from_slice(&chunk);
+        }
         if !status.is_success() {
             let error = service_error(name, status.as_u16(), &bytes);
-            if error.class() == ErrorClass::Credentials {
+            match error.class() {
+                ErrorClass::Throttling => self.gate.throttled(name, generation),
                 // Whatever the cache believes, these keys were refused: look again.
-                self.credentials.invalidate().await;
+                ErrorClass::Credentials => self.credentials.invalidate().await,
+                _ => self.gate.answered(),
             }
             return Err(error);
         }
+        self.gate.answered();
         let bytes: &[u8] = if bytes.iter().all(u8::is_ascii_whitespace) {
             b"{}"
         } else {
@@ -472,6 +612,42 @@ mod tests {
                 error.1
             );
         }
+    }
+
+    #[test]
+    fn the_throttle_gate_doubles_with_jitter_up_to_its_cap_and_resets_on_an_answer() {
+        let t0 = Instant::now();
+        let ms = Duration::from_millis;
+        let mut gate = GateState::default();
+        assert_eq!(gate.wait(t0), (Duration::ZERO, 0), "open at first");
+        // (draw, how long the gate closes)
+        let closings = [
+            (0.0, ms(1000)),
+            (0.5, ms(2250)),
+            (0.999_999, ms(5000)),
+            (0.0, ms(8000)),
+            (0.0, ms(16000)),
+            (0.0, ms(30000)),
+            (1.0, ms(37500)),
+            (0.0, ms(30000)),
+        ];
+        let mut now = t0;
+        for (i, (draw, expected)) in closings.into_iter().enumerate() {
+            let (_, generation) = gate.wait(now);
+            let closed = gate.throttled(generation, now, draw).unwrap();
+            assert!(
+                closed.abs_diff(expected) < ms(1),
+                "closing {i}: {closed:?} != {expected:?}"
+            );
+            assert_eq!(gate.wait(now).0, closed, "closing {i}: requests wait");
+            assert_eq!(gate.wait(now + closed).0, Duration::ZERO, "then it opens");
+            // Another request of the same storm, answered late, changes nothing.
+            assert_eq!(gate.throttled(generation, now, 0.0), None);
+            now += closed;
+        }
+        gate.answered();
+        let (_, generation) = gate.wait(now);
+        assert_eq!(gate.throttled(generation, now, 0.0), Some(ms(1000)));
     }
 
     #[test]

@@ -112,11 +112,22 @@ mod tests {
         PKey::from_rsa(Rsa::generate(2048).unwrap()).unwrap()
     }
 
-    fn cert(
+    const DAY: i64 = 24 * 3600;
+
+    fn now() -> i64 {
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_secs() as i64
+    }
+
+    /// A certificate valid from `valid.0` to `valid.1` (Unix seconds).
+    fn cert_valid(
         cn: &str,
         key: &PKey<Private>,
         issuer: Option<(&X509, &PKey<Private>)>,
         ca: bool,
+        valid: (i64, i64),
     ) -> X509 {
         let mut name = X509NameBuilder::new().unwrap();
         name.append_entry_by_text("CN", cn).unwrap();
@@ -134,9 +145,9 @@ mod tests {
         b.set_issuer_name(issuer.map(|(c, _)| c.subject_name()).unwrap_or(&name))
             .unwrap();
         b.set_pubkey(key).unwrap();
-        b.set_not_before(&Asn1Time::days_from_now(0).unwrap())
+        b.set_not_before(&Asn1Time::from_unix(valid.0).unwrap())
             .unwrap();
-        b.set_not_after(&Asn1Time::days_from_now(2).unwrap())
+        b.set_not_after(&Asn1Time::from_unix(valid.1).unwrap())
             .unwrap();
         if ca {
             b.append_extension(BasicConstraints::new().critical().ca().build().unwrap())
@@ -157,13 +168,25 @@ mod tests {
 
     /// A CA and a signed envelope whose content is `content`.
     fn signed(content: &str) -> (X509, Envelope) {
+        signed_by_signer_valid(content, (now() - DAY, now() + 2 * DAY))
+    }
+
+    /// As `signed`, with the signer's certificate valid over `valid`.
+    fn signed_by_signer_valid(content: &str, valid: (i64, i64)) -> (X509, Envelope) {
         let (ca_key, signer_key) = (key(), key());
-        let ca = cert("Test Deployment CA", &ca_key, None, true);
-        let signer = cert(
+        let ca = cert_valid(
+            "Test Deployment CA",
+            &ca_key,
+            None,
+            true,
+            (now() - 30 * DAY, now() + 30 * DAY),
+        );
+        let signer = cert_valid(
             "Test Deployment Signer",
             &signer_key,
             Some((&ca, &ca_key)),
             false,
+            valid,
         );
         let pkcs7 = Pkcs7::sign(
             &signer,
@@ -207,6 +230,39 @@ mod tests {
         assert!(verifier(&other_ca, SpecVerification::SignatureOnly)
             .open(&envelope, UnsignedSpecs::Refused)
             .is_ok());
+    }
+
+    #[test]
+    fn spec_whose_signer_expired_or_is_not_yet_valid_is_rejected() {
+        let cases = [
+            ("expired yesterday", (now() - 10 * DAY, now() - DAY)),
+            ("valid from tomorrow", (now() + DAY, now() + 10 * DAY)),
+        ];
+        for (what, valid) in cases {
+            let (ca, envelope) = signed_by_signer_valid(r#"{"DeploymentId":"d-1"}"#, valid);
+            let err = verifier(&ca, SpecVerification::SignatureAndChain)
+                .open(&envelope, UnsignedSpecs::Refused)
+                .expect_err(what);
+            assert!(err.to_string().contains("does not verify"), "{what}: {err}");
+        }
+    }
+
+    #[test]
+    fn unsigned_and_garbage_payloads_are_rejected_with_a_reason() {
+        let (ca, _) = signed("{}");
+        let v = verifier(&ca, SpecVerification::SignatureAndChain);
+        for payload in [
+            "",
+            "{\"DeploymentId\":\"d-1\"}",
+            "-----BEGIN PKCS7-----\nAAAA\n-----END PKCS7-----\n",
+        ] {
+            let envelope = Envelope {
+                format: "PKCS7/JSON".into(),
+                payload: payload.into(),
+            };
+            let err = v.open(&envelope, UnsignedSpecs::Refused).unwrap_err();
+            assert!(err.to_string().contains("rejected"), "{payload:?}: {err}");
+        }
     }
 
     #[test]

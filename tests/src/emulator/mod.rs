@@ -25,11 +25,12 @@ pub use sigv4::{Credential, RequestParts, Verifier, INVALID_TOKEN, SIGNATURE_MIS
 pub use spec::sign_pkcs7_pem;
 pub use state::{
     Call, CommandRecord, CommandState, Completion, DeploymentRecord, DeploymentStatus, Diagnostics,
+    Storm,
 };
 pub use wire::{Envelope, Operation, ServiceError, CONTENT_TYPE, TARGET_PREFIX};
 
 use std::fmt::{self, Write as _};
-use std::io::Read;
+use std::io::{Read, Write};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, RwLock};
 use std::thread::JoinHandle;
@@ -69,7 +70,24 @@ impl EmulatorConfig {
     }
 }
 
+/// A control plane in trouble, for every request until it ends.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Outage {
+    /// HTTP 500 InternalFailure.
+    ServerErrors,
+    /// Each answer held this long before it is given.
+    Slow(Duration),
+    /// The connection is closed without an answer.
+    DroppedConnections,
+    /// HTTP 200 with a body that is not JSON.
+    MalformedJson,
+    /// HTTP 200 with a body of 64 MiB.
+    HugeAnswers,
+}
+
 struct Shared {
+    /// The current outage and when it ends.
+    outage: Mutex<Option<(Outage, Instant)>>,
     state: Mutex<State>,
     changed: Condvar,
     /// Behind a lock so that tests can rotate the accepted credentials.
@@ -175,6 +193,7 @@ impl Emulator {
             .expect("bound to an IP address")
             .port();
         let shared = Arc::new(Shared {
+            outage: Mutex::new(None),
             state: Mutex::new(State::new(
                 &config.region,
                 &config.host_identifier,
@@ -259,6 +278,28 @@ impl Emulator {
         self.shared.changed.notify_all();
     }
 
+    /// From now on, the deployments of different deployment groups are
+    /// handed out at the same time (one command of each at once), as the
+    /// service does; deployments of one group still wait for each other.
+    pub fn set_parallel_groups(&self, parallel: bool) {
+        self.shared.lock().parallel_groups = parallel;
+        self.shared.changed.notify_all();
+    }
+
+    /// Each command the host is running (handed out, not completed) is
+    /// handed out again by up to `times` polls that have nothing new to give,
+    /// as the service may do while the host still runs it.
+    pub fn redeliver_in_progress(&self, times: usize) {
+        self.shared.lock().redeliveries = times;
+        self.shared.changed.notify_all();
+    }
+
+    /// Every request (every operation, once authenticated and well-formed)
+    /// is answered with ThrottlingException while `storm` lasts.
+    pub fn throttle_storm(&self, storm: Storm) {
+        self.shared.lock().start_storm(storm);
+    }
+
     /// The next `times` requests for `operation` (after authentication)
     /// are answered with `error`.
     pub fn inject_error(&self, operation: Operation, error: ServiceError, times: usize) {
@@ -267,6 +308,12 @@ impl Emulator {
             error,
             remaining: times,
         });
+    }
+
+    /// Every request answered as `outage` says until `until` (after which
+    /// the service is healthy again).
+    pub fn outage(&self, outage: Outage, until: Instant) {
+        *self.shared.outage.lock().unwrap_or_else(|e| e.into_inner()) = Some((outage, until));
     }
 
     pub fn calls(&self) -> Vec<Call> {
@@ -454,10 +501,11 @@ impl Emulator {
             for c in &d.commands {
                 let _ = write!(
                     out,
-                    "  {:<16} {:?} issued x{} acks {} noop {:?}",
+                    "  {:<16} {:?} issued x{} (again while in progress x{}) acks {} noop {:?}",
                     c.command_name,
                     c.state,
                     c.times_issued,
+                    c.times_redelivered,
                     c.acknowledgements.len(),
                     c.acknowledged_noop()
                 );
@@ -585,6 +633,9 @@ fn process(
         Err(e) => return (Some(op), Err(e)),
     };
     let mut state = shared.lock();
+    if let Some(error) = state.storm_answer(op, Instant::now()) {
+        return (Some(op), Err(error));
+    }
     if let Some(error) = state.injected_error(op) {
         return (Some(op), Err(error));
     }
@@ -625,6 +676,20 @@ fn handle(shared: &Shared, mut request: tiny_http::Request) {
         .collect();
     let mut body = Vec::new();
     let read = request.as_reader().take(4 << 20).read_to_end(&mut body);
+    let outage = shared
+        .outage
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .filter(|(_, until)| Instant::now() < *until)
+        .map(|(outage, _)| outage);
+    match outage {
+        Some(Outage::Slow(hold)) => std::thread::sleep(hold),
+        Some(broken) => {
+            answer_broken(shared, request, broken, at, &method, &headers, &body);
+            return;
+        }
+        None => {}
+    }
     let (operation, result) = match read {
         Ok(_) => process(shared, &method, &target, &headers, &body),
         Err(e) => (
@@ -689,4 +754,59 @@ fn handle(shared: &Shared, mut request: tiny_http::Request) {
             shared.changed.notify_all();
         }
     }
+}
+
+/// Answers a request the way an outage does, and records it (status 0 for a
+/// connection closed without an answer).
+fn answer_broken(
+    shared: &Shared,
+    request: tiny_http::Request,
+    outage: Outage,
+    at: SystemTime,
+    method: &str,
+    headers: &[(String, String)],
+    body: &[u8],
+) {
+    let operation = Operation::from_target(header(headers, "x-amz-target")).ok();
+    let (status, text) = match outage {
+        Outage::ServerErrors => (
+            500,
+            r#"{"__type":"InternalFailure","message":"injected outage"}"#.to_string(),
+        ),
+        Outage::MalformedJson => (200, r#"{"HostCommand": {"CommandName": "#.to_string()),
+        Outage::HugeAnswers => (200, format!("{{\"pad\": \"{}\"}}", "x".repeat(64 << 20))),
+        Outage::DroppedConnections | Outage::Slow(_) => (0, String::new()),
+    };
+    {
+        let mut state = shared.lock();
+        let seq = state.calls.len() + 1;
+        state.calls.push(Call {
+            seq,
+            at,
+            elapsed: shared.started.elapsed(),
+            method: method.to_string(),
+            operation,
+            request: serde_json::from_slice(body).unwrap_or(Value::Null),
+            headers: headers.to_vec(),
+            status,
+            response: Value::String(text.chars().take(200).collect()),
+            error_type: (status == 500).then(|| "InternalFailure".to_string()),
+        });
+        state.generation += 1;
+    }
+    shared.changed.notify_all();
+    if status == 0 {
+        // A connection that breaks: a few bytes that are no HTTP answer, on
+        // the raw socket. The client gives the connection up at once.
+        let mut raw = request.into_writer();
+        let _ = raw.write_all(b"\x00\r\n\r\n");
+        let _ = raw.flush();
+        return;
+    }
+    let reply = tiny_http::Response::from_string(text)
+        .with_status_code(status)
+        .with_header(
+            tiny_http::Header::from_bytes("Content-Type", CONTENT_TYPE).expect("valid header"),
+        );
+    let _ = request.respond(reply);
 }

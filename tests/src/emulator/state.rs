@@ -1,12 +1,19 @@
 //! The emulated service's memory and rules: the scripted deployments, their
 //! commands and where each stands, every call received, and the effect of
-//! each (already authenticated and parsed) request. One command is out at a
-//! time: the next one is handed out only after the previous one completed
-//! Succeeded; a Failed completion ends its deployment.
+//! each (already authenticated and parsed) request. One command of a
+//! deployment is out at a time: the next one is handed out only after the
+//! previous one completed Succeeded; a Failed completion ends its deployment.
+//! Deployments run one after the other, or, once a test asks for it, one per
+//! deployment group at the same time (as the service does). A test may also
+//! have commands in progress handed out again, or every request throttled
+//! for a while (a storm). A command handed out but not acknowledged within
+//! [`REISSUE_UNACKNOWLEDGED_AFTER`] is handed out again, as the service does
+//! when the answer carrying it never reached a host (a host killed while the
+//! service held its poll).
 //!
 //! No I/O here: the server in `mod.rs` feeds requests in and writes answers.
 
-use std::time::{Duration, SystemTime};
+use std::time::{Duration, Instant, SystemTime};
 
 use serde::Deserialize;
 use serde_json::{json, Value};
@@ -15,6 +22,19 @@ use super::deployment::Deployment;
 use super::spec;
 use super::wire::{is_valid_execution_id, Envelope, Operation, Request, ServiceError};
 use crate::ca::TestPki;
+
+/// How long a handed-out command may go unacknowledged before the next poll
+/// gets it again.
+pub const REISSUE_UNACKNOWLEDGED_AFTER: Duration = Duration::from_secs(5);
+
+/// Whether the answer that carried `command` looks lost: handed out, never
+/// acknowledged, for too long.
+fn lost(command: &CommandRecord) -> bool {
+    command.state == CommandState::Issued
+        && command
+            .last_issued_at
+            .is_some_and(|at| at.elapsed() >= REISSUE_UNACKNOWLEDGED_AFTER)
+}
 
 /// Where a command stands.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -72,6 +92,11 @@ pub struct CommandRecord {
     pub state: CommandState,
     /// How many times PollHostCommand returned it.
     pub times_issued: usize,
+    /// How many of those were while it was already in progress on the host
+    /// (see [`State::redeliveries`]).
+    pub times_redelivered: usize,
+    /// When PollHostCommand last returned it.
+    pub last_issued_at: Option<Instant>,
     /// The Diagnostics of each acknowledgement.
     pub acknowledgements: Vec<Option<Envelope>>,
     pub updates: Vec<Option<Envelope>>,
@@ -166,6 +191,19 @@ pub(crate) struct Injection {
     pub remaining: usize,
 }
 
+/// Every request answered with ThrottlingException, for a while.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Storm {
+    /// The next this-many requests.
+    Requests(usize),
+    /// Every request until then.
+    Until(Instant),
+    /// Until then, each operation's requests are throttled and let through
+    /// in turn, the first one throttled: every operation the host uses meets
+    /// throttling, and every retry gets through.
+    Alternating(Instant),
+}
+
 pub(crate) struct State {
     pub region: String,
     pub host_identifier: String,
@@ -173,6 +211,13 @@ pub(crate) struct State {
     pub deployments: Vec<DeploymentRecord>,
     pub calls: Vec<Call>,
     pub injections: Vec<Injection>,
+    /// Deployments of different groups are handed out at the same time.
+    pub parallel_groups: bool,
+    /// How many times each command in progress is handed out again.
+    pub redeliveries: usize,
+    pub storm: Option<Storm>,
+    /// Requests per operation since an alternating storm began.
+    storm_counts: Vec<(Operation, usize)>,
     next_nonce: i64,
     /// Bumped on every change, for waiters.
     pub generation: u64,
@@ -193,6 +238,10 @@ impl State {
             deployments: Vec::new(),
             calls: Vec::new(),
             injections: Vec::new(),
+            parallel_groups: false,
+            redeliveries: 0,
+            storm: None,
+            storm_counts: Vec::new(),
             next_nonce: 1,
             generation: 0,
         }
@@ -224,6 +273,8 @@ impl State {
                     nonce,
                     state: CommandState::Pending,
                     times_issued: 0,
+                    times_redelivered: 0,
+                    last_issued_at: None,
                     acknowledgements: Vec::new(),
                     updates: Vec::new(),
                     completions: Vec::new(),
@@ -238,14 +289,28 @@ impl State {
         self.generation += 1;
     }
 
-    /// The first deployment not yet ended.
-    fn current(&mut self) -> Option<&mut DeploymentRecord> {
-        self.deployments.iter_mut().find(|d| {
-            matches!(
+    /// The deployments whose commands may go out now, in queue order: the
+    /// first one not yet ended, or with parallel groups the first one not
+    /// yet ended of each deployment group.
+    fn active(&self) -> Vec<usize> {
+        let mut groups_seen: Vec<&str> = Vec::new();
+        let mut active = Vec::new();
+        for (i, d) in self.deployments.iter().enumerate() {
+            if !matches!(
                 d.status,
                 DeploymentStatus::Queued | DeploymentStatus::InProgress
-            )
-        })
+            ) {
+                continue;
+            }
+            if !self.parallel_groups {
+                return vec![i];
+            }
+            if !groups_seen.contains(&d.deployment.group_id.as_str()) {
+                groups_seen.push(&d.deployment.group_id);
+                active.push(i);
+            }
+        }
+        active
     }
 
     /// Takes the next injected error for `op`, if any.
@@ -258,22 +323,73 @@ impl State {
         Some(injection.error.clone())
     }
 
+    /// Starts a storm (replacing one still going on).
+    pub fn start_storm(&mut self, storm: Storm) {
+        self.storm = Some(storm);
+        self.storm_counts.clear();
+    }
+
+    /// The throttling answer to a request for `op` while a storm lasts.
+    pub fn storm_answer(&mut self, op: Operation, now: Instant) -> Option<ServiceError> {
+        let throttled = match self.storm? {
+            Storm::Requests(0) => None,
+            Storm::Requests(n) => {
+                self.storm = Some(Storm::Requests(n - 1));
+                Some(true)
+            }
+            Storm::Until(end) => (now < end).then_some(true),
+            Storm::Alternating(end) if now < end => {
+                let seen = match self.storm_counts.iter_mut().find(|(o, _)| *o == op) {
+                    Some((_, count)) => count,
+                    None => {
+                        self.storm_counts.push((op, 0));
+                        &mut self.storm_counts.last_mut().expect("just pushed").1
+                    }
+                };
+                *seen += 1;
+                Some(*seen % 2 == 1)
+            }
+            Storm::Alternating(_) => None,
+        };
+        if throttled.is_none() {
+            self.storm = None;
+        }
+        throttled.unwrap_or(false).then(ServiceError::throttling)
+    }
+
+    /// What the next poll hands out: the deployment and command index.
+    fn next_to_issue(&self) -> Option<(usize, usize)> {
+        let active = self.active();
+        // New commands first: the next pending command of each active deployment
+        // whose previous command is not out (or was lost on its way).
+        for &d in &active {
+            let deployment = &self.deployments[d];
+            if let Some(c) = deployment
+                .commands
+                .iter()
+                .position(|c| c.state != CommandState::Succeeded)
+            {
+                let command = &deployment.commands[c];
+                if command.state == CommandState::Pending || lost(command) {
+                    return Some((d, c));
+                }
+            }
+        }
+        // Then a command in progress, handed out again while the budget lasts.
+        for &d in &active {
+            if let Some(c) = self.deployments[d].commands.iter().position(|c| {
+                matches!(c.state, CommandState::Issued | CommandState::Acknowledged)
+                    && c.times_redelivered < self.redeliveries
+            }) {
+                return Some((d, c));
+            }
+        }
+        None
+    }
+
     /// Is a command waiting to be handed out?
     pub fn has_command_to_issue(&self) -> bool {
-        self.deployments
-            .iter()
-            .find(|d| {
-                matches!(
-                    d.status,
-                    DeploymentStatus::Queued | DeploymentStatus::InProgress
-                )
-            })
-            .and_then(|d| {
-                d.commands
-                    .iter()
-                    .find(|c| c.state != CommandState::Succeeded)
-            })
-            .is_some_and(|c| c.state == CommandState::Pending)
+        self.next_to_issue().is_some()
     }
 
     fn find_command(&mut self, id: &str) -> Result<(&mut DeploymentRecord, usize), ServiceError> {
@@ -341,22 +457,19 @@ impl State {
     fn poll(&mut self, host: &str) -> Result<Value, ServiceError> {
         self.check_host(host)?;
         let host = self.host_identifier.clone();
-        let Some(deployment) = self.current() else {
+        let Some((d, c)) = self.next_to_issue() else {
             return Ok(json!({}));
         };
-        let Some(command) = deployment
-            .commands
-            .iter_mut()
-            .find(|c| c.state != CommandState::Succeeded)
-        else {
-            return Ok(json!({}));
-        };
-        if command.state != CommandState::Pending {
-            // The previous command is still out.
-            return Ok(json!({}));
+        let deployment = &mut self.deployments[d];
+        let command = &mut deployment.commands[c];
+        if command.state == CommandState::Pending {
+            command.state = CommandState::Issued;
+        } else if !lost(command) {
+            // Out and not lost: the host is running it.
+            command.times_redelivered += 1;
         }
-        command.state = CommandState::Issued;
         command.times_issued += 1;
+        command.last_issued_at = Some(Instant::now());
         let answer = json!({"HostCommand": {
             "HostCommandIdentifier": command.host_command_identifier,
             "HostIdentifier": host,
@@ -649,6 +762,116 @@ mod tests {
         // Re-issue after acknowledgement does not hand it out again.
         state.reissue(&cmd_id);
         assert_eq!(poll(&mut state), json!({}));
+    }
+
+    fn issued_id(answer: &Value) -> String {
+        answer["HostCommand"]["HostCommandIdentifier"]
+            .as_str()
+            .unwrap_or_else(|| panic!("a command in {answer}"))
+            .to_string()
+    }
+
+    fn add(state: &mut State, group_id: &str, events: &[&str]) -> String {
+        let d = Deployment::new(
+            "App",
+            group_id,
+            S3Location {
+                bucket: "b".into(),
+                key: "k".into(),
+                bundle_type: BundleType::Tar,
+                version: None,
+                etag: None,
+            },
+        )
+        .group_id(group_id)
+        .events(events);
+        let id = d.deployment_id.clone();
+        state.add_deployment(d);
+        id
+    }
+
+    #[test]
+    fn parallel_groups_hand_out_one_command_of_each_group_at_once() {
+        let mut state = State::new("us-east-1", HOST, TestPki::generate().unwrap());
+        let a = add(&mut state, "g-a", &["DownloadBundle", "Install"]);
+        let a2 = add(&mut state, "g-a", &["DownloadBundle"]);
+        let b = add(&mut state, "g-b", &["DownloadBundle"]);
+        // Sequential by default: b waits for a (and a2).
+        let first = poll(&mut state);
+        assert!(issued_id(&first).contains(&a));
+        assert_eq!(poll(&mut state), json!({}));
+        state.parallel_groups = true;
+        let second = poll(&mut state);
+        assert!(issued_id(&second).contains(&b), "{second}");
+        assert_eq!(poll(&mut state), json!({}), "a2 waits for a: same group");
+        complete(&mut state, &issued_id(&first), "Succeeded");
+        let third = poll(&mut state);
+        assert!(issued_id(&third).contains(&a), "a's next command: {third}");
+        complete(&mut state, &issued_id(&third), "Succeeded");
+        let fourth = poll(&mut state);
+        assert!(issued_id(&fourth).contains(&a2), "{fourth}");
+    }
+
+    #[test]
+    fn commands_in_progress_are_handed_out_again_within_the_budget() {
+        let (mut state, _) = state_with(&["DownloadBundle", "Install"]);
+        state.redeliveries = 2;
+        let first = issued_id(&poll(&mut state));
+        assert_eq!(issued_id(&poll(&mut state)), first);
+        assert_eq!(issued_id(&poll(&mut state)), first);
+        assert_eq!(poll(&mut state), json!({}), "budget spent");
+        let record = &state.deployments[0].commands[0];
+        assert_eq!((record.times_issued, record.times_redelivered), (3, 2));
+        complete(&mut state, &first, "Succeeded");
+        let second = issued_id(&poll(&mut state));
+        assert_ne!(second, first, "a new command comes before any redelivery");
+        assert_eq!(issued_id(&poll(&mut state)), second);
+    }
+
+    #[test]
+    fn a_command_never_acknowledged_is_handed_out_again() {
+        let (mut state, _) = state_with(&["DownloadBundle"]);
+        let first = issued_id(&poll(&mut state));
+        assert_eq!(poll(&mut state), json!({}), "out, not acknowledged yet");
+        // As if the answer carrying it was lost long enough ago.
+        state.deployments[0].commands[0].last_issued_at =
+            Instant::now().checked_sub(REISSUE_UNACKNOWLEDGED_AFTER);
+        assert_eq!(issued_id(&poll(&mut state)), first);
+        let record = &state.deployments[0].commands[0];
+        assert_eq!(
+            (record.times_issued, record.times_redelivered),
+            (2, 0),
+            "a lost answer is not a redelivery of a running command"
+        );
+    }
+
+    #[test]
+    fn a_storm_throttles_for_a_number_of_requests_or_a_while() {
+        let (mut state, _) = state_with(&["DownloadBundle"]);
+        let now = Instant::now();
+        let poll = Operation::PollHostCommand;
+        state.start_storm(Storm::Requests(2));
+        for _ in 0..2 {
+            let error = state.storm_answer(poll, now).unwrap();
+            assert_eq!(error.error_type, "ThrottlingException");
+        }
+        assert_eq!(state.storm_answer(poll, now), None);
+        assert_eq!(state.storm, None, "the storm is over");
+        state.start_storm(Storm::Until(now + Duration::from_secs(5)));
+        assert!(state
+            .storm_answer(poll, now + Duration::from_secs(4))
+            .is_some());
+        assert_eq!(state.storm_answer(poll, now + Duration::from_secs(5)), None);
+        // Alternating: per operation, throttled first, then let through.
+        state.start_storm(Storm::Alternating(now + Duration::from_secs(5)));
+        let complete = Operation::PutHostCommandComplete;
+        let answers: Vec<bool> = [poll, poll, complete, poll, complete, complete]
+            .into_iter()
+            .map(|op| state.storm_answer(op, now).is_some())
+            .collect();
+        assert_eq!(answers, [true, false, true, true, false, true]);
+        assert_eq!(state.storm_answer(poll, now + Duration::from_secs(6)), None);
+        assert_eq!(state.storm, None);
     }
 
     #[test]

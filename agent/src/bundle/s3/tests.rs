@@ -8,6 +8,7 @@ use std::time::{Duration, Instant};
 use aws_sdk_s3::primitives::ByteStream;
 
 use super::*;
+use crate::config::BundlePolicy;
 use crate::spec::BundleType;
 
 struct Moto {
@@ -81,11 +82,18 @@ async fn downloads_by_key_version_and_etag_and_names_the_object_on_failure() {
         .send()
         .await
         .unwrap();
+    let tar_of = |name: &str, content: &[u8]| {
+        crate::bundle::unpack::tests::tar_bytes(&[crate::bundle::unpack::tests::file(
+            name, 0o644, content,
+        )])
+    };
+    let old_bundle = tar_of("old.txt", &[1u8; 300_000]);
+    let new_bundle = tar_of("new.txt", b"second");
     let first = client
         .put_object()
         .bucket("bundles")
         .key("app/bundle.tar")
-        .body(ByteStream::from(vec![1u8; 300_000]))
+        .body(ByteStream::from(old_bundle.clone()))
         .send()
         .await
         .unwrap();
@@ -93,32 +101,66 @@ async fn downloads_by_key_version_and_etag_and_names_the_object_on_failure() {
         .put_object()
         .bucket("bundles")
         .key("app/bundle.tar")
-        .body(ByteStream::from_static(b"second"))
+        .body(ByteStream::from(new_bundle.clone()))
         .send()
         .await
         .unwrap();
     let dir = tempfile::tempdir().unwrap();
     let dest = dir.path().join("bundle.tar");
+    let archive = dir.path().join("deployment-archive");
+    let policy = BundlePolicy::default();
+    let names = |dir: &std::path::Path| -> Vec<String> {
+        let mut names: Vec<String> = std::fs::read_dir(dir)
+            .map(|entries| {
+                entries
+                    .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+                    .collect()
+            })
+            .unwrap_or_default();
+        names.sort();
+        names
+    };
 
     // Latest version.
-    download_s3(&client, &revision("bundles", "app/bundle.tar"), &dest)
-        .await
-        .unwrap();
-    assert_eq!(std::fs::read(&dest).unwrap(), b"second");
+    fetch_s3(
+        &client,
+        &revision("bundles", "app/bundle.tar"),
+        &dest,
+        &archive,
+        &policy,
+    )
+    .await
+    .unwrap();
+    assert_eq!(std::fs::read(&dest).unwrap(), new_bundle);
+    assert_eq!(names(&archive), ["new.txt"]);
 
     // A given version, with its ETag as the spec carries it (without quotes).
     let mut old = revision("bundles", "app/bundle.tar");
     old.version = first.version_id().map(str::to_string);
     old.etag = first.e_tag().map(|e| e.trim_matches('"').to_string());
-    download_s3(&client, &old, &dest).await.unwrap();
-    assert_eq!(std::fs::read(&dest).unwrap(), vec![1u8; 300_000]);
+    fetch_s3(&client, &old, &dest, &archive, &policy)
+        .await
+        .unwrap();
+    assert_eq!(std::fs::read(&dest).unwrap(), old_bundle);
+    assert_eq!(names(&archive), ["old.txt"]);
+    assert_eq!(
+        std::fs::read(archive.join("old.txt")).unwrap(),
+        vec![1u8; 300_000]
+    );
 
-    // ETag mismatch.
+    // ETag mismatch: known from the headers, so nothing is written or unpacked.
     let mut wrong = revision("bundles", "app/bundle.tar");
     wrong.etag = Some("0123abcd".into());
-    let err = download_s3(&client, &wrong, &dir.path().join("other.tar"))
-        .await
-        .unwrap_err();
+    let other_archive = dir.path().join("other-archive");
+    let err = fetch_s3(
+        &client,
+        &wrong,
+        &dir.path().join("other.tar"),
+        &other_archive,
+        &policy,
+    )
+    .await
+    .unwrap_err();
     let message = err.to_string();
     assert!(
         message.starts_with("Expected deployment artifact bundle etag 0123abcd but was actually "),
@@ -126,21 +168,27 @@ async fn downloads_by_key_version_and_etag_and_names_the_object_on_failure() {
     );
     assert!(message.contains("s3://bundles/app/bundle.tar"), "{message}");
     assert!(!dir.path().join("other.tar").exists());
+    assert!(
+        !other_archive.exists(),
+        "nothing unpacked on an ETag mismatch"
+    );
 
     // Missing key: the service's code, and the object.
-    let err = download_s3(&client, &revision("bundles", "nope.tar"), &dest)
-        .await
-        .unwrap_err();
+    let err = fetch_s3(
+        &client,
+        &revision("bundles", "nope.tar"),
+        &dest,
+        &archive,
+        &policy,
+    )
+    .await
+    .unwrap_err();
     let message = err.to_string();
     assert!(
         message.contains("s3://bundles/nope.tar") && message.contains("NoSuchKey"),
         "{message}"
     );
 
-    // Only the final file is left behind: no temporary files.
-    let names: Vec<_> = std::fs::read_dir(dir.path())
-        .unwrap()
-        .map(|e| e.unwrap().file_name())
-        .collect();
-    assert_eq!(names, vec![std::ffi::OsString::from("bundle.tar")]);
+    // Only the final bundle and archive are left behind: no temporary files.
+    assert_eq!(names(dir.path()), ["bundle.tar", "deployment-archive"]);
 }

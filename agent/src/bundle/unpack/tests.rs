@@ -8,7 +8,7 @@ use std::path::Path;
 use super::*;
 
 /// One entry, with its name written raw so that hostile names survive.
-struct Entry<'a> {
+pub(in crate::bundle) struct Entry<'a> {
     name: &'a str,
     kind: tar::EntryType,
     mode: u32,
@@ -16,7 +16,7 @@ struct Entry<'a> {
     link: &'a str,
 }
 
-fn file<'a>(name: &'a str, mode: u32, data: &'a [u8]) -> Entry<'a> {
+pub(in crate::bundle) fn file<'a>(name: &'a str, mode: u32, data: &'a [u8]) -> Entry<'a> {
     Entry {
         name,
         kind: tar::EntryType::Regular,
@@ -26,7 +26,7 @@ fn file<'a>(name: &'a str, mode: u32, data: &'a [u8]) -> Entry<'a> {
     }
 }
 
-fn dir(name: &str, mode: u32) -> Entry<'_> {
+pub(in crate::bundle) fn dir(name: &str, mode: u32) -> Entry<'_> {
     Entry {
         name,
         kind: tar::EntryType::Directory,
@@ -36,7 +36,7 @@ fn dir(name: &str, mode: u32) -> Entry<'_> {
     }
 }
 
-fn symlink_entry<'a>(name: &'a str, link: &'a str) -> Entry<'a> {
+pub(in crate::bundle) fn symlink_entry<'a>(name: &'a str, link: &'a str) -> Entry<'a> {
     Entry {
         name,
         kind: tar::EntryType::Symlink,
@@ -46,7 +46,7 @@ fn symlink_entry<'a>(name: &'a str, link: &'a str) -> Entry<'a> {
     }
 }
 
-fn hard_link<'a>(name: &'a str, link: &'a str) -> Entry<'a> {
+pub(in crate::bundle) fn hard_link<'a>(name: &'a str, link: &'a str) -> Entry<'a> {
     Entry {
         name,
         kind: tar::EntryType::Link,
@@ -56,7 +56,7 @@ fn hard_link<'a>(name: &'a str, link: &'a str) -> Entry<'a> {
     }
 }
 
-fn tar_bytes(entries: &[Entry]) -> Vec<u8> {
+pub(in crate::bundle) fn tar_bytes(entries: &[Entry]) -> Vec<u8> {
     let mut builder = tar::Builder::new(Vec::new());
     for e in entries {
         let mut header = tar::Header::new_gnu();
@@ -223,15 +223,23 @@ fn entries_that_would_escape_the_archive_are_refused() {
         (vec![file("a/../../x", 0o644, b"evil")], "entry 'a/../../x'"),
         (vec![file(&victim, 0o644, b"evil")], "its path is absolute"),
         (
+            vec![symlink_entry("link", &outside_str)],
+            "entry 'link': it is a symbolic link to",
+        ),
+        // Writing through a link is refused even when the link stays inside.
+        (
             vec![
-                symlink_entry("link", &outside_str),
+                dir("inside/", 0o755),
+                symlink_entry("link", "inside"),
                 file("link/victim", 0o644, b"evil"),
             ],
             "entry 'link/victim': it would be written through the symbolic link 'link'",
         ),
         (
             vec![
-                symlink_entry("link", &outside_str),
+                dir("inside/", 0o755),
+                file("inside/victim", 0o644, b"x"),
+                symlink_entry("link", "inside"),
                 hard_link("stolen", "link/victim"),
             ],
             "entry 'stolen': it would be written through the symbolic link 'link'",
@@ -308,18 +316,17 @@ fn zip_entries_that_would_escape_are_refused() {
 #[test]
 fn a_later_entry_replaces_a_symlink_instead_of_writing_through_it() {
     let tmp = tempfile::tempdir().unwrap();
-    let victim = tmp.path().join("victim");
-    fs::write(&victim, b"untouched").unwrap();
     let bundle = write_bundle(
         tmp.path(),
         &tar_bytes(&[
-            symlink_entry("f", victim.to_str().unwrap()),
+            file("victim", 0o644, b"untouched"),
+            symlink_entry("f", "victim"),
             file("f", 0o644, b"new"),
         ]),
     );
     let archive = tmp.path().join("deployment-archive");
     unpack(&bundle, BundleType::Tar, &archive).unwrap();
-    assert_eq!(fs::read(&victim).unwrap(), b"untouched");
+    assert_eq!(fs::read(archive.join("victim")).unwrap(), b"untouched");
     assert!(fs::symlink_metadata(archive.join("f")).unwrap().is_file());
     assert_eq!(fs::read(archive.join("f")).unwrap(), b"new");
 }
@@ -402,7 +409,7 @@ fn a_single_top_level_folder_holding_the_appspec_becomes_the_root() {
         // The single entry is a file: kept.
         (vec![file("appspec.yml", 0o644, b"")], vec!["appspec.yml"]),
         // A link to a folder is not a folder.
-        (vec![symlink_entry("top", "/")], vec!["top"]),
+        (vec![symlink_entry("top", ".")], vec!["top"]),
     ];
     let tmp = tempfile::tempdir().unwrap();
     for (entries, expected) in cases {
@@ -428,4 +435,128 @@ fn directory_bundles_are_not_unpacked() {
     let tmp = tempfile::tempdir().unwrap();
     let err = unpack(tmp.path(), BundleType::Directory, &tmp.path().join("a")).unwrap_err();
     assert!(matches!(err, BundleError::NotAnArchive));
+}
+
+#[test]
+fn link_targets_are_judged_from_where_the_link_is() {
+    let cases: &[(&str, &str, bool)] = &[
+        ("current.conf", "config/app.conf", true),
+        ("web/styles", "../assets/css", true),
+        ("a/b/c/up", "../../x", true),
+        ("a/b/c/up", "../../../x", true),
+        ("a/b/c/up", "../../../../x", false),
+        ("top", "..", false),
+        ("top", "./x/../../y", false),
+        ("top", ".", true),
+        ("dir/self", "./", true),
+        ("abs", "/etc/passwd", false),
+        ("abs", "/", false),
+        ("empty", "", false),
+    ];
+    for (link, target, inside) in cases {
+        assert_eq!(
+            link_stays_inside(Path::new(link), Path::new(target)),
+            *inside,
+            "{link} -> {target}"
+        );
+    }
+}
+
+/// Each hardening key against the revisions it is about: refused with a
+/// message naming the entry and the key, or unpacked as before.
+#[test]
+fn the_bundle_policy_decides_entry_by_entry() {
+    use crate::config::{BundlePolicy, LinkPolicy, Ownership, SetIdBits};
+    let default = BundlePolicy::default();
+    let no_links = BundlePolicy {
+        links: LinkPolicy::Refuse,
+        ..default
+    };
+    let no_setid = BundlePolicy {
+        setid_bits: SetIdBits::Refuse,
+        ..default
+    };
+    let small = BundlePolicy {
+        max_extraction_size: 10,
+        ..default
+    };
+    let setuid = [file("bin/tool", 0o4755, b"#!/bin/sh\n")];
+    let setgid_dir = [dir("shared/", 0o2775)];
+    let inside_link = [
+        file("config/app.conf", 0o644, b"x"),
+        symlink_entry("current.conf", "config/app.conf"),
+    ];
+    let hard = [
+        file("config/app.conf", 0o644, b"x"),
+        hard_link("copy.conf", "config/app.conf"),
+    ];
+    let out_abs = [symlink_entry("passwd", "/etc/passwd")];
+    let out_rel = [symlink_entry("deep/up", "../../secret")];
+    let through = [
+        dir("a/", 0o755),
+        symlink_entry("a/here", "."),
+        symlink_entry("a/escape", "here/../.."),
+        file("a/keep", 0o644, b"x"),
+    ];
+    let exactly = [file("ten", 0o644, b"0123456789")];
+    let too_big = [file("six", 0o644, b"012345"), file("five", 0o644, b"01234")];
+    type Case<'a> = (&'a str, BundlePolicy, &'a [Entry<'a>], Option<&'a str>);
+    let cases: Vec<Case> = vec![
+        ("setuid kept by default", default, &setuid, None),
+        ("setuid refused", no_setid, &setuid, Some("entry 'bin/tool': its mode 4755 has the setuid or setgid bit (reject_unsafe_permissions_in_bundle is true)")),
+        ("setgid directory refused", no_setid, &setgid_dir, Some("entry 'shared/': its mode 2775")),
+        ("link inside kept", default, &inside_link, None),
+        ("link inside refused", no_links, &inside_link, Some("entry 'current.conf': links are not allowed in a revision (reject_symlinks_in_bundle is true)")),
+        ("hard link refused", no_links, &hard, Some("entry 'copy.conf': links are not allowed")),
+        ("hard link kept", default, &hard, None),
+        ("absolute link refused", default, &out_abs, Some("entry 'passwd': it is a symbolic link to '/etc/passwd', which leads outside the archive")),
+        ("climbing link refused", default, &out_rel, Some("entry 'deep/up': it is a symbolic link to '../../secret', which leads outside")),
+        ("link through a link refused", default, &through, Some("entry 'a/escape': it is a symbolic link that resolves to")),
+        ("content exactly at the cap", small, &exactly, None),
+        ("content over the cap", small, &too_big, Some("entry 'five': the revision unpacks to more than archive_max_extraction_size (10 bytes)")),
+    ];
+    for (what, policy, entries, refusal) in cases {
+        let tmp = tempfile::tempdir().unwrap();
+        let bundle = write_bundle(tmp.path(), &tar_bytes(entries));
+        let archive = tmp.path().join("deployment-archive");
+        let result = unpack_with(&bundle, BundleType::Tar, &archive, &policy);
+        match (refusal, result) {
+            (None, Ok(())) => {}
+            (Some(fragment), Err(e)) => {
+                let message = e.to_string();
+                assert!(
+                    message.starts_with("Error extracting tar archive: ")
+                        && message.contains(fragment),
+                    "{what}: expected «{fragment}» in {message}"
+                );
+            }
+            (expected, got) => panic!("{what}: expected {expected:?}, got {got:?}"),
+        }
+    }
+    // Owners: kept from the archive as root, unless ignore_ownership_in_bundle.
+    if Uid::effective().is_root() {
+        let owned = |policy: &BundlePolicy| {
+            let tmp = tempfile::tempdir().unwrap();
+            let mut builder = tar::Builder::new(Vec::new());
+            let mut header = tar::Header::new_gnu();
+            header.set_path("owned").unwrap();
+            header.set_mode(0o644);
+            header.set_size(1);
+            header.set_uid(4242);
+            header.set_gid(4343);
+            header.set_cksum();
+            builder.append(&header, &b"x"[..]).unwrap();
+            let bundle = write_bundle(tmp.path(), &builder.into_inner().unwrap());
+            let archive = tmp.path().join("a");
+            unpack_with(&bundle, BundleType::Tar, &archive, policy).unwrap();
+            let meta = fs::metadata(archive.join("owned")).unwrap();
+            (meta.uid(), meta.gid())
+        };
+        assert_eq!(owned(&default), (4242, 4343));
+        let ignore = BundlePolicy {
+            ownership: Ownership::Agent,
+            ..default
+        };
+        assert_eq!(owned(&ignore), (0, 0));
+    }
 }

@@ -17,6 +17,7 @@ struct Fixture {
     deployments_log: PathBuf,
     pid_file: PathBuf,
     env: Vec<(String, String)>,
+    bounds: Enforcer,
 }
 
 impl Fixture {
@@ -36,6 +37,7 @@ impl Fixture {
                 ("PID_FILE".into(), pid_file.to_str().unwrap().into()),
             ],
             pid_file,
+            bounds: Enforcer::disabled(),
             _tmp: tmp,
         }
     }
@@ -65,6 +67,8 @@ impl Fixture {
             scripts_log: &self.scripts_log,
             deployments_log: Some(&self.deployments_log),
             deployment_id: "d-TEST",
+            policy: &HookPolicy::default(),
+            bounds: &self.bounds,
         };
         run_event_with_grace(&run, shutdown, GRACE).await
     }
@@ -449,3 +453,5 @@ async fn a_script_without_a_shebang_line_runs_under_the_shell_like_the_official_
         "{lines:?}"
     );
 }
+
+mod bounded;

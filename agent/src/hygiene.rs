@@ -1,0 +1,273 @@
+//! Process hygiene at start-up: no core dumps of the agent (it holds
+//! credentials), and the `.version` file the official agents keep beside the
+//! deployment root. Deciding paths and file content is pure; the rest is a
+//! handful of system calls made once, before any thread or hook exists.
+//!
+//! Core dumps: the agent makes itself non-dumpable (`PR_SET_DUMPABLE` 0: no
+//! core file, and its memory is closed to other users' ptrace and
+//! /proc/PID/mem) and sets its own soft `RLIMIT_CORE` to 0, keeping the hard
+//! limit. Hooks are the operator's applications, not the agent: they get the
+//! soft limit the agent started with back (restored between fork and exec, see
+//! `hooks::HookPolicy::core_limit`), and exec makes them dumpable again, so an
+//! application a hook starts dumps core exactly as it would without the agent.
+
+use std::io::{self, Write};
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+
+use crate::config::{AgentConfig, CoreDumps, DirModes};
+
+/// A process's `RLIMIT_CORE`, in bytes (`u64::MAX` for unlimited).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CoreLimit {
+    pub soft: u64,
+    pub hard: u64,
+}
+
+/// The start-up hygiene for `config`, each step logged: core dumps per
+/// `:disable_core_dumps:`, then `.version`. Returns the core limit hooks get
+/// back (`None` when the agent's own limit was left alone). Failures are
+/// warnings: none of this may keep the agent from deploying.
+pub fn start_up(config: &AgentConfig) -> Option<CoreLimit> {
+    let restore_for_hooks = match config.core_dumps {
+        CoreDumps::Allowed => {
+            tracing::info!("disable_core_dumps is false: the agent may dump core (its memory can hold credentials)");
+            None
+        }
+        CoreDumps::Disabled => match disable_core_dumps() {
+            Ok(off) => {
+                tracing::info!(
+                    "core dumps disabled: dumpable {}, core file size limit {} (hooks get {} back)",
+                    u8::from(off.dumpable),
+                    off.now.soft,
+                    describe_limit(off.original.soft)
+                );
+                Some(off.original)
+            }
+            Err(e) => {
+                tracing::warn!("cannot disable core dumps of the agent: {e}");
+                None
+            }
+        },
+    };
+    for (dir, mode, key) in restricted_modes(config) {
+        let restricted = std::fs::create_dir_all(&dir)
+            .and_then(|()| std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(mode)));
+        match restricted {
+            Ok(()) => tracing::info!("{key}: {} is now {mode:04o}", dir.display()),
+            Err(e) => tracing::warn!("{key}: cannot make {} {mode:04o}: {e}", dir.display()),
+        }
+    }
+    let path = version_file(&config.root_dir);
+    match write_version_file(&path, crate::VERSION) {
+        Ok(()) => tracing::info!(
+            "wrote {} (agent_version: {})",
+            path.display(),
+            crate::VERSION
+        ),
+        Err(e) => tracing::warn!("cannot write {}: {e}", path.display()),
+    }
+    restore_for_hooks
+}
+
+/// The directories `restrict_agent_dir_permissions` and
+/// `restrict_log_dir_permissions` tighten, with their modes and the key. The
+/// deployment root keeps search permission for others (0711): `runas` users
+/// must reach their scripts. Pure.
+pub fn restricted_modes(config: &AgentConfig) -> Vec<(PathBuf, u32, &'static str)> {
+    let mut dirs = Vec::new();
+    if config.hardening.agent_dirs == DirModes::Restricted {
+        dirs.push((
+            config.root_dir.clone(),
+            0o711,
+            "restrict_agent_dir_permissions",
+        ));
+        dirs.push((
+            config.pid_dir.clone(),
+            0o700,
+            "restrict_agent_dir_permissions",
+        ));
+    }
+    if config.hardening.log_dir == DirModes::Restricted {
+        dirs.push((
+            config.log_dir.clone(),
+            0o750,
+            "restrict_log_dir_permissions",
+        ));
+    }
+    dirs
+}
+
+fn describe_limit(bytes: u64) -> String {
+    if bytes == libc::RLIM_INFINITY {
+        "unlimited".to_string()
+    } else {
+        bytes.to_string()
+    }
+}
+
+/// What [`disable_core_dumps`] did, read back from the kernel.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CoreDumpsOff {
+    /// The limit the agent was started with, for its hooks.
+    pub original: CoreLimit,
+    pub now: CoreLimit,
+    pub dumpable: bool,
+}
+
+fn core_limit() -> io::Result<CoreLimit> {
+    let mut limit = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit writes one rlimit through a valid pointer.
+    if unsafe { libc::getrlimit(libc::RLIMIT_CORE, &mut limit) } != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(CoreLimit {
+        soft: limit.rlim_cur,
+        hard: limit.rlim_max,
+    })
+}
+
+/// Sets the calling process's soft `RLIMIT_CORE`; async-signal-safe, so a
+/// hook's pre-exec may call it.
+pub fn set_core_soft_limit(limit: CoreLimit) -> io::Result<()> {
+    let wanted = libc::rlimit {
+        rlim_cur: limit.soft.min(limit.hard),
+        rlim_max: limit.hard,
+    };
+    // SAFETY: setrlimit reads one rlimit through a valid pointer.
+    if unsafe { libc::setrlimit(libc::RLIMIT_CORE, &wanted) } != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}
+
+/// Makes the agent non-dumpable and its soft core limit 0, and reads both back.
+pub fn disable_core_dumps() -> io::Result<CoreDumpsOff> {
+    let original = core_limit()?;
+    set_core_soft_limit(CoreLimit {
+        soft: 0,
+        hard: original.hard,
+    })?;
+    nix::sys::prctl::set_dumpable(false).map_err(io::Error::from)?;
+    Ok(CoreDumpsOff {
+        original,
+        now: core_limit()?,
+        dumpable: nix::sys::prctl::get_dumpable().map_err(io::Error::from)?,
+    })
+}
+
+/// Where the official agents keep `.version`: beside the deployment root
+/// (`/opt/codedeploy-agent/.version` for the default root). Pure.
+pub fn version_file(root_dir: &Path) -> PathBuf {
+    // Collecting the components drops a trailing slash.
+    let root: PathBuf = root_dir.components().collect();
+    root.parent()
+        .filter(|parent| !parent.as_os_str().is_empty())
+        .unwrap_or(Path::new("/"))
+        .join(".version")
+}
+
+/// `.version` as the official agents write it: `agent_version: <version>`.
+pub fn version_text(version: &str) -> String {
+    format!("agent_version: {version}\n")
+}
+
+/// Writes `.version` atomically (temporary file, then rename), read-only for
+/// everyone (0444) as 2.x does.
+pub fn write_version_file(path: &Path, version: &str) -> io::Result<()> {
+    let dir = path.parent().unwrap_or(Path::new("/"));
+    std::fs::create_dir_all(dir)?;
+    let mut temporary = tempfile::NamedTempFile::new_in(dir)?;
+    temporary.write_all(version_text(version).as_bytes())?;
+    temporary
+        .as_file()
+        .set_permissions(std::fs::Permissions::from_mode(0o444))?;
+    temporary.persist(path).map_err(|e| e.error)?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn restricting_keys_name_their_directories() {
+        let mut config = AgentConfig::default();
+        assert!(restricted_modes(&config).is_empty());
+        config.hardening.agent_dirs = DirModes::Restricted;
+        config.hardening.log_dir = DirModes::Restricted;
+        let modes: Vec<(String, u32)> = restricted_modes(&config)
+            .into_iter()
+            .map(|(dir, mode, _)| (dir.display().to_string(), mode))
+            .collect();
+        assert_eq!(
+            modes,
+            [
+                ("/opt/codedeploy-agent/deployment-root".to_string(), 0o711),
+                ("/opt/codedeploy-agent/state/.pid/".to_string(), 0o700),
+                ("/var/log/aws/codedeploy-agent/".to_string(), 0o750),
+            ]
+        );
+    }
+
+    /// The README's configuration table and the code's defaults must agree.
+    #[test]
+    fn the_readme_documents_the_defaults_the_code_has() {
+        let readme = include_str!("../../README.md");
+        let documented = |key: &str| -> Option<String> {
+            let row = readme
+                .lines()
+                .find(|l| l.starts_with(&format!("| `:{key}:`")))?;
+            let cells: Vec<&str> = row.split('|').map(str::trim).collect();
+            cells.get(2).map(|c| c.trim_matches('`').to_string())
+        };
+        let defaults = crate::config::documented_defaults(&AgentConfig::default());
+        assert!(defaults.len() >= 15, "{defaults:?}");
+        for (key, default) in defaults {
+            assert_eq!(
+                documented(key).as_deref(),
+                Some(default.as_str()),
+                "README.md's row for `:{key}:` must give the default `{default}`"
+            );
+        }
+    }
+
+    #[test]
+    fn the_version_file_sits_beside_the_deployment_root() {
+        let cases = [
+            (
+                "/opt/codedeploy-agent/deployment-root",
+                "/opt/codedeploy-agent/.version",
+            ),
+            (
+                "/opt/codedeploy-agent/deployment-root/",
+                "/opt/codedeploy-agent/.version",
+            ),
+            ("/srv/cd/root", "/srv/cd/.version"),
+            ("/root-at-top", "/.version"),
+            ("relative-root", "/.version"),
+        ];
+        for (root, expected) in cases {
+            assert_eq!(version_file(Path::new(root)), Path::new(expected), "{root}");
+        }
+    }
+
+    #[test]
+    fn the_version_file_has_the_official_format_and_is_read_only() {
+        assert_eq!(version_text("1.2.3"), "agent_version: 1.2.3\n");
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("agent/.version");
+        write_version_file(&path, "0.9.0").unwrap();
+        // Rewritten at every start, over the read-only file of the last one.
+        write_version_file(&path, "1.0.0").unwrap();
+        assert_eq!(
+            std::fs::read_to_string(&path).unwrap(),
+            "agent_version: 1.0.0\n"
+        );
+        let mode = std::fs::metadata(&path).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o444);
+    }
+}

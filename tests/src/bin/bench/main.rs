@@ -1,0 +1,750 @@
+//! The benchmark: runs the real (release) agent against the Commands
+//! emulator and moto on loopback, samples /proc, and prints every figure of
+//! issue 11's table (and issue 5's footprint list, issue 8's long run and
+//! large revision) with its target and PASS/FAIL. Figures are benchmark
+//! output, not test assertions; BENCHMARKS.md and RELIABILITY.md record them.
+//!
+//! ```text
+//! bench --agent <path> [--only footprint|large|long-run]... [--idle-seconds S]
+//!       [--idle-wait-between-runs W] [--deployments N] [--long-run N]
+//!       [--work-dir DIR] [--scale-down F] [--perf-record FILE]
+//! ```
+//!
+//! Phases (default: footprint and large; `--long-run N` alone: the long run):
+//! - footprint: start-up to first poll, idle RSS of the process tree, an
+//!   idle window at `W` s between polls (empty polls answered at once) for
+//!   CPU, wake-ups and requests, then N happy deployments of a revision with
+//!   7 commands and trivial hooks (wait_between_runs 1 via SIGHUP), RSS after
+//!   the 1st, 10th and Nth, and idle RSS again afterwards;
+//! - large: the 20,000-file revision, agent DownloadBundle+Install time
+//!   against `tar -xzf` + `cp -a` of the same bundle, peak RSS;
+//! - long-run: N consecutive deployments, RSS, open descriptors and revision
+//!   folders every 20.
+
+mod bed;
+mod figures;
+mod large;
+mod procfs;
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, ExitCode};
+use std::time::{Duration, Instant, SystemTime};
+
+use codedeploy_e2e::emulator::Call;
+use codedeploy_e2e::{BundleType, Deployment, Operation, Revision};
+
+use bed::{command_timeline, deployment_seconds, seconds_between, BenchBed};
+use figures::{mib, per_hour, Figure, Verdict};
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Phase {
+    Footprint,
+    Large,
+    LongRun,
+}
+
+struct Args {
+    agent: PathBuf,
+    phases: Vec<Phase>,
+    idle: Duration,
+    idle_wait: u32,
+    deployments: usize,
+    long_run: usize,
+    work_dir: PathBuf,
+    scale_down: usize,
+    perf_record: Option<PathBuf>,
+}
+
+const USAGE: &str = "bench --agent <path> [--only footprint|large|long-run]... [--idle-seconds S] \
+     [--idle-wait-between-runs W] [--deployments N] [--long-run N] [--work-dir DIR] \
+     [--scale-down F] [--perf-record FILE]";
+
+fn parse_args(args: impl Iterator<Item = String>) -> Result<Args, String> {
+    let workspace = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    let mut parsed = Args {
+        agent: PathBuf::new(),
+        phases: Vec::new(),
+        idle: Duration::from_secs(600),
+        idle_wait: 46,
+        deployments: 50,
+        long_run: 0,
+        work_dir: workspace.join("target/bench-cache"),
+        scale_down: 1,
+        perf_record: None,
+    };
+    let mut it = args;
+    while let Some(arg) = it.next() {
+        let mut value = || it.next().ok_or(format!("{arg} needs a value"));
+        fn number<T: std::str::FromStr>(arg: &str, v: String) -> Result<T, String> {
+            v.parse()
+                .map_err(|_| format!("{arg} needs a number, got {v:?}"))
+        }
+        match arg.as_str() {
+            "--agent" => parsed.agent = PathBuf::from(value()?),
+            "--only" => parsed.phases.push(match value()?.as_str() {
+                "footprint" => Phase::Footprint,
+                "large" => Phase::Large,
+                "long-run" => Phase::LongRun,
+                other => return Err(format!("--only {other:?}: footprint, large or long-run")),
+            }),
+            "--idle-seconds" => parsed.idle = Duration::from_secs(number(&arg, value()?)?),
+            "--idle-wait-between-runs" => parsed.idle_wait = number(&arg, value()?)?,
+            "--deployments" => parsed.deployments = number(&arg, value()?)?,
+            "--long-run" => parsed.long_run = number(&arg, value()?)?,
+            "--work-dir" => parsed.work_dir = PathBuf::from(value()?),
+            "--scale-down" => parsed.scale_down = number(&arg, value()?)?,
+            "--perf-record" => parsed.perf_record = Some(PathBuf::from(value()?)),
+            "--help" | "-h" => return Err(USAGE.to_string()),
+            other => return Err(format!("unknown argument {other:?}\nusage: {USAGE}")),
+        }
+    }
+    if !parsed.agent.is_file() {
+        return Err(format!(
+            "--agent <path to codedeploy-agent> is required\nusage: {USAGE}"
+        ));
+    }
+    if parsed.phases.is_empty() {
+        parsed.phases = if parsed.long_run > 0 {
+            vec![Phase::LongRun]
+        } else {
+            vec![Phase::Footprint, Phase::Large]
+        };
+    }
+    if parsed.phases.contains(&Phase::LongRun) && parsed.long_run == 0 {
+        parsed.long_run = 200;
+    }
+    if parsed.deployments < 10 {
+        return Err("--deployments must be at least 10 (RSS after the 10th is a figure)".into());
+    }
+    Ok(parsed)
+}
+
+fn main() -> ExitCode {
+    let args = match parse_args(std::env::args().skip(1)) {
+        Ok(args) => args,
+        Err(e) => {
+            eprintln!("bench: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    println!("date: {}", chrono::Local::now().format("%Y-%m-%d %H:%M %Z"));
+    let mut figures = Vec::new();
+    for phase in args.phases.clone() {
+        let result = match phase {
+            Phase::Footprint => footprint(&args, &mut figures),
+            Phase::Large => large_revision(&args, &mut figures),
+            Phase::LongRun => long_run(&args, &mut figures),
+        };
+        if let Err(e) = result {
+            eprintln!("bench: {phase:?} phase: {e}");
+            return ExitCode::from(1);
+        }
+    }
+    println!("\n{}", figures::render(&figures));
+    let failed = figures::failures(&figures);
+    println!(
+        "{failed} of {} figures with a target missed it.",
+        figures
+            .iter()
+            .filter(|f| f.verdict != Verdict::Info)
+            .count()
+    );
+    ExitCode::SUCCESS
+}
+
+/// A revision with a few files and one trivial hook (`exit 0`) for each of
+/// the five hook events of an in-place deployment.
+fn trivial_revision(install_dir: &Path) -> Revision {
+    let hooks: String = [
+        "ApplicationStop",
+        "BeforeInstall",
+        "AfterInstall",
+        "ApplicationStart",
+        "ValidateService",
+    ]
+    .iter()
+    .map(|event| format!("  {event}:\n    - location: hooks/ok.sh\n      timeout: 30\n"))
+    .collect();
+    Revision::new()
+        .file(
+            "appspec.yml",
+            format!(
+                "version: 0.0\nos: linux\nfiles:\n  - source: app\n    destination: {}\nhooks:\n{hooks}",
+                install_dir.display()
+            ),
+        )
+        .file("app/index.html", "<h1>bench</h1>\n")
+        .file("app/config/app.env", "MODE=bench\n")
+        .script("app/bin/run", "#!/bin/sh\necho running\n")
+        .script("hooks/ok.sh", "#!/bin/sh\nexit 0\n")
+}
+
+fn poll_calls_between(calls: &[Call], from: SystemTime, to: SystemTime) -> (usize, usize) {
+    let in_window: Vec<&Call> = calls
+        .iter()
+        .filter(|c| c.at >= from && c.at <= to)
+        .collect();
+    let polls = in_window
+        .iter()
+        .filter(|c| c.operation == Some(Operation::PollHostCommand))
+        .count();
+    (in_window.len(), polls)
+}
+
+/// Seconds from the agent's spawn to the arrival of its first poll.
+fn startup_to_first_poll(bed: &BenchBed, spawned_at: SystemTime) -> Result<f64, String> {
+    if !bed.emulator.wait_until(Duration::from_secs(30), |e| {
+        e.count(Operation::PollHostCommand) > 0
+    }) {
+        return Err("the agent did not poll within 30 s of starting".into());
+    }
+    let first = bed.emulator.calls_of(Operation::PollHostCommand)[0].at;
+    seconds_between(Some(spawned_at), Some(first))
+        .ok_or_else(|| "the first poll is dated before the agent started".to_string())
+}
+
+fn footprint(args: &Args, figures: &mut Vec<Figure>) -> Result<(), String> {
+    let size = std::fs::metadata(&args.agent)
+        .map_err(|e| format!("{}: {e}", args.agent.display()))?
+        .len();
+    figures.push(
+        Figure::new(
+            "stripped release binary",
+            format!("{:.2} MB ({size} bytes)", size as f64 / 1e6),
+        )
+        .target("≤ 12 MB", Verdict::at_most(size as f64, 12e6)),
+    );
+
+    let mut bed = BenchBed::start(&args.work_dir, Duration::ZERO)?;
+    let revision = trivial_revision(&bed.path().join("install"));
+    let bytes = revision
+        .build(BundleType::Tgz)
+        .map_err(|e| format!("cannot build the revision: {e}"))?;
+    let location = bed.upload("bench-revisions", "trivial.tgz", bytes, BundleType::Tgz)?;
+    let mut config = bed.agent_config("agent", args.idle_wait);
+    let (pid, spawned_at) = bed.start_agent(&args.agent, &config)?;
+    let startup = startup_to_first_poll(&bed, spawned_at)?;
+    figures.push(Figure::new(
+        "start-up to first poll",
+        format!("{:.0} ms", startup * 1000.0),
+    ));
+
+    std::thread::sleep(Duration::from_secs(3));
+    let start_rss = procfs::tree_rss(pid);
+    figures.push(
+        Figure::new(
+            "idle RSS, whole process tree, 3 s after start",
+            format!(
+                "{:.2} MiB ({} process{})",
+                mib(start_rss.kib),
+                start_rss.processes,
+                if start_rss.processes == 1 { "" } else { "es" }
+            ),
+        )
+        .target("≤ 10 MiB", Verdict::at_most(mib(start_rss.kib), 10.0)),
+    );
+
+    println!(
+        "footprint: idle window of {} s, wait_between_runs {} s, empty polls answered at once",
+        args.idle.as_secs(),
+        args.idle_wait
+    );
+    let before = procfs::sample_threads(pid);
+    let window_from = SystemTime::now();
+    let window_started = Instant::now();
+    std::thread::sleep(args.idle);
+    let after = procfs::sample_threads(pid);
+    let window_to = SystemTime::now();
+    let window = window_started.elapsed().as_secs_f64();
+    let idle = procfs::delta(&before, &after);
+    let (requests, polls) = poll_calls_between(&bed.emulator.calls(), window_from, window_to);
+    let hz = procfs::clock_ticks_per_second() as f64;
+    let cpu_s = idle.cpu_ns as f64 / 1e9;
+    let cpu_per_hour = per_hour(cpu_s, window);
+    let tick_cpu_per_hour = per_hour(idle.cpu_ticks as f64 / hz, window);
+    let threads_note = if idle.threads_gone > 0 {
+        format!(
+            "; {} thread(s) ended in the window, the tick count ({tick_cpu_per_hour:.3} CPU-s/h) includes them",
+            idle.threads_gone
+        )
+    } else {
+        String::new()
+    };
+    let polls_per_hour = per_hour(polls as f64, window);
+    figures.push(
+        Figure::new(
+            format!(
+                "idle CPU at {polls_per_hour:.0} polls per hour (wait_between_runs {} s)",
+                args.idle_wait
+            ),
+            format!(
+                "{cpu_per_hour:.3} CPU-s per hour ({cpu_s:.4} s over a {window:.0} s window, {polls} polls, from schedstat{threads_note})"
+            ),
+        )
+        .target(
+            "≤ 0.25 CPU-s per hour",
+            Verdict::at_most(cpu_per_hour.max(if idle.threads_gone > 0 { tick_cpu_per_hour } else { 0.0 }), 0.25),
+        ),
+    );
+    figures.push(Figure::new(
+        "wake-ups per idle minute",
+        format!(
+            "{:.1} (context switches of all threads: {} over {window:.0} s)",
+            idle.switches as f64 * 60.0 / window,
+            idle.switches
+        ),
+    ));
+    figures.push(Figure::new(
+        "requests per idle hour",
+        format!(
+            "{:.0} ({requests} requests, {polls} of them polls, in {window:.0} s)",
+            per_hour(requests as f64, window)
+        ),
+    ));
+
+    // Deployments, one second between polls (the agent asks again at once
+    // after a command, so only the first command waits for a poll).
+    config.wait_between_runs = 1;
+    bed.reload_agent(&config)?;
+    let mut previous: Option<Deployment> = None;
+    let mut seconds = Vec::new();
+    let mut rss = Vec::new();
+    for n in 1..=args.deployments {
+        let deployment = match &previous {
+            None => Deployment::new("BenchApp", "BenchApp-Fleet", location.clone()),
+            Some(prev) => Deployment::next_in_group(prev, location.clone()),
+        };
+        let queued_at = SystemTime::now();
+        bed.deploy(&deployment, Duration::from_secs(120))
+            .map_err(|e| format!("deployment {n}: {e}"))?;
+        let record = bed
+            .emulator
+            .deployment(&deployment.deployment_id)
+            .ok_or("the emulator lost a deployment")?;
+        if let Some(s) = deployment_seconds(&bed.emulator.calls(), &record, queued_at) {
+            seconds.push(s);
+        }
+        rss.push(procfs::tree_rss(pid).kib);
+        previous = Some(deployment);
+    }
+    let median = figures::median(&seconds).unwrap_or(f64::NAN);
+    figures.push(
+        Figure::new(
+            "happy in-place deployment, 7 commands, trivial hooks",
+            format!(
+                "{median:.3} s median of {} (p90 {:.3} s, min {:.3} s; first command handed out → last completed, emulator clock)",
+                seconds.len(),
+                figures::percentile(&seconds, 90.0).unwrap_or(f64::NAN),
+                seconds.iter().copied().fold(f64::INFINITY, f64::min)
+            ),
+        )
+        .target("≤ 0.5 s", Verdict::at_most(median, 0.5)),
+    );
+    let (first, tenth, last) = (rss[0], rss[9], rss[rss.len() - 1]);
+    figures.push(Figure::new(
+        "RSS after the 1st deployment (process tree)",
+        format!("{:.2} MiB", mib(first)),
+    ));
+    figures.push(
+        Figure::new(
+            "RSS after 10 happy deployments",
+            format!(
+                "{:.2} MiB ({:+.2} MiB since the 1st)",
+                mib(tenth),
+                mib(tenth) - mib(first)
+            ),
+        )
+        .target(
+            "within 1 MiB of the 1st",
+            Verdict::at_most((mib(tenth) - mib(first)).abs(), 1.0),
+        ),
+    );
+    figures.push(
+        Figure::new(
+            format!("RSS after {} deployments", args.deployments),
+            format!(
+                "{:.2} MiB ({:+.2} MiB since the 1st)",
+                mib(last),
+                mib(last) - mib(first)
+            ),
+        )
+        .target(
+            "within 2 MiB of the 1st (issue 5)",
+            Verdict::at_most((mib(last) - mib(first)).abs(), 2.0),
+        ),
+    );
+
+    config.wait_between_runs = args.idle_wait;
+    bed.reload_agent(&config)?;
+    // Longer than the blocking pool's 10 s keep-alive: idle again.
+    std::thread::sleep(Duration::from_secs(15));
+    let idle_after = procfs::tree_rss(pid);
+    figures.push(
+        Figure::new(
+            format!(
+                "idle RSS, whole process tree, after {} deployments",
+                args.deployments
+            ),
+            format!(
+                "{:.2} MiB ({} process{}, 15 s after the last deployment; peak of the agent {:.2} MiB)",
+                mib(idle_after.kib),
+                idle_after.processes,
+                if idle_after.processes == 1 { "" } else { "es" },
+                mib(procfs::hwm_kib(pid))
+            ),
+        )
+        .target("≤ 10 MiB", Verdict::at_most(mib(idle_after.kib), 10.0)),
+    );
+    bed.stop_agent();
+    Ok(())
+}
+
+/// Starts `perf record` on `pid`; stopped with SIGINT by [`stop_perf`].
+fn start_perf(pid: u32, out: &Path) -> Result<std::process::Child, String> {
+    Command::new("perf")
+        .args(["record", "-g", "-F", "499", "-p", &pid.to_string(), "-o"])
+        .arg(out)
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .map_err(|e| format!("cannot start perf record (is perf installed?): {e}"))
+}
+
+fn stop_perf(mut perf: std::process::Child) {
+    let _ = Command::new("kill")
+        .args(["-INT", &perf.id().to_string()])
+        .status();
+    let _ = perf.wait();
+}
+
+fn large_revision(args: &Args, figures: &mut Vec<Figure>) -> Result<(), String> {
+    let shape = large::ISSUE_11.scaled_down(args.scale_down);
+    let cache = args.work_dir.join("large");
+    let destination = cache.join("install");
+    let generating = Instant::now();
+    let (bundle, generated) = large::ensure_bundle(&cache, &shape, &destination)?;
+    let bundle_size = std::fs::metadata(&bundle)
+        .map_err(|e| format!("{}: {e}", bundle.display()))?
+        .len();
+    println!(
+        "large revision: {} ({} files, {:.1} MiB unpacked, {:.1} MiB tgz){}",
+        bundle.display(),
+        shape.files(),
+        shape.total_bytes() as f64 / 1048576.0,
+        bundle_size as f64 / 1048576.0,
+        if generated {
+            format!(", generated in {:.1} s", generating.elapsed().as_secs_f64())
+        } else {
+            ", from the cache".to_string()
+        }
+    );
+    // The bed lives next to the cache: the agent's deployment root, the
+    // destination and the baseline's directories are on the same disk.
+    let mut bed = BenchBed::start(&args.work_dir, Duration::from_millis(500))?;
+    let first_baseline = large::baseline(&bundle, bed.path())?;
+    let bytes = std::fs::read(&bundle).map_err(|e| format!("{}: {e}", bundle.display()))?;
+    let uploading = Instant::now();
+    let location = bed.upload("bench-large", "large.tgz", bytes, BundleType::Tgz)?;
+    println!(
+        "large revision: uploaded to moto in {:.1} s",
+        uploading.elapsed().as_secs_f64()
+    );
+
+    let download_floor = curl_get_seconds(&bed, &location);
+    let config = bed.agent_config("agent-large", 1);
+    let (pid, spawned_at) = bed.start_agent(&args.agent, &config)?;
+    startup_to_first_poll(&bed, spawned_at)?;
+    let _ = std::fs::remove_dir_all(&destination);
+    large::sync();
+    large::settle_after_delete();
+    let perf = match &args.perf_record {
+        Some(out) => Some(start_perf(pid, out)?),
+        None => None,
+    };
+    let deployment = Deployment::new("BenchLarge", "BenchLarge-Fleet", location);
+    let deployed = bed.deploy(&deployment, Duration::from_secs(900));
+    if let Some(perf) = perf {
+        stop_perf(perf);
+    }
+    deployed?;
+    let peak = procfs::hwm_kib(pid);
+    let calls = bed.emulator.calls();
+    let record = bed
+        .emulator
+        .deployment(&deployment.deployment_id)
+        .ok_or("the emulator lost the deployment")?;
+    let timeline = |name: &str| {
+        record
+            .command(name)
+            .map(|c| command_timeline(&calls, &c.host_command_identifier))
+    };
+    let (download, install) = (
+        timeline("DownloadBundle").ok_or("no DownloadBundle command")?,
+        timeline("Install").ok_or("no Install command")?,
+    );
+    let agent_secs = seconds_between(download.acknowledged, install.completed).ok_or(
+        "the emulator has no DownloadBundle acknowledgement before the Install completion",
+    )?;
+    let download_secs = seconds_between(download.acknowledged, download.completed).unwrap_or(0.0);
+    let install_secs = seconds_between(install.acknowledged, install.completed).unwrap_or(0.0);
+    let (files, installed_bytes) = large::count_files(&destination);
+    bed.stop_agent();
+    let _ = std::fs::remove_dir_all(&destination);
+    let second_baseline = large::baseline(&bundle, bed.path())?;
+    let baseline = (first_baseline.total() + second_baseline.total()) / 2.0;
+    let ratio = agent_secs / baseline;
+    println!(
+        "large revision: installed {files} files ({:.1} MiB); baseline tar -xzf {:.2} s + cp -a {:.2} s before the agent, {:.2} s + {:.2} s after",
+        installed_bytes as f64 / 1048576.0,
+        first_baseline.tar_secs,
+        first_baseline.cp_secs,
+        second_baseline.tar_secs,
+        second_baseline.cp_secs
+    );
+    if files != shape.files() + 1 {
+        return Err(format!(
+            "the agent installed {files} files, expected {} (the revision and its appspec)",
+            shape.files() + 1
+        ));
+    }
+    let label = format!(
+        "{}-file revision ({:.1} MiB tgz), DownloadBundle acknowledged → Install completed",
+        shape.files(),
+        bundle_size as f64 / 1048576.0
+    );
+    let value = format!(
+        "{agent_secs:.2} s = {ratio:.2}× tar -xzf + cp -a ({baseline:.2} s, mean of 2); DownloadBundle {download_secs:.2} s, Install {install_secs:.2} s"
+    );
+    figures.push(
+        Figure::new(label.clone(), value).target("≤ 0.8× (issue 11)", Verdict::at_most(ratio, 0.8)),
+    );
+    if let Some(floor) = download_floor {
+        figures.push(Figure::new(
+            "the same bundle fetched from moto by curl (download floor)",
+            format!("{floor:.2} s (DownloadBundle took {download_secs:.2} s)"),
+        ));
+    }
+    figures.push(
+        Figure::new("same, against issue 8", format!("{ratio:.2}×"))
+            .target("≤ 1.5× (issue 8)", Verdict::at_most(ratio, 1.5)),
+    );
+    figures.push(
+        Figure::new(
+            "peak RSS (VmHWM) of the agent on that revision",
+            format!("{:.2} MiB", mib(peak)),
+        )
+        .target("≤ 32 MiB (issue 11)", Verdict::at_most(mib(peak), 32.0)),
+    );
+    figures.push(
+        Figure::new("same, against issue 8", format!("{:.2} MiB", mib(peak)))
+            .target("≤ 48 MiB (issue 8)", Verdict::at_most(mib(peak), 48.0)),
+    );
+    Ok(())
+}
+
+/// How long a plain `curl` GET of the bundle from moto takes: what no
+/// agent can beat, since moto serves the body at its own pace.
+fn curl_get_seconds(bed: &BenchBed, location: &codedeploy_e2e::S3Location) -> Option<f64> {
+    let mut url = format!("{}/{}/{}", bed.s3.endpoint(), location.bucket, location.key);
+    if let Some(version) = &location.version {
+        url.push_str(&format!("?versionId={version}"));
+    }
+    let output = Command::new("curl")
+        .args([
+            "-fsS",
+            "--noproxy",
+            "*",
+            "-o",
+            "/dev/null",
+            "-w",
+            "%{time_total}",
+        ])
+        .arg("--aws-sigv4")
+        .arg(format!("aws:amz:{}:s3", codedeploy_e2e::s3::S3_REGION))
+        .arg("--user")
+        .arg(format!(
+            "{}:{}",
+            codedeploy_e2e::s3::S3_ACCESS_KEY_ID,
+            codedeploy_e2e::s3::S3_SECRET_ACCESS_KEY
+        ))
+        .arg(&url)
+        .output()
+        .ok()?;
+    if !output.status.success() {
+        eprintln!(
+            "bench: curl {url} failed: {}",
+            String::from_utf8_lossy(&output.stderr).trim()
+        );
+        return None;
+    }
+    String::from_utf8_lossy(&output.stdout).trim().parse().ok()
+}
+
+/// Deployment folders of one group in the deployment root.
+fn revision_folders(root: &Path, group_id: &str) -> usize {
+    std::fs::read_dir(root.join(group_id))
+        .map(|d| {
+            d.flatten()
+                .filter(|e| e.file_type().is_ok_and(|t| t.is_dir()))
+                .count()
+        })
+        .unwrap_or(0)
+}
+
+fn long_run(args: &Args, figures: &mut Vec<Figure>) -> Result<(), String> {
+    const MAX_REVISIONS: usize = 5;
+    let mut bed = BenchBed::start(&args.work_dir, Duration::from_millis(500))?;
+    let revision = trivial_revision(&bed.path().join("install"));
+    let bytes = revision
+        .build(BundleType::Tgz)
+        .map_err(|e| format!("cannot build the revision: {e}"))?;
+    let location = bed.upload("bench-revisions", "trivial.tgz", bytes, BundleType::Tgz)?;
+    let config = bed
+        .agent_config("agent-long", 1)
+        .extra_line(&format!(":max_revisions: {MAX_REVISIONS}"));
+    let (pid, _) = bed.start_agent(&args.agent, &config)?;
+    println!(
+        "long run: {} deployments, one agent (pid {pid}), :max_revisions: {MAX_REVISIONS}",
+        args.long_run
+    );
+    println!("| after | RSS (agent) | open fds | revision folders | median s per deployment since last row |");
+    println!("|---|---|---|---|---|");
+    let started = Instant::now();
+    let mut previous: Option<Deployment> = None;
+    let (mut rss, mut fds, mut folders) = (Vec::new(), Vec::new(), Vec::new());
+    let mut seconds = Vec::new();
+    let mut all_seconds = Vec::new();
+    for n in 1..=args.long_run {
+        let deployment = match &previous {
+            None => Deployment::new("BenchLong", "BenchLong-Fleet", location.clone()),
+            Some(prev) => Deployment::next_in_group(prev, location.clone()),
+        };
+        let queued_at = SystemTime::now();
+        bed.deploy(&deployment, Duration::from_secs(120))
+            .map_err(|e| format!("deployment {n} of {}: {e}", args.long_run))?;
+        if let Some(record) = bed.emulator.deployment(&deployment.deployment_id) {
+            if let Some(s) = deployment_seconds(&bed.emulator.calls(), &record, queued_at) {
+                seconds.push(s);
+                all_seconds.push(s);
+            }
+        }
+        if n % 20 == 0 || n == args.long_run {
+            let (r, f, d) = (
+                procfs::rss_kib(pid),
+                procfs::fd_count(pid),
+                revision_folders(&config.root_dir, &deployment.group_id),
+            );
+            println!(
+                "| {n} | {:.2} MiB | {f} | {d} | {:.3} |",
+                mib(r),
+                figures::median(&seconds).unwrap_or(f64::NAN)
+            );
+            seconds.clear();
+            rss.push(r);
+            fds.push(f);
+            folders.push(d);
+        }
+        previous = Some(deployment);
+    }
+    let elapsed = started.elapsed().as_secs_f64();
+    bed.stop_agent();
+    figures.push(
+        Figure::new(
+            format!("long run: {} consecutive deployments", args.long_run),
+            format!(
+                "{} succeeded in {elapsed:.0} s (median {:.3} s each)",
+                args.long_run,
+                figures::median(&all_seconds).unwrap_or(f64::NAN)
+            ),
+        )
+        .target("all succeed", Verdict::Pass),
+    );
+    let spread = figures::spread(&rss);
+    figures.push(
+        Figure::new(
+            "long run: RSS every 20 deployments",
+            format!(
+                "{:.2} … {:.2} MiB (spread {:.2} MiB)",
+                mib(*rss.iter().min().unwrap_or(&0)),
+                mib(*rss.iter().max().unwrap_or(&0)),
+                mib(spread)
+            ),
+        )
+        .target("flat within 2 MiB", Verdict::at_most(mib(spread), 2.0)),
+    );
+    let (fd_first, fd_last) = (fds[0], fds[fds.len() - 1]);
+    figures.push(
+        Figure::new(
+            "long run: open file descriptors",
+            format!(
+                "{fd_first} after 20, {fd_last} after {}, max {}",
+                args.long_run,
+                fds.iter().max().unwrap_or(&0)
+            ),
+        )
+        .target(
+            "no growth",
+            Verdict::holds(fds.iter().all(|f| *f <= fd_first)),
+        ),
+    );
+    let max_folders = folders.iter().copied().max().unwrap_or(0);
+    figures.push(
+        Figure::new(
+            "long run: revision folders of the group",
+            format!(
+                "at most {max_folders} (after the last: {})",
+                folders[folders.len() - 1]
+            ),
+        )
+        .target(
+            format!("≤ max_revisions ({MAX_REVISIONS})"),
+            Verdict::at_most(max_folders as f64, MAX_REVISIONS as f64),
+        ),
+    );
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(line: &str) -> Result<Args, String> {
+        let agent = std::env::current_exe().unwrap();
+        let mut args = vec!["--agent".to_string(), agent.display().to_string()];
+        args.extend(line.split_whitespace().map(str::to_string));
+        parse_args(args.into_iter())
+    }
+
+    #[test]
+    fn phases_default_to_issue_11_and_long_run_alone_runs_only_the_long_run() {
+        let cases: &[(&str, &[Phase], usize)] = &[
+            ("", &[Phase::Footprint, Phase::Large], 0),
+            ("--long-run 200", &[Phase::LongRun], 200),
+            ("--only long-run", &[Phase::LongRun], 200),
+            (
+                "--only large --only footprint",
+                &[Phase::Large, Phase::Footprint],
+                0,
+            ),
+        ];
+        for (line, phases, long_run) in cases {
+            let args = parse(line).unwrap();
+            assert_eq!(&args.phases, phases, "{line:?}");
+            assert_eq!(args.long_run, *long_run, "{line:?}");
+        }
+    }
+
+    #[test]
+    fn bad_arguments_are_named() {
+        let cases: &[(&str, &str)] = &[
+            ("--only everything", "footprint, large or long-run"),
+            ("--idle-seconds soon", "--idle-seconds needs a number"),
+            ("--deployments 5", "at least 10"),
+            ("--frobnicate", "unknown argument"),
+            ("--deployments", "needs a value"),
+        ];
+        for (line, message) in cases {
+            let error = parse(line).err().unwrap_or_default();
+            assert!(error.contains(message), "{line:?}: {error}");
+        }
+    }
+}
