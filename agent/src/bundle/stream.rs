@@ -301,6 +301,17 @@ impl<C: AsRef<[u8]>> Read for Tee<C> {
     }
 }
 
+/// The tee that writes the body to the bundle file's temporary twin.
+fn open_tee<C: AsRef<[u8]>>(
+    receiver: mpsc::Receiver<Piece<C>>,
+    destination: &Destination,
+) -> Result<Tee<C>, BundleError> {
+    Tee::new(receiver, &destination.bundle_file).map_err(|source| BundleError::Write {
+        path: destination.bundle_file.clone(),
+        source,
+    })
+}
+
 /// Streams the body through the tar reader into the archive directory while
 /// the tee writes the bundle file.
 fn stream_unpack<C: AsRef<[u8]>>(
@@ -308,11 +319,7 @@ fn stream_unpack<C: AsRef<[u8]>>(
     compression: TarCompression,
     destination: &Destination,
 ) -> Result<(), BundleError> {
-    let mut tee =
-        Tee::new(receiver, &destination.bundle_file).map_err(|source| BundleError::Write {
-            path: destination.bundle_file.clone(),
-            source,
-        })?;
+    let mut tee = open_tee(receiver, destination)?;
     let unpacked = unpack_tar_stream(
         &mut tee,
         compression,
@@ -343,11 +350,7 @@ fn download_then_unpack<C: AsRef<[u8]>>(
     declared: BundleType,
     destination: &Destination,
 ) -> Result<(), BundleError> {
-    let mut tee =
-        Tee::new(receiver, &destination.bundle_file).map_err(|source| BundleError::Write {
-            path: destination.bundle_file.clone(),
-            source,
-        })?;
+    let mut tee = open_tee(receiver, destination)?;
     tee.drain();
     match tee.finish(&destination.bundle_file)? {
         BodyEnd::Complete => unpack_with(

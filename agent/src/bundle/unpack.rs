@@ -615,8 +615,14 @@ const S_IFREG: u32 = 0o100000;
 const S_IFDIR: u32 = 0o040000;
 const S_IFLNK: u32 = 0o120000;
 
+/// Deflate cannot shrink data more than about 1032:1; an entry claiming more
+/// has a header that lies, which is how zip bombs get past size checks.
+const MAX_ZIP_RATIO: u64 = 1100;
+
 fn extract_zip(file: fs::File, target: &mut Target) -> Result<(), ExtractError> {
+    let archive_length = file.metadata()?.len();
     let mut archive = zip::ZipArchive::new(io::BufReader::new(file))?;
+    check_zip_bomb(&mut archive, archive_length)?;
     for index in 0..archive.len() {
         let mut entry = archive.by_index(index)?;
         let name = entry.name().to_string();
@@ -655,6 +661,40 @@ fn extract_zip(file: fs::File, target: &mut Target) -> Result<(), ExtractError> 
         target.extract(&name, Path::new(&name), kind, attributes, &mut entry)?;
     }
     target.finish()
+}
+
+/// Refuses, before anything is written, the two shapes of a zip bomb: an
+/// entry whose declared expansion no honest deflate stream reaches, and
+/// entries whose compressed data overlap (their compressed sizes add up to
+/// more than the archive holds), which multiply one small kernel many times.
+fn check_zip_bomb<R: io::Read + io::Seek>(
+    archive: &mut zip::ZipArchive<R>,
+    archive_length: u64,
+) -> Result<(), ExtractError> {
+    let mut compressed_total: u64 = 0;
+    for index in 0..archive.len() {
+        let entry = archive.by_index_raw(index)?;
+        let (size, packed) = (entry.size(), entry.compressed_size());
+        if size > 1 << 20 && size / packed.max(1) > MAX_ZIP_RATIO {
+            return Err(unsafe_entry(
+                entry.name(),
+                format!(
+                    "it claims {size} bytes from {packed} compressed ({}:1), more than deflate can reach ({MAX_ZIP_RATIO}:1): a zip bomb",
+                    size / packed.max(1)
+                ),
+            ));
+        }
+        compressed_total = compressed_total.saturating_add(packed);
+    }
+    if compressed_total > archive_length {
+        return Err(ExtractError::Io(io::Error::new(
+            io::ErrorKind::InvalidData,
+            format!(
+                "its entries' compressed data add up to {compressed_total} bytes in a {archive_length}-byte archive: they overlap (a zip bomb)"
+            ),
+        )));
+    }
+    Ok(())
 }
 
 /// Zip times are local wall-clock times without a zone, as unzip reads them.

@@ -560,3 +560,52 @@ fn the_bundle_policy_decides_entry_by_entry() {
         assert_eq!(owned(&ignore), (0, 0));
     }
 }
+
+/// Sets every uncompressed-size field of a zip (local header and central
+/// directory) to `size`, as a zip bomb's lying headers do.
+fn with_declared_size(mut bytes: Vec<u8>, size: u32) -> Vec<u8> {
+    let fields: Vec<usize> = (0..bytes.len().saturating_sub(4))
+        .filter_map(|i| match &bytes[i..i + 4] {
+            b"PK\x03\x04" => Some(i + 22),
+            b"PK\x01\x02" => Some(i + 24),
+            _ => None,
+        })
+        .collect();
+    for at in fields {
+        bytes[at..at + 4].copy_from_slice(&size.to_le_bytes());
+    }
+    bytes
+}
+
+#[test]
+fn zip_bombs_are_refused_before_anything_is_written() {
+    use zip::write::SimpleFileOptions;
+    let tmp = tempfile::tempdir().unwrap();
+    let deflated = SimpleFileOptions::default().compression_method(zip::CompressionMethod::Deflated);
+    let honest = zip_bytes(|w| {
+        w.start_file("appspec.yml", deflated).unwrap();
+        w.write_all(b"version: 0.0\n").unwrap();
+        w.start_file("zeros.bin", deflated).unwrap();
+        w.write_all(&vec![0u8; 8 << 20]).unwrap();
+    });
+    // Honest zeros reach about 1000:1 and are fine.
+    let bundle = write_bundle(tmp.path(), &honest);
+    unpack(&bundle, BundleType::Zip, &tmp.path().join("honest")).unwrap();
+    assert_eq!(fs::metadata(tmp.path().join("honest/zeros.bin")).unwrap().len(), 8 << 20);
+
+    // The same archive whose headers claim 4 GB per entry.
+    let lying = with_declared_size(honest, 4_000_000_000);
+    let bundle = write_bundle(tmp.path(), &lying);
+    let archive = tmp.path().join("lying");
+    let message = unpack(&bundle, BundleType::Zip, &archive)
+        .unwrap_err()
+        .to_string();
+    assert!(
+        message.contains("claims 4000000000 bytes") && message.contains("a zip bomb"),
+        "{message}"
+    );
+    assert!(
+        fs::read_dir(&archive).map(|d| d.count()).unwrap_or(0) == 0,
+        "nothing was written"
+    );
+}
