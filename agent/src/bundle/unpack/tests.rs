@@ -581,7 +581,8 @@ fn with_declared_size(mut bytes: Vec<u8>, size: u32) -> Vec<u8> {
 fn zip_bombs_are_refused_before_anything_is_written() {
     use zip::write::SimpleFileOptions;
     let tmp = tempfile::tempdir().unwrap();
-    let deflated = SimpleFileOptions::default().compression_method(zip::CompressionMethod::Deflated);
+    let deflated =
+        SimpleFileOptions::default().compression_method(zip::CompressionMethod::Deflated);
     let honest = zip_bytes(|w| {
         w.start_file("appspec.yml", deflated).unwrap();
         w.write_all(b"version: 0.0\n").unwrap();
@@ -591,7 +592,12 @@ fn zip_bombs_are_refused_before_anything_is_written() {
     // Honest zeros reach about 1000:1 and are fine.
     let bundle = write_bundle(tmp.path(), &honest);
     unpack(&bundle, BundleType::Zip, &tmp.path().join("honest")).unwrap();
-    assert_eq!(fs::metadata(tmp.path().join("honest/zeros.bin")).unwrap().len(), 8 << 20);
+    assert_eq!(
+        fs::metadata(tmp.path().join("honest/zeros.bin"))
+            .unwrap()
+            .len(),
+        8 << 20
+    );
 
     // The same archive whose headers claim 4 GB per entry.
     let lying = with_declared_size(honest, 4_000_000_000);
