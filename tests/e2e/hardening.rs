@@ -49,11 +49,14 @@ fn flood_of_escaped_output_is_cleaned_rotated_and_kept_out_of_memory() {
     let bed = TestBed::start("hook-output-flood");
     let install = bed.path().join("srv/flood");
     // 300 MB of 1000-byte lines (so `head -c` ends on a whole line), each with a colour sequence, framed by lines
-    // that carry OSC titles, cursor moves, carriage returns and a bell.
+    // that carry OSC titles, cursor moves, carriage returns and a bell. The pause
+    // before the stderr line lets the agent drain the stdout pipe first: the two
+    // pipes are read as their data comes, so without it their order may vary.
     let script = "#!/bin/sh\n\
         printf '\\033]0;owned title\\007\\033[2J\\033[1;31mstarting\\033[0m flood\\r\\n'\n\
         yes \"$(printf 'line \\033[32mgreen\\033[0m %0979d' 7)\" | head -c 300000000\n\
         printf '\\033[1mflood\\033[0m done\\a\\b\\n'\n\
+        sleep 2\n\
         echo 'finished with errors' >&2\n\
         exit 3\n";
     let revision = Revision::new()
