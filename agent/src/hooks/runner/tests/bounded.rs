@@ -72,6 +72,10 @@ impl Captured {
     }
 }
 
+/// The tests here share the machine's real cgroup hierarchies and read the
+/// agent's own log lines; one at a time keeps their groups and captures apart.
+static SERIAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
 fn capture_logs() -> (Captured, tracing::subscriber::DefaultGuard) {
     let captured = Captured::default();
     let writer = captured.clone();
@@ -118,6 +122,7 @@ fn processes_with(marker: &str) -> Vec<Pid> {
 
 #[tokio::test]
 async fn a_cpu_bound_hook_gets_its_share_of_one_cpu() {
+    let _serial = SERIAL.lock().await;
     // A hook that spins for 3 s of wall time gets its share of one CPU over
     // the time it ran, by the cgroup's own accounting, plus 5 % for period
     // boundaries. (The "20 % for 3 s, at most 0.3 CPU-seconds" cannot
@@ -158,6 +163,7 @@ async fn a_cpu_bound_hook_gets_its_share_of_one_cpu() {
 
 #[tokio::test]
 async fn a_hook_past_its_memory_bound_is_killed_and_reported_out_of_memory() {
+    let _serial = SERIAL.lock().await;
     let mut fixture = Fixture::new();
     if !on_real_cgroups(&mut fixture, bounds(None, Some(64), None)) {
         return;
@@ -184,6 +190,7 @@ async fn a_hook_past_its_memory_bound_is_killed_and_reported_out_of_memory() {
 
 #[tokio::test]
 async fn a_fork_loop_stops_at_the_process_bound_and_the_script_fails_cleanly() {
+    let _serial = SERIAL.lock().await;
     let mut fixture = Fixture::new();
     if !on_real_cgroups(&mut fixture, bounds(None, None, Some(16))) {
         return;
@@ -219,6 +226,7 @@ async fn a_fork_loop_stops_at_the_process_bound_and_the_script_fails_cleanly() {
 
 #[tokio::test]
 async fn a_double_forked_sleeper_dies_with_its_timed_out_hook() {
+    let _serial = SERIAL.lock().await;
     let mut fixture = Fixture::new();
     if !on_real_cgroups(&mut fixture, bounds(None, None, Some(64))) {
         return;
@@ -241,6 +249,7 @@ async fn a_double_forked_sleeper_dies_with_its_timed_out_hook() {
 
 #[tokio::test]
 async fn what_a_successful_hook_leaves_running_keeps_running_outside_its_bounds() {
+    let _serial = SERIAL.lock().await;
     let mut fixture = Fixture::new();
     if !on_real_cgroups(&mut fixture, bounds(None, Some(64), Some(64))) {
         return;
@@ -255,7 +264,16 @@ async fn what_a_successful_hook_leaves_running_keeps_running_outside_its_bounds(
         0o755,
     );
     fixture.run(&[hook("start.sh", 30)]).await.unwrap();
-    let left = processes_with(&marker);
+    // The hook may exit before its forked child has exec'd the application
+    // (the child still runs as `sh` then): give the exec a moment.
+    let mut left = processes_with(&marker);
+    for _ in 0..50 {
+        if !left.is_empty() {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        left = processes_with(&marker);
+    }
     assert_eq!(left.len(), 1, "the application keeps running");
     let cgroups = fs::read_to_string(format!("/proc/{}/cgroup", left[0])).unwrap();
     let _ = nix::sys::signal::kill(left[0], Signal::SIGKILL);
@@ -267,6 +285,7 @@ async fn what_a_successful_hook_leaves_running_keeps_running_outside_its_bounds(
 
 #[tokio::test]
 async fn without_a_writable_cgroup_rlimits_and_nice_apply_and_one_warning_says_so() {
+    let _serial = SERIAL.lock().await;
     let (logs, _guard) = capture_logs();
     let mut fixture = Fixture::new();
     let bounds = HookBounds {
