@@ -112,25 +112,51 @@ fn next_deployment_succeeds(bed: &TestBed, proxy: &S3FaultProxy, install: &Path)
     );
 }
 
-#[test]
-fn s3_access_denied_fails_download_bundle_at_once_without_retrying() {
-    let (bed, proxy) = bed_behind("s3-403", S3Fault::Status(403, "AccessDenied"));
-    let install = bed.path().join("srv/app");
-    let location = bed.upload(
-        BUCKET,
-        "app/denied.tgz",
-        &revision(&install),
-        BundleType::Tgz,
-    );
+/// Uploads `revision` under `key`, queues its deployment and starts the agent
+/// behind `proxy`.
+fn deploy_behind(
+    bed: &TestBed,
+    proxy: &S3FaultProxy,
+    key: &str,
+    revision: &Revision,
+) -> (Deployment, S3Location) {
+    let location = bed.upload(BUCKET, key, revision, BundleType::Tgz);
     let deployment = Deployment::new("App", "App-Group", location.clone());
     bed.emulator.add_deployment(deployment.clone());
-    start_agent(&bed, &proxy);
+    start_agent(bed, proxy);
+    (deployment, location)
+}
 
+/// A deployment of the small revision behind an S3 answering `fault`: it must
+/// fail at DownloadBundle naming the object and S3's `code`.
+fn failed_download(
+    name: &str,
+    fault: S3Fault,
+    code: &str,
+) -> (TestBed, S3FaultProxy, std::path::PathBuf) {
+    let (bed, proxy) = bed_behind(name, fault);
+    let install = bed.path().join("srv/app");
+    let (deployment, location) = deploy_behind(
+        &bed,
+        &proxy,
+        &format!("app/{name}.tgz"),
+        &revision(&install),
+    );
     let message = expect_download_failure(&bed, &deployment, &location);
     ensure!(
         bed,
-        message.contains("AccessDenied"),
+        message.contains(code),
         "the message carries S3's error code: {message:?}"
+    );
+    (bed, proxy, install)
+}
+
+#[test]
+fn s3_access_denied_fails_download_bundle_at_once_without_retrying() {
+    let (bed, proxy, install) = failed_download(
+        "s3-403",
+        S3Fault::Status(403, "AccessDenied"),
+        "AccessDenied",
     );
     ensure_eq!(bed, proxy.downloads(), 1, "a 403 is not retried");
     ensure_eq!(
@@ -145,42 +171,18 @@ fn s3_access_denied_fails_download_bundle_at_once_without_retrying() {
 
 #[test]
 fn s3_missing_object_fails_download_bundle_at_once_without_retrying() {
-    let (bed, proxy) = bed_behind("s3-404", S3Fault::Status(404, "NoSuchKey"));
-    let install = bed.path().join("srv/app");
-    let location = bed.upload(BUCKET, "app/gone.tgz", &revision(&install), BundleType::Tgz);
-    let deployment = Deployment::new("App", "App-Group", location.clone());
-    bed.emulator.add_deployment(deployment.clone());
-    start_agent(&bed, &proxy);
-
-    let message = expect_download_failure(&bed, &deployment, &location);
-    ensure!(
-        bed,
-        message.contains("NoSuchKey"),
-        "the message carries S3's error code: {message:?}"
-    );
+    let (bed, proxy, install) =
+        failed_download("s3-404", S3Fault::Status(404, "NoSuchKey"), "NoSuchKey");
     ensure_eq!(bed, proxy.downloads(), 1, "a 404 is not retried");
     next_deployment_succeeds(&bed, &proxy, &install);
 }
 
 #[test]
 fn s3_internal_errors_are_retried_and_a_lasting_one_fails_download_bundle() {
-    let (bed, proxy) = bed_behind("s3-500", S3Fault::Status(500, "InternalError"));
-    let install = bed.path().join("srv/app");
-    let location = bed.upload(
-        BUCKET,
-        "app/broken.tgz",
-        &revision(&install),
-        BundleType::Tgz,
-    );
-    let deployment = Deployment::new("App", "App-Group", location.clone());
-    bed.emulator.add_deployment(deployment.clone());
-    start_agent(&bed, &proxy);
-
-    let message = expect_download_failure(&bed, &deployment, &location);
-    ensure!(
-        bed,
-        message.contains("InternalError"),
-        "the message carries S3's error code: {message:?}"
+    let (bed, proxy, install) = failed_download(
+        "s3-500",
+        S3Fault::Status(500, "InternalError"),
+        "InternalError",
     );
     let attempts = proxy.downloads();
     ensure!(
@@ -198,15 +200,7 @@ fn one_s3_internal_error_is_ridden_out_by_a_retry() {
         S3Fault::StatusThenRecover(500, "InternalError", 1),
     );
     let install = bed.path().join("srv/app");
-    let location = bed.upload(
-        BUCKET,
-        "app/flaky.tgz",
-        &revision(&install),
-        BundleType::Tgz,
-    );
-    let deployment = Deployment::new("App", "App-Group", location);
-    bed.emulator.add_deployment(deployment.clone());
-    start_agent(&bed, &proxy);
+    let (deployment, _) = deploy_behind(&bed, &proxy, "app/flaky.tgz", &revision(&install));
 
     expect_success(&bed, &deployment);
     ensure_eq!(bed, proxy.downloads(), 2, "one failed download, one retry");
@@ -226,10 +220,7 @@ fn a_body_cut_short_fails_download_bundle_and_leaves_no_partial_bundle() {
     let mut big = revision(&install);
     let noise: String = (0..50_000).map(|i| format!("{i:x}")).collect();
     big = big.file("app/noise.txt", noise);
-    let location = bed.upload(BUCKET, "app/truncated.tgz", &big, BundleType::Tgz);
-    let deployment = Deployment::new("App", "App-Group", location.clone());
-    bed.emulator.add_deployment(deployment.clone());
-    start_agent(&bed, &proxy);
+    let (deployment, location) = deploy_behind(&bed, &proxy, "app/truncated.tgz", &big);
 
     let message = expect_download_failure(&bed, &deployment, &location);
     ensure!(
