@@ -72,9 +72,9 @@ pub fn apply(
                 }
             }
             Instruction::Mkdir { directory } => {
-                fs::create_dir(directory)
-                    .map_err(InstallError::io("create the directory", directory))?;
-                cleanup.record(directory)?;
+                if make_directory(directory)? {
+                    cleanup.record(directory)?;
+                }
             }
             Instruction::Chmod { file, mode } => {
                 let file = target.unwrap_or(file);
@@ -101,6 +101,24 @@ pub fn apply(
         }
     }
     Ok(())
+}
+
+/// Creates `directory`; false when a directory already stands there because
+/// another deployment group created it after this plan was made. That group
+/// listed it in its own cleanup file, so this one does not.
+fn make_directory(directory: &Path) -> Result<bool, InstallError> {
+    match fs::create_dir(directory) {
+        Ok(()) => Ok(true),
+        Err(err) if err.kind() == std::io::ErrorKind::AlreadyExists => {
+            let is_dir = fs::symlink_metadata(directory).is_ok_and(|meta| meta.is_dir());
+            if is_dir {
+                Ok(false)
+            } else {
+                Err(InstallError::io("create the directory", directory)(err))
+            }
+        }
+        Err(err) => Err(InstallError::io("create the directory", directory)(err)),
+    }
 }
 
 fn is_symlink(path: &Path) -> Result<bool, InstallError> {

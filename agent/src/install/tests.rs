@@ -501,3 +501,40 @@ fn many_files_land_with_a_true_cleanup_record() {
         "only the new appspec.yml is left"
     );
 }
+
+/// Two deployment groups installing under one new parent directory plan its
+/// creation each; the one that comes second finds it made and goes on,
+/// leaving the directory to the cleanup file of the group that made it. A
+/// file standing where a directory goes still fails.
+#[test]
+fn a_directory_made_by_another_group_after_planning_is_used_not_recorded() {
+    let host = Host::new();
+    let shared = host.path("dest/srv");
+    let own = shared.join("blue");
+    let plan = InstallPlan {
+        instructions: vec![
+            Instruction::Mkdir {
+                directory: shared.clone(),
+            },
+            Instruction::Mkdir {
+                directory: own.clone(),
+            },
+        ],
+    };
+    fs::create_dir(&shared).unwrap();
+    let log = host.path("instructions/g-1-cleanup");
+    let mut cleanup = cleanup::CleanupLog::create(&log).unwrap();
+    apply::apply(&plan, &mut cleanup, crate::config::PermissionLinks::Skip).unwrap();
+    drop(cleanup);
+    assert!(own.is_dir());
+    assert_eq!(host.cleanup_lines(), vec!["dest/srv/blue".to_string()]);
+
+    fs::remove_dir(&own).unwrap();
+    fs::write(&own, "not a directory").unwrap();
+    let mut cleanup = cleanup::CleanupLog::create(&log).unwrap();
+    let err = apply::apply(&plan, &mut cleanup, crate::config::PermissionLinks::Skip).unwrap_err();
+    assert!(
+        err.to_string().contains("dest/srv/blue"),
+        "the error names the path: {err}"
+    );
+}
