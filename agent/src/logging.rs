@@ -24,13 +24,16 @@ use tracing_subscriber::fmt::{FmtContext, FormatEvent, FormatFields, FormattedFi
 use tracing_subscriber::layer::SubscriberExt;
 use tracing_subscriber::registry::LookupSpan;
 use tracing_subscriber::util::SubscriberInitExt;
-use tracing_subscriber::{reload, EnvFilter};
+use tracing_subscriber::filter::Targets;
+use tracing_subscriber::reload;
 
 /// Rotated files kept beside the log: `<log>.1` (newest) to `<log>.7`.
 pub const ROTATED_FILES_KEPT: u32 = 7;
 /// How often the log path is checked for an external rotation.
 const FOLLOW_EVERY: Duration = Duration::from_secs(1);
-/// Overrides the agent's level choice entirely (e.g. `codedeploy_agent=trace`).
+/// Overrides the agent's level choice entirely: a comma-separated list of
+/// `target=level` directives and an optional bare default level, e.g.
+/// `warn,codedeploy_agent=trace`.
 const FILTER_ENV: &str = "CODEDEPLOY_AGENT_LOG";
 
 /// The line layout of the official agent's log.
@@ -93,7 +96,7 @@ pub struct LogSettings<'a> {
 /// The running log: its file, and the switch for its verbosity.
 pub struct LogControl {
     file: Option<PathBuf>,
-    set_filter: Box<dyn Fn(EnvFilter) -> Result<(), String> + Send + Sync>,
+    set_filter: Box<dyn Fn(Targets) -> Result<(), String> + Send + Sync>,
 }
 
 impl LogControl {
@@ -108,17 +111,34 @@ impl LogControl {
     }
 }
 
-fn filter(verbose: bool) -> EnvFilter {
-    let level = if verbose { "debug" } else { "info" };
-    EnvFilter::try_from_env(FILTER_ENV)
-        .unwrap_or_else(|_| EnvFilter::new(format!("warn,codedeploy_agent={level}")))
+fn filter(verbose: bool) -> Targets {
+    filter_from(std::env::var(FILTER_ENV).ok().as_deref(), verbose)
+}
+
+/// `CODEDEPLOY_AGENT_LOG`'s directives when they parse, else the default.
+fn filter_from(directives: Option<&str>, verbose: bool) -> Targets {
+    directives
+        .and_then(|directives| directives.parse().ok())
+        .unwrap_or_else(|| default_filter(verbose))
+}
+
+/// Dependencies at WARN and above, the agent at INFO (DEBUG when verbose).
+pub(crate) fn default_filter(verbose: bool) -> Targets {
+    let level = if verbose {
+        tracing::Level::DEBUG
+    } else {
+        tracing::Level::INFO
+    };
+    Targets::new()
+        .with_default(tracing::Level::WARN)
+        .with_target("codedeploy_agent", level)
 }
 
 /// Sets the process-wide log up. A log file that cannot be opened is reported
 /// on stderr, which then carries the log alone.
 pub fn init(settings: &LogSettings<'_>) -> LogControl {
     let (filter_layer, handle) = reload::Layer::new(filter(settings.verbose));
-    let set_filter = Box::new(move |filter: EnvFilter| {
+    let set_filter = Box::new(move |filter: Targets| {
         handle
             .reload(filter)
             .map_err(|e| format!("cannot change the log level: {e}"))
@@ -295,6 +315,53 @@ pub fn rotation_renames(path: &Path, kept: u32) -> Vec<(PathBuf, PathBuf)> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use tracing::Level;
+
+    /// Which (target, level) pairs each filter lets through.
+    #[test]
+    fn the_level_comes_from_verbose_unless_directives_override_it() {
+        let agent = "codedeploy_agent::poller";
+        let dependency = "hyper_util::client";
+        let cases: [(Option<&str>, bool, &[(&str, Level, bool)]); 5] = [
+            (
+                None,
+                false,
+                &[
+                    (agent, Level::INFO, true),
+                    (agent, Level::DEBUG, false),
+                    (dependency, Level::INFO, false),
+                    (dependency, Level::WARN, true),
+                ],
+            ),
+            (None, true, &[(agent, Level::DEBUG, true), (agent, Level::TRACE, false)]),
+            (
+                Some("warn,codedeploy_agent=trace"),
+                false,
+                &[(agent, Level::TRACE, true), (dependency, Level::INFO, false)],
+            ),
+            (
+                Some("debug"),
+                false,
+                &[(agent, Level::DEBUG, true), (dependency, Level::DEBUG, true)],
+            ),
+            // Directives that do not parse leave the default in place.
+            (
+                Some("codedeploy_agent=loud"),
+                false,
+                &[(agent, Level::INFO, true), (agent, Level::DEBUG, false)],
+            ),
+        ];
+        for (directives, verbose, expected) in cases {
+            let filter = filter_from(directives, verbose);
+            for &(target, level, enabled) in expected {
+                assert_eq!(
+                    filter.would_enable(target, &level),
+                    enabled,
+                    "{directives:?} verbose={verbose}: {target} at {level}"
+                );
+            }
+        }
+    }
 
     #[test]
     fn rotation_happens_only_when_a_line_would_not_fit() {

@@ -47,6 +47,7 @@ fn main() -> ExitCode {
             &mut std::io::stderr(),
         ) as u8),
         Command::Run => {
+            codedeploy_agent::hygiene::limit_heap_arenas();
             let runtime = match tokio::runtime::Builder::new_current_thread()
                 .enable_all()
                 .build()

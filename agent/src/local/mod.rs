@@ -151,12 +151,11 @@ fn init_log(config: &AgentConfig, err: &mut dyn Write) {
         .and_then(|()| crate::logging::LogFile::open(&file, config.log_max_size));
     match opened {
         Ok(log) => {
-            let level = if config.verbose { "debug" } else { "info" };
-            let _ = tracing_subscriber::fmt()
-                .with_env_filter(tracing_subscriber::EnvFilter::new(format!(
-                    "warn,codedeploy_agent={level}"
-                )))
-                .with_writer(log)
+            use tracing_subscriber::layer::SubscriberExt;
+            use tracing_subscriber::util::SubscriberInitExt;
+            let _ = tracing_subscriber::registry()
+                .with(crate::logging::default_filter(config.verbose))
+                .with(tracing_subscriber::fmt::layer().with_writer(log))
                 .try_init();
         }
         Err(e) => {

@@ -107,6 +107,9 @@ impl Poller {
                 Wake::Finished(id) => {
                     in_flight.remove(&id);
                     next_poll = cadence.after_command_finished(next_poll, clock.elapsed());
+                    if running.is_empty() {
+                        crate::hygiene::return_freed_memory();
+                    }
                     continue;
                 }
                 Wake::Due => match Arc::clone(&slots).try_acquire_owned() {
@@ -123,6 +126,9 @@ impl Poller {
                         if let Wake::Finished(id) = wake {
                             in_flight.remove(&id);
                             next_poll = cadence.after_command_finished(next_poll, clock.elapsed());
+                            if running.is_empty() {
+                                crate::hygiene::return_freed_memory();
+                            }
                         }
                         continue;
                     }
@@ -188,9 +194,13 @@ impl Poller {
                 now,
                 &mut rng,
             );
+            let any_finished = !finished.is_empty();
             for id in finished.drain(..) {
                 in_flight.remove(&id);
                 next_poll = cadence.after_command_finished(next_poll, now);
+            }
+            if any_finished && running.is_empty() {
+                crate::hygiene::return_freed_memory();
             }
             if next_poll > now {
                 tracing::debug!("next poll in {} ms", (next_poll - now).as_millis());
