@@ -18,14 +18,14 @@ use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use tracing::{Event, Subscriber};
+use tracing_subscriber::filter::Targets;
 use tracing_subscriber::fmt::format::Writer;
 use tracing_subscriber::fmt::writer::MakeWriterExt;
 use tracing_subscriber::fmt::{FmtContext, FormatEvent, FormatFields, FormattedFields, MakeWriter};
 use tracing_subscriber::layer::SubscriberExt;
 use tracing_subscriber::registry::LookupSpan;
-use tracing_subscriber::util::SubscriberInitExt;
-use tracing_subscriber::filter::Targets;
 use tracing_subscriber::reload;
+use tracing_subscriber::util::SubscriberInitExt;
 
 /// Rotated files kept beside the log: `<log>.1` (newest) to `<log>.7`.
 pub const ROTATED_FILES_KEPT: u32 = 7;
@@ -333,16 +333,26 @@ mod tests {
                     (dependency, Level::WARN, true),
                 ],
             ),
-            (None, true, &[(agent, Level::DEBUG, true), (agent, Level::TRACE, false)]),
+            (
+                None,
+                true,
+                &[(agent, Level::DEBUG, true), (agent, Level::TRACE, false)],
+            ),
             (
                 Some("warn,codedeploy_agent=trace"),
                 false,
-                &[(agent, Level::TRACE, true), (dependency, Level::INFO, false)],
+                &[
+                    (agent, Level::TRACE, true),
+                    (dependency, Level::INFO, false),
+                ],
             ),
             (
                 Some("debug"),
                 false,
-                &[(agent, Level::DEBUG, true), (dependency, Level::DEBUG, true)],
+                &[
+                    (agent, Level::DEBUG, true),
+                    (dependency, Level::DEBUG, true),
+                ],
             ),
             // Directives that do not parse leave the default in place.
             (
