@@ -543,6 +543,19 @@ fn agent_killed_during_install_leaves_only_whole_files_and_the_next_deployment_s
         Vec::<std::path::PathBuf>::new(),
         "the interrupted Install's files are removed by the next one"
     );
+    // Nothing else either: no partial file of the copy the kill cut short,
+    // no directory kept alive by one.
+    let mut on_disk: Vec<String> = std::fs::read_dir(&install)
+        .unwrap()
+        .map(|entry| entry.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    on_disk.sort();
+    ensure_eq!(
+        bed,
+        on_disk,
+        vec!["index.html".to_string()],
+        "the destination holds the next revision only"
+    );
 }
 
 #[test]

@@ -14,52 +14,32 @@ use aws_credential_types::Credentials;
 use aws_sdk_s3::config::{BehaviorVersion, Region};
 use aws_sdk_s3::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
 use aws_sdk_s3::operation::get_object::GetObjectError;
-use aws_smithy_http_client::proxy::ProxyConfig;
-use aws_smithy_http_client::tls;
+
+mod transport;
+use transport::S3Http;
 
 /// An S3 client for bundle downloads. With `endpoint_override` (the agent's
 /// `s3_endpoint_override`) requests go to that URL with path-style addressing,
 /// which is what S3-compatible servers and plain-http test servers need.
 /// With `proxy` (`:proxy_uri:`) every request goes through that proxy; without
 /// it, `HTTPS_PROXY`/`HTTP_PROXY`/`NO_PROXY` decide, as for the Commands client.
+/// Built for each download and dropped after it: an idle agent holds no S3
+/// connection.
 pub fn s3_client(
     region: &str,
     endpoint_override: Option<&str>,
     credentials: Credentials,
     proxy: Option<&ProxyUri>,
-) -> aws_sdk_s3::Client {
-    let proxy = match proxy {
-        // An explicit proxy ignores NO_PROXY: `:proxy_uri:` is for all AWS traffic.
-        Some(uri) => ProxyConfig::all(uri.uri().clone())
-            .expect("ProxyUri guarantees an http(s) scheme and a host, all ProxyConfig checks"),
-        None => ProxyConfig::from_env(),
-    };
-    // The plain `Builder` has no proxy setting; a connector function builds each
-    // connector with the SDK's timeouts and sleep, plus the proxy.
-    let http_client = aws_smithy_http_client::Builder::new().build_with_connector_fn(
-        move |settings, components| {
-            let mut connector = aws_smithy_http_client::Connector::builder();
-            connector.set_connector_settings(settings.cloned());
-            if let Some(components) = components {
-                connector.set_sleep_impl(components.sleep_impl());
-            }
-            connector
-                .proxy_config(proxy.clone())
-                .tls_provider(tls::Provider::Rustls(
-                    tls::rustls_provider::CryptoMode::Ring,
-                ))
-                .build()
-        },
-    );
+) -> Result<aws_sdk_s3::Client, String> {
     let mut config = aws_sdk_s3::Config::builder()
         .behavior_version(BehaviorVersion::latest())
         .region(Region::new(region.to_string()))
         .credentials_provider(credentials)
-        .http_client(http_client);
+        .http_client(S3Http::new(proxy)?);
     if let Some(endpoint) = endpoint_override {
         config = config.endpoint_url(endpoint).force_path_style(true);
     }
-    aws_sdk_s3::Client::from_conf(config.build())
+    Ok(aws_sdk_s3::Client::from_conf(config.build()))
 }
 
 /// How many times a download whose body broke off is started in all. The SDK

@@ -1,5 +1,5 @@
-//! Executing an install plan on the host. Copies land atomically (temporary file
-//! in the destination directory, then rename), keep mode and times, and, as
+//! Executing an install plan on the host. Copies land atomically (a partial
+//! file in the destination directory, then rename), keep mode and times, and, as
 //! root, owner and group (`cp -p`); a link in the revision is recreated as a
 //! link. A file copied over a link the host already had to a file (OVERWRITE)
 //! lands in the linked file and the link stays, as `cp -p` and the official
@@ -12,13 +12,13 @@ use std::collections::HashMap;
 use std::ffi::OsString;
 use std::fs;
 use std::io;
-use std::os::unix::fs::{MetadataExt, PermissionsExt};
+use std::os::unix::fs::{MetadataExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
 use nix::unistd::{Group, Uid, User};
 
-use super::cleanup::CleanupLog;
+use super::cleanup::{partial_path, remove_partial, CleanupLog};
 use super::error::InstallError;
 use super::plan::{InstallPlan, Instruction};
 use crate::appspec::{AclEntry, AclKind, AclPerms, SeLinuxContext};
@@ -158,61 +158,56 @@ fn copy(source: &Path, destination: &Path, as_root: bool) -> Result<Option<PathB
 }
 
 /// Puts a copy of `source` (whose metadata is `meta`) at `destination`
-/// through a temporary file beside it and a rename.
+/// through a partial file beside it and a rename. The partial file's name
+/// follows from the destination's ([`partial_path`]): one a crash left is
+/// replaced here, or removed by the next Install's cleanup.
 fn place(
     source: &Path,
     meta: &fs::Metadata,
     destination: &Path,
     as_root: bool,
 ) -> Result<(), InstallError> {
-    let error = InstallError::io("install", destination);
-    let dir = destination.parent().unwrap_or(Path::new("/"));
-    let name = destination
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_default();
     let owner = as_root.then(|| (meta.uid(), meta.gid()));
-
-    if meta.file_type().is_symlink() {
-        let target = fs::read_link(source).map_err(InstallError::io("read the link", source))?;
-        let write = || -> io::Result<()> {
-            // A unique name beside the destination, then rename over it.
-            let temporary = tempfile::Builder::new()
-                .prefix(&format!(".{name}."))
-                .make_in(dir, |path| std::os::unix::fs::symlink(&target, path))?;
-            if let Some((uid, gid)) = owner {
-                std::os::unix::fs::lchown(temporary.path(), Some(uid), Some(gid))?;
-            }
-            temporary.persist(destination).map_err(|e| e.error)?;
-            Ok(())
-        };
-        return write().map_err(error);
-    }
-
+    remove_partial(destination)?;
+    let partial = partial_path(destination);
     let write = || -> io::Result<()> {
-        let mut input = fs::File::open(source)?;
-        let mut temporary = tempfile::Builder::new()
-            .prefix(&format!(".{name}."))
-            .tempfile_in(dir)?;
-        // File to File: std uses copy_file_range (the kernel copies, no user
-        // buffer), falling back to read/write where the file system cannot.
-        // Copying on several threads was measured on a 20,000-file tree and
-        // gained nothing: creating files in one directory serialises anyway.
-        io::copy(&mut input, temporary.as_file_mut())?;
-        let file = temporary.as_file();
-        // Owner before mode: chown clears setuid and setgid.
-        if let Some((uid, gid)) = owner {
-            std::os::unix::fs::fchown(file, Some(uid), Some(gid))?;
+        if meta.file_type().is_symlink() {
+            let target = fs::read_link(source)?;
+            std::os::unix::fs::symlink(&target, &partial)?;
+            if let Some((uid, gid)) = owner {
+                std::os::unix::fs::lchown(&partial, Some(uid), Some(gid))?;
+            }
+        } else {
+            let mut input = fs::File::open(source)?;
+            // create_new: O_EXCL, which also refuses to follow a link planted
+            // at the partial file's name since it was cleared.
+            let mut output = fs::OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .mode(0o600)
+                .open(&partial)?;
+            // File to File: std uses copy_file_range (the kernel copies, no
+            // user buffer), falling back to read/write where the file system
+            // cannot. Copying on several threads was measured on a
+            // 20,000-file tree and gained nothing: creating files in one
+            // directory serialises anyway.
+            io::copy(&mut input, &mut output)?;
+            // Owner before mode: chown clears setuid and setgid.
+            if let Some((uid, gid)) = owner {
+                std::os::unix::fs::fchown(&output, Some(uid), Some(gid))?;
+            }
+            output.set_permissions(fs::Permissions::from_mode(meta.mode() & 0o7777))?;
+            let times = fs::FileTimes::new()
+                .set_accessed(meta.accessed()?)
+                .set_modified(meta.modified()?);
+            output.set_times(times)?;
         }
-        file.set_permissions(fs::Permissions::from_mode(meta.mode() & 0o7777))?;
-        let times = fs::FileTimes::new()
-            .set_accessed(meta.accessed()?)
-            .set_modified(meta.modified()?);
-        file.set_times(times)?;
-        temporary.persist(destination).map_err(|e| e.error)?;
-        Ok(())
+        fs::rename(&partial, destination)
     };
-    write().map_err(error)
+    write().map_err(|error| {
+        let _ = fs::remove_file(&partial);
+        InstallError::io("install", destination)(error)
+    })
 }
 
 fn chown(file: &Path, owner: Option<&str>, group: Option<&str>) -> Result<(), InstallError> {

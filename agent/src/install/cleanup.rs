@@ -3,6 +3,10 @@
 //! goes (so a crash still leaves an accurate list), replayed in reverse by the
 //! next Install to remove the previous revision's files. Removal never recurses:
 //! files and links are unlinked, directories removed only when empty.
+//!
+//! A copy lands through a partial file beside its destination (see
+//! [`partial_path`]) whose name follows from the destination's, so that the
+//! replay also removes the partial file of a copy a crash cut short.
 
 use std::fs;
 use std::io::{self, Write};
@@ -62,9 +66,15 @@ pub fn run_cleanup(cleanup_file: &Path) -> Result<(), InstallError> {
 fn remove_created(path: &Path) -> Result<(), InstallError> {
     let meta = match fs::symlink_metadata(path) {
         Ok(meta) => meta,
-        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => {
+            // A copy the agent was killed in leaves its partial file only.
+            return remove_partial(path);
+        }
         Err(e) => return Err(InstallError::io("inspect", path)(e)),
     };
+    if !meta.is_dir() {
+        remove_partial(path)?;
+    }
     let result = if meta.is_dir() {
         match fs::remove_dir(path) {
             // Someone put files here since: the directory stays.
@@ -80,6 +90,50 @@ fn remove_created(path: &Path) -> Result<(), InstallError> {
     match result {
         Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
         other => other.map_err(InstallError::io("remove the previous revision's", path)),
+    }
+}
+
+/// The partial file a copy to `destination` writes before its rename:
+/// `.<name>.codedeploy-partial` in the same directory. A name too long for
+/// that keeps its first 200 bytes plus a hash of the whole name, so the result
+/// stays within the 255 bytes a file name may have.
+pub fn partial_path(destination: &Path) -> PathBuf {
+    const SUFFIX: &[u8] = b".codedeploy-partial";
+    const KEPT: usize = 200;
+    let name = destination
+        .file_name()
+        .map(OsStrExt::as_bytes)
+        .unwrap_or_default();
+    let mut partial = vec![b'.'];
+    if 1 + name.len() + SUFFIX.len() <= 255 {
+        partial.extend_from_slice(name);
+    } else {
+        partial.extend_from_slice(&name[..KEPT]);
+        partial.extend_from_slice(format!("~{:016x}", fnv1a(name)).as_bytes());
+    }
+    partial.extend_from_slice(SUFFIX);
+    destination.with_file_name(std::ffi::OsStr::from_bytes(&partial))
+}
+
+/// FNV-1a, 64 bits: fixed for good, unlike std's hasher, because a partial
+/// file named by one agent version is removed by the next.
+fn fnv1a(bytes: &[u8]) -> u64 {
+    bytes.iter().fold(0xcbf2_9ce4_8422_2325, |hash, byte| {
+        (hash ^ u64::from(*byte)).wrapping_mul(0x0100_0000_01b3)
+    })
+}
+
+/// Removes the partial file of a copy to `destination`, if one is there.
+pub fn remove_partial(destination: &Path) -> Result<(), InstallError> {
+    let partial = partial_path(destination);
+    match fs::symlink_metadata(&partial) {
+        Ok(meta) if !meta.is_dir() => fs::remove_file(&partial)
+            .or_else(|e| match e.kind() {
+                io::ErrorKind::NotFound => Ok(()),
+                _ => Err(e),
+            })
+            .map_err(InstallError::io("remove the interrupted copy", &partial)),
+        _ => Ok(()),
     }
 }
 

@@ -538,3 +538,66 @@ fn a_directory_made_by_another_group_after_planning_is_used_not_recorded() {
         "the error names the path: {err}"
     );
 }
+
+/// The agent killed in the middle of a copy leaves the partial file beside
+/// the destination; the next Install removes it with the interrupted
+/// revision's files (its directory then being empty goes too), and a copy
+/// that finds its own partial file left over replaces it.
+#[test]
+fn partial_files_of_an_interrupted_install_are_removed_by_the_next_one() {
+    let host = Host::new();
+    host.write("rev1/appspec.yml", "one", 0o644);
+    host.write("rev1/data/big.bin", "whole", 0o644);
+    host.install("rev1", WHOLE_REVISION, FileExistsBehavior::Disallow)
+        .unwrap();
+    // As the kill leaves it: big.bin listed, only its partial file on disk.
+    let big = host.path("dest/app/data/big.bin");
+    fs::remove_file(&big).unwrap();
+    fs::write(cleanup::partial_path(&big), "half").unwrap();
+    // And a partial file of a destination the next revision installs.
+    let conf = host.path("dest/app/conf.txt");
+    fs::write(cleanup::partial_path(&conf), "stale").unwrap();
+
+    host.write("rev2/appspec.yml", "two", 0o644);
+    host.write("rev2/conf.txt", "fresh", 0o644);
+    host.install("rev2", WHOLE_REVISION, FileExistsBehavior::Disallow)
+        .unwrap();
+
+    let app = host.path("dest/app");
+    assert!(
+        !app.join("data").exists(),
+        "data/ and its partial file are gone"
+    );
+    assert_eq!(fs::read_to_string(&conf).unwrap(), "fresh");
+    let mut names: Vec<String> = fs::read_dir(&app)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    names.sort();
+    assert_eq!(names, ["appspec.yml", "conf.txt"]);
+}
+
+#[test]
+fn partial_file_names_stay_beside_their_destination_and_within_name_max() {
+    let short = Path::new("/srv/app/index.html");
+    assert_eq!(
+        cleanup::partial_path(short),
+        Path::new("/srv/app/.index.html.codedeploy-partial")
+    );
+    let long_a = format!("/srv/{}a", "x".repeat(240));
+    let long_b = format!("/srv/{}b", "x".repeat(240));
+    let (a, b) = (
+        cleanup::partial_path(Path::new(&long_a)),
+        cleanup::partial_path(Path::new(&long_b)),
+    );
+    for partial in [&a, &b] {
+        assert_eq!(partial.parent(), Some(Path::new("/srv")));
+        assert!(partial.file_name().unwrap().len() <= 255, "{partial:?}");
+    }
+    assert_ne!(a, b, "names that share their first 200 bytes still differ");
+    assert_eq!(
+        a,
+        cleanup::partial_path(Path::new(&long_a)),
+        "deterministic"
+    );
+}

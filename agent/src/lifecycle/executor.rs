@@ -195,7 +195,11 @@ impl Executor {
                     self.s3.endpoint_override.as_deref(),
                     credentials,
                     self.s3.proxy.as_ref(),
-                );
+                )
+                .map_err(|detail| bundle::BundleError::S3 {
+                    object: bundle::S3Object::of(revision),
+                    detail,
+                })?;
                 bundle::fetch_s3(
                     &client,
                     revision,

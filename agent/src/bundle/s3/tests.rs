@@ -64,7 +64,7 @@ fn revision(bucket: &str, key: &str) -> S3Revision {
 async fn downloads_by_key_version_and_etag_and_names_the_object_on_failure() {
     let Some(moto) = start_moto() else { return };
     let credentials = Credentials::new("testing", "testing", None, None, "test");
-    let client = s3_client("us-east-1", Some(&moto.endpoint), credentials, None);
+    let client = s3_client("us-east-1", Some(&moto.endpoint), credentials, None).unwrap();
     client
         .create_bucket()
         .bucket("bundles")
