@@ -366,6 +366,7 @@ async fn build_poller(
                 endpoint_override: s3_endpoint,
                 proxy: config.proxy_uri.clone(),
             },
+            github_endpoint: config.github_endpoint_override.clone(),
             credentials,
             hardening: config.hardening.clone(),
             hooks: crate::hooks::HookPolicy::from_config(config, hooks_core_limit),

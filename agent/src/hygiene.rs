@@ -189,6 +189,36 @@ pub fn write_version_file(path: &Path, version: &str) -> io::Result<()> {
     Ok(())
 }
 
+/// Heap arenas glibc may create: one for the runtime thread and one for the
+/// blocking threads that unpack and install. By default glibc creates up to
+/// eight per core, each keeping the memory freed in it, which an idle agent
+/// then holds for good.
+const MALLOC_ARENAS: libc::c_int = 2;
+
+/// Caps glibc's heap arenas (see [`MALLOC_ARENAS`]). Call once, before any
+/// thread exists. A no-op on other C libraries.
+pub fn limit_heap_arenas() {
+    #[cfg(target_env = "gnu")]
+    // SAFETY: mallopt only changes the allocator's tuning; it is called before
+    // any other thread exists, and M_ARENA_MAX takes any positive count.
+    unsafe {
+        libc::mallopt(libc::M_ARENA_MAX, MALLOC_ARENAS);
+    }
+}
+
+/// Hands the heap memory freed by a finished command back to the kernel, so
+/// that an idle agent is as small after a deployment of a large revision as
+/// before it. Called when the last running command ends; a no-op on other C
+/// libraries.
+pub fn return_freed_memory() {
+    #[cfg(target_env = "gnu")]
+    // SAFETY: malloc_trim only releases free heap pages; it is thread-safe and
+    // takes no pointer.
+    unsafe {
+        libc::malloc_trim(0);
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -269,35 +299,5 @@ mod tests {
         );
         let mode = std::fs::metadata(&path).unwrap().permissions().mode() & 0o777;
         assert_eq!(mode, 0o444);
-    }
-}
-
-/// Heap arenas glibc may create: one for the runtime thread and one for the
-/// blocking threads that unpack and install. By default glibc creates up to
-/// eight per core, each keeping the memory freed in it, which an idle agent
-/// then holds for good.
-const MALLOC_ARENAS: libc::c_int = 2;
-
-/// Caps glibc's heap arenas (see [`MALLOC_ARENAS`]). Call once, before any
-/// thread exists. A no-op on other C libraries.
-pub fn limit_heap_arenas() {
-    #[cfg(target_env = "gnu")]
-    // SAFETY: mallopt only changes the allocator's tuning; it is called before
-    // any other thread exists, and M_ARENA_MAX takes any positive count.
-    unsafe {
-        libc::mallopt(libc::M_ARENA_MAX, MALLOC_ARENAS);
-    }
-}
-
-/// Hands the heap memory freed by a finished command back to the kernel, so
-/// that an idle agent is as small after a deployment of a large revision as
-/// before it. Called when the last running command ends; a no-op on other C
-/// libraries.
-pub fn return_freed_memory() {
-    #[cfg(target_env = "gnu")]
-    // SAFETY: malloc_trim only releases free heap pages; it is thread-safe and
-    // takes no pointer.
-    unsafe {
-        libc::malloc_trim(0);
     }
 }

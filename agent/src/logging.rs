@@ -317,12 +317,15 @@ mod tests {
     use super::*;
     use tracing::Level;
 
+    /// A target, a level, and whether the filter lets that through.
+    type Expectation<'a> = (&'a str, Level, bool);
+
     /// Which (target, level) pairs each filter lets through.
     #[test]
     fn the_level_comes_from_verbose_unless_directives_override_it() {
         let agent = "codedeploy_agent::poller";
         let dependency = "hyper_util::client";
-        let cases: [(Option<&str>, bool, &[(&str, Level, bool)]); 5] = [
+        let cases: [(Option<&str>, bool, &[Expectation]); 5] = [
             (
                 None,
                 false,

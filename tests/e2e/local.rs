@@ -633,8 +633,10 @@ fn invalid_options_exit_2_without_deploying() {
             vec![
                 "-l",
                 "https://api.github.com/repos/acme/shop/zipball/0123abc",
+                "-t",
+                "tar",
             ],
-            "GitHub revisions (acme/shop at 0123abc) are not supported yet",
+            "asks GitHub for a zipball, but --type is tar",
         ),
         (vec!["-l", &b, "-b", "sometimes"], "--file-exists-behavior"),
         (

@@ -31,6 +31,7 @@ mod daemon;
 mod failures;
 mod faults;
 mod footprint;
+mod github;
 mod hardening;
 mod health;
 mod hooks_library;

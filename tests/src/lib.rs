@@ -12,6 +12,7 @@ pub mod agent;
 pub mod bundle;
 pub mod ca;
 pub mod emulator;
+pub mod github;
 pub mod http_target;
 pub mod imds;
 pub mod proxy;

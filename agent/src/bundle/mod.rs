@@ -1,9 +1,11 @@
 //! Revision bundles: fetching them (S3, streamed through the unpacker as the
-//! body arrives; or a local file or directory for the local CLI) and
+//! body arrives; GitHub, downloaded whole then unpacked; or a local file or
+//! directory for the local CLI) and
 //! unpacking them safely into `deployment-archive/`. Fetching and unpacking never interpret the revision's
 //! content beyond the single-top-level-folder rule; the appspec is read later.
 
 mod error;
+mod github;
 mod local;
 mod s3;
 mod sniff;
@@ -11,6 +13,7 @@ mod stream;
 mod unpack;
 
 pub use error::{ArchiveFormat, BundleError, S3Object};
+pub use github::{fetch_github, GitHubClient, GitHubError};
 pub use local::{copy_local_directory, link_local_file};
 pub use s3::{fetch_s3, s3_client};
 pub use sniff::sniff_archive;

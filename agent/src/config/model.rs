@@ -50,6 +50,9 @@ pub struct AgentConfig {
     pub use_fips_mode: bool,
     pub deploy_control_endpoint: Option<String>,
     pub s3_endpoint_override: Option<String>,
+    /// Ours: the GitHub API that GitHub revisions are downloaded from, for a
+    /// mirror or a test server; `None` means `https://api.github.com`.
+    pub github_endpoint_override: Option<String>,
     pub enable_auth_policy: bool,
     pub ongoing_deployment_tracking: String,
     /// Ours: the CA chain that deployment-spec signatures must lead to.
@@ -114,6 +117,7 @@ impl Default for AgentConfig {
             use_fips_mode: false,
             deploy_control_endpoint: None,
             s3_endpoint_override: None,
+            github_endpoint_override: None,
             enable_auth_policy: false,
             ongoing_deployment_tracking: "ongoing-deployment".to_string(),
             deployment_spec_ca_file: PathBuf::from(DEFAULT_SPEC_CA_FILE),

@@ -173,6 +173,18 @@ pub fn parse_agent_config(text: &str, file: &Path) -> Result<ParsedConfig, Confi
                 }
             }
             "s3_endpoint_override" => config.s3_endpoint_override = field.optional_string()?,
+            "github_endpoint_override" => {
+                config.github_endpoint_override = field.optional_string()?;
+                if let Some(endpoint) = &config.github_endpoint_override {
+                    match endpoint_scheme(endpoint) {
+                        Some("https") => {}
+                        Some("http") => warnings.push(field.warning(format!(
+                            "{endpoint} is plain HTTP: GitHub access tokens and revisions cross the network unencrypted; use https:// outside a test bench"
+                        ))),
+                        _ => return Err(field.invalid("an https:// URL (http:// is accepted with a warning)")),
+                    }
+                }
+            }
             "enable_auth_policy" => config.enable_auth_policy = field.boolean()?,
             "ongoing_deployment_tracking" => {
                 let name = field.string()?;
@@ -275,6 +287,7 @@ pub fn live_reload_ignored(running: &AgentConfig, reread: &AgentConfig) -> Vec<&
         use_fips_mode,
         deploy_control_endpoint,
         s3_endpoint_override,
+        github_endpoint_override,
         enable_auth_policy,
         ongoing_deployment_tracking,
         deployment_spec_ca_file,
@@ -334,6 +347,10 @@ pub fn live_reload_ignored(running: &AgentConfig, reread: &AgentConfig) -> Vec<&
     check(
         *s3_endpoint_override != reread.s3_endpoint_override,
         "s3_endpoint_override",
+    );
+    check(
+        *github_endpoint_override != reread.github_endpoint_override,
+        "github_endpoint_override",
     );
     check(
         *enable_auth_policy != reread.enable_auth_policy,
@@ -570,6 +587,40 @@ mod tests {
         assert_eq!(
             c.deploy_control_endpoint.as_deref(),
             Some("http://127.0.0.1:8000")
+        );
+    }
+
+    #[test]
+    fn the_github_endpoint_override_is_read_checked_and_needs_a_restart() {
+        assert_eq!(parse("").unwrap().config.github_endpoint_override, None);
+        let read =
+            |text: &str| parse(text).map(|p| (p.config.github_endpoint_override, p.warnings));
+        let (endpoint, warnings) =
+            read(":github_endpoint_override: https://github.mirror.example/api\n").unwrap();
+        assert_eq!(
+            endpoint.as_deref(),
+            Some("https://github.mirror.example/api")
+        );
+        assert!(warnings.is_empty(), "{warnings:?}");
+        let (endpoint, warnings) =
+            read(":github_endpoint_override: http://127.0.0.1:8080\n").unwrap();
+        assert_eq!(endpoint.as_deref(), Some("http://127.0.0.1:8080"));
+        assert_eq!(warnings.len(), 1);
+        assert!(warnings[0].message.contains("plain HTTP"), "{warnings:?}");
+        let error = read(":github_endpoint_override: github.mirror.example\n")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            error.contains("github_endpoint_override") && error.contains("line 1"),
+            "{error}"
+        );
+
+        let running = AgentConfig::default();
+        let mut reread = running.clone();
+        reread.github_endpoint_override = Some("https://github.mirror.example/api".into());
+        assert_eq!(
+            live_reload_ignored(&running, &reread),
+            vec!["github_endpoint_override"]
         );
     }
 

@@ -35,6 +35,8 @@ pub enum ExecutionError {
     #[error(transparent)]
     Bundle(#[from] bundle::BundleError),
     #[error(transparent)]
+    GitHub(#[from] bundle::GitHubError),
+    #[error(transparent)]
     Install(#[from] install::InstallError),
     #[error("{}", .0.message)]
     Script(ScriptFailure),
@@ -79,6 +81,9 @@ pub struct Executor {
     pub max_revisions: u32,
     pub deployments_log: bool,
     pub s3: S3Settings,
+    /// `:github_endpoint_override:`; `None` is https://api.github.com. GitHub
+    /// downloads go through the same proxy as S3 (`s3.proxy`).
+    pub github_endpoint: Option<String>,
     pub credentials: Arc<CredentialSource>,
     /// The operator's hardening keys (bundle, install and hook checks).
     pub hardening: Hardening,
@@ -210,10 +215,13 @@ impl Executor {
                 .await?;
                 None
             }
-            Revision::GitHub(_) => {
-                return Err(ExecutionError::Unsupported(
-                    "GitHub revisions are not supported by this agent version yet".to_string(),
-                ))
+            Revision::GitHub(revision) => {
+                let client = bundle::GitHubClient::new(
+                    self.github_endpoint.as_deref(),
+                    self.s3.proxy.as_ref(),
+                )?;
+                // Downloaded whole, then unpacked as what its bytes show.
+                Some(bundle::fetch_github(&client, revision, &current.bundle_file()).await?)
             }
             Revision::LocalFile { .. } | Revision::LocalDirectory { .. }
                 if origin == CommandOrigin::Service =>
@@ -517,6 +525,7 @@ mod tests {
                 endpoint_override: None,
                 proxy: None,
             },
+            github_endpoint: None,
             credentials: Arc::new(CredentialSource::Static(
                 aws_credential_types::Credentials::new("unused", "unused", None, None, "test"),
             )),

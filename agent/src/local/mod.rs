@@ -329,6 +329,7 @@ async fn executor_for(config: &AgentConfig, spec: &DeploymentSpec) -> Result<Exe
             endpoint_override,
             proxy: config.proxy_uri.clone(),
         },
+        github_endpoint: config.github_endpoint_override.clone(),
         credentials: Arc::new(credentials),
         hardening: config.hardening.clone(),
         hooks: crate::hooks::HookPolicy::from_config(config, None),

@@ -57,6 +57,14 @@ pub enum BundleSource {
         version: Option<String>,
         etag: Option<String>,
     },
+    /// A commit's archive from the GitHub API, fetched anonymously (the local
+    /// CLI has no token to give); `Tar` for a tarball URL, `Zip` for a zipball.
+    GitHub {
+        account: String,
+        repository: String,
+        commit: String,
+        bundle_type: BundleType,
+    },
 }
 
 /// A checked local deployment: everything the spec is built from.
@@ -144,6 +152,33 @@ pub fn resolve(
                 bundle_type,
                 version,
                 etag,
+            }
+        }
+        Location::GitHub {
+            account,
+            repository,
+            commit,
+            bundle_type: asked,
+        } => {
+            // The URL says which archive comes; --type may only agree with it.
+            match (asked, bundle_type) {
+                (_, None) => {}
+                (BundleType::Tar, Some(BundleType::Tar | BundleType::Tgz)) => {}
+                (BundleType::Zip, Some(BundleType::Zip)) => {}
+                (_, Some(given)) => {
+                    return Err(invalid(format!(
+                        "{written_location} asks GitHub for a {}, but --type is {}; give --type {} or leave it out",
+                        if asked == BundleType::Zip { "zipball" } else { "tarball" },
+                        given.name(),
+                        if asked == BundleType::Zip { "zip" } else { "tar" },
+                    )))
+                }
+            }
+            BundleSource::GitHub {
+                account,
+                repository,
+                commit,
+                bundle_type: asked,
             }
         }
         Location::Path(path) => {
@@ -283,6 +318,14 @@ enum Location {
         version: Option<String>,
         etag: Option<String>,
     },
+    /// `https://api.github.com/repos/<account>/<repository>/<tarball|zipball>/<commit>`;
+    /// `bundle_type` is `Tar` for a tarball, `Zip` for a zipball.
+    GitHub {
+        account: String,
+        repository: String,
+        commit: String,
+        bundle_type: BundleType,
+    },
     Path(PathBuf),
 }
 
@@ -294,14 +337,19 @@ fn parse_location(written: &str) -> Result<Location, OptionError> {
     if let Some(rest) = written.strip_prefix("https://api.github.com/repos/") {
         let parts: Vec<&str> = rest.split('/').collect();
         return match parts.as_slice() {
-            [account, repository, "tarball" | "zipball", commit]
+            [account, repository, format @ ("tarball" | "zipball"), commit]
                 if !account.is_empty() && !repository.is_empty() && !commit.is_empty() =>
             {
-                Err(invalid(format!(
-                    "GitHub revisions ({account}/{repository} at {commit}) are not supported yet by this agent; \
-                     download the {} and give its path with --bundle-location",
-                    if parts[2] == "zipball" { "zipball" } else { "tarball" }
-                )))
+                Ok(Location::GitHub {
+                    account: account.to_string(),
+                    repository: repository.to_string(),
+                    commit: commit.to_string(),
+                    bundle_type: if *format == "zipball" {
+                        BundleType::Zip
+                    } else {
+                        BundleType::Tar
+                    },
+                })
             }
             _ => Err(invalid(format!(
                 "{written} is not a GitHub revision URL; the form is https://api.github.com/repos/<account>/<repository>/tarball|zipball/<commit>"
@@ -628,6 +676,12 @@ mod tests {
             path: PathBuf::from(path),
             bundle_type,
         };
+        let github = |bundle_type| BundleSource::GitHub {
+            account: "acme".into(),
+            repository: "shop".into(),
+            commit: "abc123".into(),
+            bundle_type,
+        };
         let cases: Vec<(RawOptions, Result<BundleSource, &str>)> = vec![
             (
                 RawOptions::default(),
@@ -730,7 +784,56 @@ mod tests {
                     Some("https://api.github.com/repos/acme/shop/tarball/abc123"),
                     None,
                 ),
-                Err("not supported yet"),
+                Ok(github(BundleType::Tar)),
+            ),
+            (
+                raw(
+                    Some("https://api.github.com/repos/acme/shop/zipball/abc123"),
+                    None,
+                ),
+                Ok(github(BundleType::Zip)),
+            ),
+            (
+                raw(
+                    Some("https://api.github.com/repos/acme/shop/tarball/abc123"),
+                    Some("tgz"),
+                ),
+                Ok(github(BundleType::Tar)),
+            ),
+            (
+                raw(
+                    Some("https://api.github.com/repos/acme/shop/zipball/abc123"),
+                    Some("zip"),
+                ),
+                Ok(github(BundleType::Zip)),
+            ),
+            (
+                raw(
+                    Some("https://api.github.com/repos/acme/shop/tarball/abc123"),
+                    Some("zip"),
+                ),
+                Err("asks GitHub for a tarball, but --type is zip; give --type tar"),
+            ),
+            (
+                raw(
+                    Some("https://api.github.com/repos/acme/shop/zipball/abc123"),
+                    Some("directory"),
+                ),
+                Err("asks GitHub for a zipball, but --type is directory"),
+            ),
+            (
+                raw(
+                    Some("https://api.github.com/repos/acme/shop/archive/abc123"),
+                    None,
+                ),
+                Err("not a GitHub revision URL"),
+            ),
+            (
+                raw(
+                    Some("https://api.github.com/repos/acme/shop/tarball/"),
+                    None,
+                ),
+                Err("not a GitHub revision URL"),
             ),
             (
                 raw(Some("https://api.github.com/repos/acme"), None),

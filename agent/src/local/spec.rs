@@ -42,6 +42,21 @@ pub fn spec_json(deployment: &LocalDeployment, deployment_id: &str) -> Value {
             "RevisionType": "Local Directory",
             "LocalRevision": {"Location": path.display().to_string(), "BundleType": "directory"}
         }),
+        BundleSource::GitHub {
+            account,
+            repository,
+            commit,
+            bundle_type,
+        } => json!({
+            "RevisionType": "GitHub",
+            "GitHubRevision": {
+                "Account": account,
+                "Repository": repository,
+                "CommitId": commit,
+                "BundleType": bundle_type.name(),
+                "Anonymous": true
+            }
+        }),
     };
     let mut spec = json!({
         "DeploymentId": deployment_id,
@@ -82,7 +97,7 @@ mod tests {
     use super::*;
     use crate::appspec::FileExistsBehavior;
     use crate::local::options::{default_events, RawOptions};
-    use crate::spec::{BundleType, Revision, S3Revision};
+    use crate::spec::{BundleType, GitHubRevision, Revision, S3Revision};
     use std::path::PathBuf;
 
     fn deployment(source: BundleSource) -> LocalDeployment {
@@ -133,6 +148,21 @@ mod tests {
                     bundle_type: BundleType::Tgz,
                     version: Some("v1".into()),
                     etag: None,
+                }),
+            ),
+            (
+                BundleSource::GitHub {
+                    account: "acme".into(),
+                    repository: "shop".into(),
+                    commit: "abc123".into(),
+                    bundle_type: BundleType::Zip,
+                },
+                Revision::GitHub(GitHubRevision {
+                    account: "acme".into(),
+                    repository: "shop".into(),
+                    commit_id: "abc123".into(),
+                    bundle_type: BundleType::Zip,
+                    access_token: None,
                 }),
             ),
         ];
