@@ -13,7 +13,17 @@ use super::plan::{InstallPlan, Instruction};
 
 #[derive(Serialize)]
 struct Document<'a> {
-    instructions: Vec<Step<'a>>,
+    instructions: Steps<'a>,
+}
+
+/// The plan's instructions, each turned into its [`Step`] as it is written:
+/// the file of a revision of many files is never held whole in memory.
+struct Steps<'a>(&'a InstallPlan);
+
+impl Serialize for Steps<'_> {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.collect_seq(self.0.instructions.iter().map(step))
+    }
 }
 
 /// One instruction; field order follows the official file.
@@ -61,45 +71,46 @@ pub fn instructions_json(plan: &InstallPlan) -> String {
 }
 
 fn document(plan: &InstallPlan) -> Document<'_> {
-    let instructions = plan
-        .instructions
-        .iter()
-        .map(|i| match i {
-            Instruction::Copy {
-                source,
-                destination,
-            } => Step::Copy {
-                source: source.to_string_lossy(),
-                destination: destination.to_string_lossy(),
+    Document {
+        instructions: Steps(plan),
+    }
+}
+
+fn step(instruction: &Instruction) -> Step<'_> {
+    match instruction {
+        Instruction::Copy {
+            source,
+            destination,
+        } => Step::Copy {
+            source: source.to_string_lossy(),
+            destination: destination.to_string_lossy(),
+        },
+        Instruction::Mkdir { directory } => Step::Mkdir {
+            directory: directory.to_string_lossy(),
+        },
+        Instruction::Chmod { file, mode } => Step::Chmod {
+            mode: mode.to_string(),
+            file: file.to_string_lossy(),
+        },
+        Instruction::SetAcl { file, acl } => Step::Setfacl {
+            acl: acl.iter().map(ToString::to_string).collect(),
+            file: file.to_string_lossy(),
+        },
+        Instruction::SetContext { file, context } => Step::Semanage {
+            context: Context {
+                user: context.user.as_deref(),
+                role: None,
+                type_: &context.type_,
+                range: context.range.as_ref().map(ToString::to_string),
             },
-            Instruction::Mkdir { directory } => Step::Mkdir {
-                directory: directory.to_string_lossy(),
-            },
-            Instruction::Chmod { file, mode } => Step::Chmod {
-                mode: mode.to_string(),
-                file: file.to_string_lossy(),
-            },
-            Instruction::SetAcl { file, acl } => Step::Setfacl {
-                acl: acl.iter().map(ToString::to_string).collect(),
-                file: file.to_string_lossy(),
-            },
-            Instruction::SetContext { file, context } => Step::Semanage {
-                context: Context {
-                    user: context.user.as_deref(),
-                    role: None,
-                    type_: &context.type_,
-                    range: context.range.as_ref().map(ToString::to_string),
-                },
-                file: file.to_string_lossy(),
-            },
-            Instruction::Chown { file, owner, group } => Step::Chown {
-                owner: owner.as_deref(),
-                group: group.as_deref(),
-                file: file.to_string_lossy(),
-            },
-        })
-        .collect();
-    Document { instructions }
+            file: file.to_string_lossy(),
+        },
+        Instruction::Chown { file, owner, group } => Step::Chown {
+            owner: owner.as_deref(),
+            group: group.as_deref(),
+            file: file.to_string_lossy(),
+        },
+    }
 }
 
 /// Writes the instructions file, replacing the previous Install's.

@@ -101,9 +101,7 @@ pub fn plan(
         behavior,
         plan: InstallPlan::default(),
         copies: HashMap::new(),
-        copy_order: Vec::new(),
         directories: HashSet::new(),
-        directory_order: Vec::new(),
         permission_targets: HashSet::new(),
     };
     for mapping in &appspec.files {
@@ -148,11 +146,11 @@ struct Planner<'a> {
     host: &'a dyn Fn(&Path) -> Existing,
     behavior: FileExistsBehavior,
     plan: InstallPlan,
-    /// Destination → source, for conflict messages.
-    copies: HashMap<PathBuf, PathBuf>,
-    copy_order: Vec<PathBuf>,
+    /// Destination → the index of its Copy in `plan.instructions`. The
+    /// plan's own instructions give the order and the sources: a revision of
+    /// many files is held once, not once per view.
+    copies: HashMap<PathBuf, usize>,
     directories: HashSet<PathBuf>,
-    directory_order: Vec<PathBuf>,
     permission_targets: HashSet<PathBuf>,
 }
 
@@ -259,10 +257,10 @@ impl Planner<'_> {
             (Existing::Other, FileExistsBehavior::Overwrite) => {}
         }
         let source = self.revision.absolute(source);
-        if let Some(first) = self.copies.get(destination) {
+        if let Some(first) = self.copy_source(destination) {
             return Err(InstallError::TwoSources {
                 destination: destination.to_path_buf(),
-                first: first.clone(),
+                first,
                 second: source,
             });
         }
@@ -273,8 +271,7 @@ impl Planner<'_> {
             });
         }
         self.copies
-            .insert(destination.to_path_buf(), source.clone());
-        self.copy_order.push(destination.to_path_buf());
+            .insert(destination.to_path_buf(), self.plan.instructions.len());
         self.plan.instructions.push(Instruction::Copy {
             source,
             destination: destination.to_path_buf(),
@@ -282,15 +279,22 @@ impl Planner<'_> {
         Ok(())
     }
 
+    /// The source this plan copies to `destination`, if any.
+    fn copy_source(&self, destination: &Path) -> Option<PathBuf> {
+        match self.plan.instructions.get(*self.copies.get(destination)?) {
+            Some(Instruction::Copy { source, .. }) => Some(source.clone()),
+            _ => None,
+        }
+    }
+
     fn mkdir(&mut self, directory: PathBuf) -> Result<(), InstallError> {
-        if let Some(source) = self.copies.get(&directory) {
+        if let Some(source) = self.copy_source(&directory) {
             return Err(InstallError::DirectoryOverPlannedFile {
-                source_path: source.clone(),
+                source_path: source,
                 directory,
             });
         }
         if self.directories.insert(directory.clone()) {
-            self.directory_order.push(directory.clone());
             self.plan
                 .instructions
                 .push(Instruction::Mkdir { directory });
@@ -328,23 +332,31 @@ impl Planner<'_> {
         if !self.directories.contains(object) && (self.host)(object) != Existing::Directory {
             return Ok(());
         }
+        // Files in the order they are copied, then directories in the order
+        // they are made.
         let mut matches = Vec::new();
         if permission.kinds.files {
-            for file in self
-                .copy_order
-                .iter()
-                .filter(|f| permission.reaches_below(f))
-            {
-                if permission.has_default_acl() {
-                    return Err(InstallError::DefaultAclOnFile { file: file.clone() });
+            for file in self.plan.instructions.iter().filter_map(|step| match step {
+                Instruction::Copy { destination, .. } => Some(destination),
+                _ => None,
+            }) {
+                if permission.reaches_below(file) {
+                    if permission.has_default_acl() {
+                        return Err(InstallError::DefaultAclOnFile { file: file.clone() });
+                    }
+                    matches.push(file.clone());
                 }
-                matches.push(file.clone());
             }
         }
         if permission.kinds.directories {
             matches.extend(
-                self.directory_order
+                self.plan
+                    .instructions
                     .iter()
+                    .filter_map(|step| match step {
+                        Instruction::Mkdir { directory } => Some(directory),
+                        _ => None,
+                    })
                     .filter(|d| permission.reaches_below(d))
                     .cloned(),
             );
