@@ -5,7 +5,7 @@
 //! output, not test assertions; BENCHMARKS.md and RELIABILITY.md record them.
 //!
 //! ```text
-//! bench --agent <path> [--only footprint|large|long-run]... [--idle-seconds S]
+//! bench --agent <path> [--only footprint|large|long-run|many-files]... [--idle-seconds S]
 //!       [--idle-wait-between-runs W] [--deployments N] [--long-run N]
 //!       [--work-dir DIR] [--scale-down F] [--perf-record FILE]
 //! ```
@@ -19,11 +19,15 @@
 //! - large: the 20,000-file revision, agent DownloadBundle+Install time
 //!   against `tar -xzf` + `cp -a` of the same bundle, peak RSS;
 //! - long-run: N consecutive deployments, RSS, open descriptors and revision
-//!   folders every 20.
+//!   folders every 20;
+//! - many-files (only when asked): a bundle of a million empty files, which
+//!   the agent must refuse in bounded time and memory, and one of 200,000
+//!   (the default `:archive_max_entries:`), which it must deploy.
 
 mod bed;
 mod figures;
 mod large;
+mod many;
 mod procfs;
 
 use std::path::{Path, PathBuf};
@@ -41,6 +45,7 @@ enum Phase {
     Footprint,
     Large,
     LongRun,
+    ManyFiles,
 }
 
 struct Args {
@@ -55,7 +60,8 @@ struct Args {
     perf_record: Option<PathBuf>,
 }
 
-const USAGE: &str = "bench --agent <path> [--only footprint|large|long-run]... [--idle-seconds S] \
+const USAGE: &str =
+    "bench --agent <path> [--only footprint|large|long-run|many-files]... [--idle-seconds S] \
      [--idle-wait-between-runs W] [--deployments N] [--long-run N] [--work-dir DIR] \
      [--scale-down F] [--perf-record FILE]";
 
@@ -85,7 +91,12 @@ fn parse_args(args: impl Iterator<Item = String>) -> Result<Args, String> {
                 "footprint" => Phase::Footprint,
                 "large" => Phase::Large,
                 "long-run" => Phase::LongRun,
-                other => return Err(format!("--only {other:?}: footprint, large or long-run")),
+                "many-files" => Phase::ManyFiles,
+                other => {
+                    return Err(format!(
+                        "--only {other:?}: footprint, large, long-run or many-files"
+                    ))
+                }
             }),
             "--idle-seconds" => parsed.idle = Duration::from_secs(number(&arg, value()?)?),
             "--idle-wait-between-runs" => parsed.idle_wait = number(&arg, value()?)?,
@@ -134,6 +145,7 @@ fn main() -> ExitCode {
             Phase::Footprint => footprint(&args, &mut figures),
             Phase::Large => large_revision(&args, &mut figures),
             Phase::LongRun => long_run(&args, &mut figures),
+            Phase::ManyFiles => many_files(&args, &mut figures),
         };
         if let Err(e) = result {
             eprintln!("bench: {phase:?} phase: {e}");
@@ -703,6 +715,98 @@ fn long_run(args: &Args, figures: &mut Vec<Figure>) -> Result<(), String> {
     Ok(())
 }
 
+/// Issue 8's "a million empty files": refused at `:archive_max_entries:`
+/// (default 200,000) during DownloadBundle, with the agent's peak RSS and
+/// what is left on disk; then 200,000 empty files, deployed, for scale.
+fn many_files(args: &Args, figures: &mut Vec<Figure>) -> Result<(), String> {
+    const HOSTILE: usize = 1_000_000;
+    const AT_THE_CAP: usize = 199_000; // plus 1,000 folders and the appspec
+    let cache = args.work_dir.join("many");
+    for files in [HOSTILE, AT_THE_CAP] {
+        let destination = cache.join(format!("install-{files}"));
+        let generating = Instant::now();
+        let bundle = many::ensure_bundle(&cache, files, &destination)?;
+        let bytes = std::fs::read(&bundle).map_err(|e| format!("{}: {e}", bundle.display()))?;
+        println!(
+            "many files: {} ({files} empty files, {:.1} MiB tgz) ready in {:.1} s",
+            bundle.display(),
+            bytes.len() as f64 / 1048576.0,
+            generating.elapsed().as_secs_f64()
+        );
+        let mut bed = BenchBed::start(&args.work_dir, Duration::from_millis(500))?;
+        let location = bed.upload("bench-many", "many.tgz", bytes, BundleType::Tgz)?;
+        let config = bed.agent_config("agent-many", 1);
+        let (pid, spawned_at) = bed.start_agent(&args.agent, &config)?;
+        startup_to_first_poll(&bed, spawned_at)?;
+        let _ = std::fs::remove_dir_all(&destination);
+        let deployment = Deployment::new("BenchMany", "BenchMany-Fleet", location);
+        bed.emulator.add_deployment(deployment.clone());
+        let outcome =
+            bed.wait_for_deployment_end(&deployment.deployment_id, Duration::from_secs(1800));
+        let peak = procfs::hwm_kib(pid);
+        let calls = bed.emulator.calls();
+        let record = bed
+            .emulator
+            .deployment(&deployment.deployment_id)
+            .ok_or("the emulator lost the deployment")?;
+        let timeline = |name: &str| {
+            record
+                .command(name)
+                .map(|c| command_timeline(&calls, &c.host_command_identifier))
+        };
+        let download = timeline("DownloadBundle").ok_or("no DownloadBundle command")?;
+        let left_in_root = large::count_files(&config.root_dir).0;
+        if files == HOSTILE {
+            let message = record
+                .command("DownloadBundle")
+                .and_then(|c| c.completions.last().cloned())
+                .and_then(|c| c.diagnostics.ok())
+                .map(|d| d.message)
+                .unwrap_or_default();
+            let refused = !outcome.is_succeeded() && message.contains("archive_max_entries");
+            let secs =
+                seconds_between(download.acknowledged, download.completed).unwrap_or(f64::NAN);
+            // The deployment's logs/scripts.log is all that may remain.
+            let clean = left_in_root <= 1;
+            println!("many files: DownloadBundle said: {message}");
+            figures.push(
+                Figure::new(
+                    format!("a million empty files ({files} in one tgz): DownloadBundle refused it"),
+                    format!(
+                        "{} after {secs:.1} s; peak RSS {:.2} MiB; {left_in_root} file(s) left under the deployment root",
+                        if refused { "refused" } else { "NOT refused" },
+                        mib(peak)
+                    ),
+                )
+                .target(
+                    "refused, peak RSS ≤ 48 MiB, nothing but the log left (issue 8)",
+                    Verdict::holds(refused && mib(peak) <= 48.0 && clean),
+                ),
+            );
+        } else {
+            let install = timeline("Install").ok_or("no Install command")?;
+            let total =
+                seconds_between(download.acknowledged, install.completed).unwrap_or(f64::NAN);
+            let download_secs =
+                seconds_between(download.acknowledged, download.completed).unwrap_or(0.0);
+            let install_secs =
+                seconds_between(install.acknowledged, install.completed).unwrap_or(0.0);
+            let installed = large::count_files(&destination).0;
+            figures.push(Figure::new(
+                format!("{files} empty files in 1,000 folders, DownloadBundle acknowledged → Install completed"),
+                format!(
+                    "{} in {total:.1} s (DownloadBundle {download_secs:.1} s, Install {install_secs:.1} s); {installed} files installed; peak RSS {:.2} MiB",
+                    if outcome.is_succeeded() { "deployed" } else { "FAILED" },
+                    mib(peak)
+                ),
+            ));
+            let _ = std::fs::remove_dir_all(&destination);
+        }
+        bed.stop_agent();
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -736,7 +840,10 @@ mod tests {
     #[test]
     fn bad_arguments_are_named() {
         let cases: &[(&str, &str)] = &[
-            ("--only everything", "footprint, large or long-run"),
+            (
+                "--only everything",
+                "footprint, large, long-run or many-files",
+            ),
             ("--idle-seconds soon", "--idle-seconds needs a number"),
             ("--deployments 5", "at least 10"),
             ("--frobnicate", "unknown argument"),
