@@ -348,6 +348,60 @@ fn each_hardening_key_refuses_or_accepts_its_revisions() {
     }
 }
 
+/// A revision of many small files, as a hostile bundle of a million empty
+/// ones is, past a lowered `:archive_max_entries:`: DownloadBundle fails with
+/// the key named, nothing of it stays, and the next revision deploys.
+#[test]
+fn a_revision_past_archive_max_entries_is_refused_and_the_next_one_deploys() {
+    let bed = TestBed::start("archive-max-entries");
+    let install = bed.path().join("srv/many");
+    let small = || {
+        Revision::new()
+            .file("appspec.yml", appspec("site", &install, &[]))
+            .file("site/index.html", "<p>small</p>\n")
+    };
+    let many = (0..150).fold(small(), |revision, i| {
+        revision.file(&format!("site/empty/{i:03}"), "")
+    });
+    let location = bed.upload(BUCKET, "many.tgz", &many, BundleType::Tgz);
+    let refused = Deployment::new("Many", "Many-Group", location);
+    bed.emulator.add_deployment(refused.clone());
+    let config = bed.agent_config().extra_line(":archive_max_entries: 100");
+    bed.start_agent_with(&agent_binary(), &config);
+
+    let failed = expect_failure_at(&bed, &refused, "DownloadBundle");
+    let diagnostics = failed.diagnostics().cloned().expect("diagnostics");
+    ensure_eq!(bed, diagnostics.error_code, 5, "an unpack failure");
+    ensure!(
+        bed,
+        diagnostics.message.contains(
+            "Error extracting tar archive: the revision has more than 100 entries (archive_max_entries); raise that key if this revision is genuinely that large"
+        ),
+        "the service is told the cap and the key: {:?}",
+        diagnostics.message
+    );
+    let archive = deployment_dir(&bed, &refused).join("deployment-archive");
+    ensure!(
+        bed,
+        !archive.exists(),
+        "the half-unpacked archive is removed: {}",
+        archive.display()
+    );
+    ensure!(bed, !install.exists(), "nothing was installed");
+    ensure!(bed, bed.agent_running(), "the agent keeps running");
+
+    let location = bed.upload(BUCKET, "small.tgz", &small(), BundleType::Tgz);
+    let next = Deployment::new("Many", "Many-Group", location);
+    bed.emulator.add_deployment(next.clone());
+    expect_success(&bed, &next);
+    ensure_eq!(
+        bed,
+        read(&install.join("index.html")),
+        "<p>small</p>\n",
+        "the small revision is installed"
+    );
+}
+
 /// Raises this process's soft core limit to its hard limit for as long as the
 /// guard lives, so that processes started meanwhile may dump core.
 struct CoreLimitRaised(libc::rlimit);

@@ -4,13 +4,15 @@
 //! with absolute paths or `..`, entries reached through a symbolic link that an
 //! earlier entry created, hard links to such places, and device nodes or fifos
 //! are refused with an error naming the entry. So are, whatever the
-//! configuration, symbolic links that lead out of the archive and bundles that
-//! unpack to more than `archive_max_extraction_size`; the operator's
+//! configuration, symbolic links that lead out of the archive, bundles that
+//! unpack to more than `archive_max_extraction_size` and bundles of more than
+//! `archive_max_entries` entries (a zip's declared count is refused before
+//! anything is written, a tar's at the entry past the cap); the operator's
 //! [`BundlePolicy`] may refuse links altogether, setuid/setgid entries, and
 //! archive owners. Blocking: run it off the runtime.
 
 use std::fs;
-use std::io::{self, Read};
+use std::io::{self, Read, Seek, SeekFrom};
 use std::os::unix::fs::{symlink, OpenOptionsExt, PermissionsExt};
 use std::path::{Component, Path, PathBuf};
 
@@ -147,6 +149,8 @@ enum ExtractError {
     },
     #[error("{0}")]
     Zip(#[from] zip::result::ZipError),
+    #[error("the revision has more than {max} entries (archive_max_entries); raise that key if this revision is genuinely that large")]
+    TooManyEntries { max: u64 },
 }
 
 fn unsafe_entry(entry: &str, reason: impl Into<String>) -> ExtractError {
@@ -193,6 +197,8 @@ struct Target {
     links: Vec<(String, PathBuf)>,
     /// Bytes of file content written so far.
     extracted: u64,
+    /// Entries met so far, the archive's root (`./`) included.
+    entries: u64,
 }
 
 impl Target {
@@ -205,6 +211,7 @@ impl Target {
             pending_dirs: Vec::new(),
             links: Vec::new(),
             extracted: 0,
+            entries: 0,
         }
     }
 
@@ -250,6 +257,17 @@ impl Target {
                 self.policy.max_extraction_size
             ),
         )
+    }
+
+    /// Refuses an archive of more than `archive_max_entries` entries, counted
+    /// one by one (tar) or declared up front (zip).
+    fn check_entry_count(&self, entries: u64) -> Result<(), ExtractError> {
+        match entries > self.policy.max_entries {
+            true => Err(ExtractError::TooManyEntries {
+                max: self.policy.max_entries,
+            }),
+            false => Ok(()),
+        }
     }
 
     /// The entry's place under the root; `None` for the root itself (`./`).
@@ -348,6 +366,11 @@ impl Target {
         attributes: Attributes,
         content: &mut dyn Read,
     ) -> Result<(), ExtractError> {
+        // Every entry counts, before anything of it is written: what a million
+        // empty files cost is their number (inodes, the install plan), not
+        // their size.
+        self.entries += 1;
+        self.check_entry_count(self.entries)?;
         let Some(relative) = self.place(name, path)? else {
             return Ok(());
         };
@@ -621,7 +644,15 @@ const MAX_ZIP_RATIO: u64 = 1100;
 
 fn extract_zip(file: fs::File, target: &mut Target) -> Result<(), ExtractError> {
     let archive_length = file.metadata()?.len();
-    let mut archive = zip::ZipArchive::new(io::BufReader::new(file))?;
+    let mut reader = io::BufReader::new(file);
+    // The zip crate loads the whole central directory, a few hundred bytes
+    // per entry: the declared count is checked before it does.
+    if let Some(declared) = zip_declared_entries(&mut reader, archive_length)? {
+        target.check_entry_count(declared)?;
+    }
+    let mut archive = zip::ZipArchive::new(reader)?;
+    // Again on what the crate read: it may have settled on another record.
+    target.check_entry_count(archive.len() as u64)?;
     check_zip_bomb(&mut archive, archive_length)?;
     for index in 0..archive.len() {
         let mut entry = archive.by_index(index)?;
@@ -661,6 +692,70 @@ fn extract_zip(file: fs::File, target: &mut Target) -> Result<(), ExtractError> 
         target.extract(&name, Path::new(&name), kind, attributes, &mut entry)?;
     }
     target.finish()
+}
+
+/// The end-of-central-directory record: signature, 18 bytes of fields, and a
+/// comment of up to 64 KiB.
+const ZIP_EOCD_SIGNATURE: &[u8; 4] = b"PK\x05\x06";
+const ZIP_EOCD_LENGTH: u64 = 22;
+const ZIP64_LOCATOR_SIGNATURE: &[u8; 4] = b"PK\x06\x07";
+const ZIP64_LOCATOR_LENGTH: u64 = 20;
+const ZIP64_EOCD_SIGNATURE: &[u8; 4] = b"PK\x06\x06";
+
+/// The entry count a zip declares, read from its last end-of-central-directory
+/// record (and the zip64 one it points to) as readers find it, without
+/// reading the central directory. `None` when there is no such record: the
+/// zip crate then says what is wrong with the archive.
+fn zip_declared_entries<R: Read + Seek>(reader: &mut R, length: u64) -> io::Result<Option<u64>> {
+    let tail_length = length.min(ZIP_EOCD_LENGTH + u64::from(u16::MAX));
+    let mut tail = vec![0; tail_length as usize];
+    reader.seek(SeekFrom::Start(length - tail_length))?;
+    reader.read_exact(&mut tail)?;
+    let u16_at = |bytes: &[u8], at: usize| u16::from_le_bytes([bytes[at], bytes[at + 1]]);
+    let u32_at = |bytes: &[u8], at: usize| {
+        u32::from_le_bytes(bytes[at..at + 4].try_into().expect("four bytes"))
+    };
+    let u64_at = |bytes: &[u8], at: usize| {
+        u64::from_le_bytes(bytes[at..at + 8].try_into().expect("eight bytes"))
+    };
+    // The last signature whose comment ends within the file.
+    let eocd = (0..tail.len().saturating_sub(ZIP_EOCD_LENGTH as usize - 1))
+        .rev()
+        .find(|&at| {
+            &tail[at..at + 4] == ZIP_EOCD_SIGNATURE
+                && at + ZIP_EOCD_LENGTH as usize + usize::from(u16_at(&tail, at + 20)) <= tail.len()
+        });
+    let Some(at) = eocd else {
+        return Ok(None);
+    };
+    let (on_disk, total) = (u16_at(&tail, at + 8), u16_at(&tail, at + 10));
+    let declared = u64::from(on_disk.max(total));
+    let may_be_zip64 = on_disk == u16::MAX
+        || total == u16::MAX
+        || u32_at(&tail, at + 12) == u32::MAX
+        || u32_at(&tail, at + 16) == u32::MAX;
+    let eocd_offset = length - tail_length + at as u64;
+    if !may_be_zip64 || eocd_offset < ZIP64_LOCATOR_LENGTH {
+        return Ok(Some(declared));
+    }
+    let mut locator = [0; ZIP64_LOCATOR_LENGTH as usize];
+    reader.seek(SeekFrom::Start(eocd_offset - ZIP64_LOCATOR_LENGTH))?;
+    reader.read_exact(&mut locator)?;
+    if &locator[..4] != ZIP64_LOCATOR_SIGNATURE {
+        return Ok(Some(declared));
+    }
+    let record_offset = u64_at(&locator, 8);
+    let mut record = [0; 40];
+    if record_offset.saturating_add(record.len() as u64) > eocd_offset {
+        return Ok(Some(declared));
+    }
+    reader.seek(SeekFrom::Start(record_offset))?;
+    reader.read_exact(&mut record)?;
+    if &record[..4] != ZIP64_EOCD_SIGNATURE {
+        return Ok(Some(declared));
+    }
+    // The classic record's 0xFFFF was a placeholder for these.
+    Ok(Some(u64_at(&record, 24).max(u64_at(&record, 32))))
 }
 
 /// Refuses, before anything is written, the two shapes of a zip bomb: an

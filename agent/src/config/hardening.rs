@@ -1,16 +1,26 @@
 //! The operator hardening settings: the official 2.x keys (`reject_*_in_bundle`,
 //! `ignore_ownership_in_bundle`, `archive_max_extraction_size`,
 //! `restrict_*_permissions`, `restrict_hook_env_to_allowlist`,
-//! `strip_loader_env_in_hooks`), the scripts.log bounds and core dumps, as typed
-//! modes. Pure data with their defaults; `parse/hardening.rs` reads the keys.
+//! `strip_loader_env_in_hooks`), our `archive_max_entries`, the scripts.log
+//! bounds and core dumps, as typed modes. Pure data with their defaults;
+//! `parse/hardening.rs` reads the keys.
 //!
 //! 2.x ships every protection off. Ours keeps the ones that break no valid
 //! revision always on (path traversal, links leaving the archive, device nodes,
-//! an extraction-size cap): their keys can only make the agent stricter.
+//! an extraction-size cap, an entry-count cap): their keys can only make the
+//! agent stricter.
 
 /// The default cap on what one bundle may unpack to. Generous on purpose: it
 /// stops a compression bomb from filling the disk, not a large application.
 pub const DEFAULT_MAX_EXTRACTION_SIZE: u64 = 16 * 1024 * 1024 * 1024;
+
+/// The default cap on the entries (files, directories, links) of one bundle.
+/// A million empty files compress to a tgz of a few MB, and every file
+/// unpacked costs the install plan a few hundred bytes, so the count, not the
+/// size, is what must be bounded: 200,000 files keep the plan within tens of
+/// MiB. Real revisions rarely reach 100,000 files, node_modules-heavy ones
+/// included; an operator raises `:archive_max_entries:` for a bigger one.
+pub const DEFAULT_MAX_ENTRIES: u64 = 200_000;
 
 /// scripts.log is rotated when it would grow past this (`:scripts_log_max_size_mb:`).
 pub const DEFAULT_SCRIPTS_LOG_MAX_SIZE: u64 = 64 * 1024 * 1024;
@@ -36,6 +46,8 @@ pub struct BundlePolicy {
     pub ownership: Ownership,
     /// Bytes of file content one bundle may unpack to.
     pub max_extraction_size: u64,
+    /// Entries (files, directories, links) one bundle may hold; never 0.
+    pub max_entries: u64,
 }
 
 impl Default for BundlePolicy {
@@ -45,6 +57,7 @@ impl Default for BundlePolicy {
             setid_bits: SetIdBits::Keep,
             ownership: Ownership::FromArchive,
             max_extraction_size: DEFAULT_MAX_EXTRACTION_SIZE,
+            max_entries: DEFAULT_MAX_ENTRIES,
         }
     }
 }
@@ -234,6 +247,7 @@ pub fn documented_defaults(config: &super::AgentConfig) -> Vec<(&'static str, St
             "archive_max_extraction_size",
             size(h.bundle.max_extraction_size),
         ),
+        ("archive_max_entries", h.bundle.max_entries.to_string()),
         (
             "restrict_agent_dir_permissions",
             on(h.agent_dirs == DirModes::Restricted),

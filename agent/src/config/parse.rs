@@ -371,7 +371,7 @@ pub fn live_reload_ignored(running: &AgentConfig, reread: &AgentConfig) -> Vec<&
     check(*log_max_size != reread.log_max_size, "log_max_size_mb");
     check(
         *hardening != reread.hardening,
-        "hardening keys (reject_*, restrict_*, ignore_ownership_in_bundle, archive_max_extraction_size, strip_loader_env_in_hooks)",
+        "hardening keys (reject_*, restrict_*, ignore_ownership_in_bundle, archive_max_extraction_size, archive_max_entries, strip_loader_env_in_hooks)",
     );
     check(
         *scripts_log != reread.scripts_log,

@@ -615,3 +615,229 @@ fn zip_bombs_are_refused_before_anything_is_written() {
         "nothing was written"
     );
 }
+
+const FIFTY_ENTRIES_REFUSED: &str = "the revision has more than 50 entries (archive_max_entries); raise that key if this revision is genuinely that large";
+
+fn capped_at_fifty() -> BundlePolicy {
+    BundlePolicy {
+        max_entries: 50,
+        ..BundlePolicy::default()
+    }
+}
+
+/// `count` (6 or more) entry names of every kind: the archive's root, a
+/// directory, files, a symbolic link and a hard link.
+fn entry_names(count: usize) -> Vec<String> {
+    (0..count)
+        .map(|i| match i {
+            0 => "./".to_string(),
+            1 => "d/".to_string(),
+            _ if i == count - 2 => "link".to_string(),
+            _ if i == count - 1 => "hard".to_string(),
+            _ => format!("d/f{i}"),
+        })
+        .collect()
+}
+
+fn many_entries(names: &[String]) -> Vec<Entry<'_>> {
+    names
+        .iter()
+        .map(|name| match name.as_str() {
+            "./" | "d/" => dir(name, 0o755),
+            "link" => symlink_entry(name, "d/f2"),
+            "hard" => hard_link(name, "d/f3"),
+            _ => file(name, 0o644, b""),
+        })
+        .collect()
+}
+
+#[test]
+fn the_entry_past_archive_max_entries_fails_the_tar_and_nothing_stays() {
+    let policy = capped_at_fifty();
+    for count in [50, 51] {
+        let names = entry_names(count);
+        let tar = tar_bytes(&many_entries(&names));
+        let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+        gz.write_all(&tar).unwrap();
+        let tgz = gz.finish().unwrap();
+        let tmp = tempfile::tempdir().unwrap();
+        let archive = tmp.path().join("deployment-archive");
+        let results = [
+            (
+                "tar",
+                unpack_with(
+                    &write_bundle(tmp.path(), &tar),
+                    BundleType::Tar,
+                    &archive,
+                    &policy,
+                ),
+            ),
+            (
+                "tgz",
+                unpack_with(
+                    &write_bundle(tmp.path(), &tgz),
+                    BundleType::Tgz,
+                    &archive,
+                    &policy,
+                ),
+            ),
+            (
+                "streamed tgz",
+                unpack_tar_stream(&tgz[..], TarCompression::Gzip, &archive, &policy),
+            ),
+        ];
+        for (what, result) in results {
+            if count == 50 {
+                result.unwrap_or_else(|e| panic!("{what}: exactly 50 entries: {e}"));
+                continue;
+            }
+            let message = result.expect_err(what).to_string();
+            assert_eq!(
+                message,
+                format!("Error extracting tar archive: {FIFTY_ENTRIES_REFUSED}"),
+                "{what}"
+            );
+            assert!(
+                !archive.exists(),
+                "{what}: the half-unpacked archive is removed"
+            );
+        }
+        if count == 50 {
+            // The last unpack (the streamed one) holds every entry.
+            assert_eq!(fs::read_dir(archive.join("d")).unwrap().count(), 46);
+            assert_eq!(
+                fs::read_link(archive.join("link")).unwrap(),
+                Path::new("d/f2")
+            );
+            assert!(archive.join("hard").is_file());
+        }
+        assert_eq!(
+            fs::read_dir(tmp.path()).unwrap().count(),
+            1 + usize::from(count == 50),
+            "only the bundle (and an accepted archive) in {}",
+            tmp.path().display()
+        );
+    }
+}
+
+fn zip_of(count: usize, first: &str) -> Vec<u8> {
+    use zip::write::SimpleFileOptions;
+    zip_bytes(|w| {
+        w.start_file(first, SimpleFileOptions::default()).unwrap();
+        w.add_directory("d/", SimpleFileOptions::default()).unwrap();
+        w.add_symlink("link", "d/f2", SimpleFileOptions::default())
+            .unwrap();
+        for i in 3..count {
+            w.start_file(format!("d/f{i}"), SimpleFileOptions::default())
+                .unwrap();
+        }
+    })
+}
+
+#[test]
+fn a_zip_over_archive_max_entries_is_refused_before_anything_is_written() {
+    let policy = capped_at_fifty();
+    let tmp = tempfile::tempdir().unwrap();
+    let archive = tmp.path().join("deployment-archive");
+
+    let bundle = write_bundle(tmp.path(), &zip_of(50, "appspec.yml"));
+    unpack_with(&bundle, BundleType::Zip, &archive, &policy).unwrap();
+    assert_eq!(fs::read_dir(archive.join("d")).unwrap().count(), 47);
+
+    // The first entry would be refused for its path if extraction had begun:
+    // the count is judged on the central directory, before any entry.
+    let bundle = write_bundle(tmp.path(), &zip_of(51, "../escaped"));
+    let message = unpack_with(&bundle, BundleType::Zip, &archive, &policy)
+        .unwrap_err()
+        .to_string();
+    assert_eq!(
+        message,
+        format!("Error extracting zip archive: {FIFTY_ENTRIES_REFUSED}")
+    );
+    assert!(
+        fs::read_dir(&archive).map(|d| d.count()).unwrap_or(0) == 0,
+        "nothing was written"
+    );
+    assert!(!tmp.path().join("escaped").exists());
+}
+
+/// `bytes` (a zip without a comment) rewritten as zip64 writes an archive of
+/// more than 65,535 entries: a zip64 end record and its locator hold the
+/// counts, the classic end record says 0xFFFF.
+fn as_zip64(bytes: &[u8]) -> Vec<u8> {
+    let eocd = bytes.len() - 22;
+    assert_eq!(&bytes[eocd..eocd + 4], b"PK\x05\x06");
+    let field = |at: usize, len: usize| {
+        let mut value = [0u8; 8];
+        value[..len].copy_from_slice(&bytes[eocd + at..eocd + at + len]);
+        u64::from_le_bytes(value)
+    };
+    let (entries, cd_size, cd_offset) = (field(10, 2), field(12, 4), field(16, 4));
+    let mut out = bytes[..eocd].to_vec();
+    out.extend_from_slice(b"PK\x06\x06");
+    out.extend_from_slice(&44u64.to_le_bytes());
+    out.extend_from_slice(&45u16.to_le_bytes());
+    out.extend_from_slice(&45u16.to_le_bytes());
+    out.extend_from_slice(&[0; 8]);
+    for value in [entries, entries, cd_size, cd_offset] {
+        out.extend_from_slice(&value.to_le_bytes());
+    }
+    out.extend_from_slice(b"PK\x06\x07");
+    out.extend_from_slice(&0u32.to_le_bytes());
+    out.extend_from_slice(&(eocd as u64).to_le_bytes());
+    out.extend_from_slice(&1u32.to_le_bytes());
+    out.extend_from_slice(&bytes[eocd..eocd + 8]);
+    out.extend_from_slice(&[0xFF; 4]);
+    out.extend_from_slice(&bytes[eocd + 12..]);
+    out
+}
+
+/// The count read from the end records agrees with what the zip crate reads
+/// from the whole central directory, zip64 archives and trailing comments
+/// included, and a zip64 archive is refused on its zip64 count.
+#[test]
+fn a_zip_declares_its_entry_count_in_its_last_records() {
+    use zip::write::SimpleFileOptions;
+    let zip64 = as_zip64(&zip_of(60, "appspec.yml"));
+    let cases: Vec<(&str, Vec<u8>)> = vec![
+        ("empty", zip_bytes(|_| {})),
+        ("three entries", zip_of(3, "appspec.yml")),
+        (
+            "a comment holding a signature",
+            zip_bytes(|w| {
+                w.start_file("a", SimpleFileOptions::default()).unwrap();
+                w.set_comment("PK\x05\x06 not a record");
+            }),
+        ),
+        ("zip64", zip64.clone()),
+    ];
+    for (what, bytes) in &cases {
+        let declared =
+            zip_declared_entries(&mut std::io::Cursor::new(bytes), bytes.len() as u64).unwrap();
+        let read = zip::ZipArchive::new(std::io::Cursor::new(bytes))
+            .unwrap()
+            .len();
+        assert_eq!(declared, Some(read as u64), "{what}");
+    }
+    assert_eq!(
+        zip_declared_entries(&mut std::io::Cursor::new(b"not a zip"), 9).unwrap(),
+        None
+    );
+
+    let tmp = tempfile::tempdir().unwrap();
+    let bundle = write_bundle(tmp.path(), &zip64);
+    let archive = tmp.path().join("deployment-archive");
+    let message = unpack_with(&bundle, BundleType::Zip, &archive, &capped_at_fifty())
+        .unwrap_err()
+        .to_string();
+    assert_eq!(
+        message,
+        format!("Error extracting zip archive: {FIFTY_ENTRIES_REFUSED}")
+    );
+    let roomy = BundlePolicy {
+        max_entries: 60,
+        ..BundlePolicy::default()
+    };
+    unpack_with(&bundle, BundleType::Zip, &archive, &roomy).unwrap();
+    assert_eq!(fs::read_dir(archive.join("d")).unwrap().count(), 57);
+}

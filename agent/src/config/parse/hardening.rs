@@ -7,7 +7,7 @@ use serde_norway::Value;
 
 use super::super::hardening::{
     CoreDumps, DirModes, EnvInheritance, LinkPolicy, LoaderVariables, Ownership, PermissionLinks,
-    SeLinuxTypes, SetIdBits, DEFAULT_MAX_EXTRACTION_SIZE,
+    SeLinuxTypes, SetIdBits, DEFAULT_MAX_ENTRIES, DEFAULT_MAX_EXTRACTION_SIZE,
 };
 use super::super::model::{AgentConfig, ConfigWarning};
 use super::super::ConfigError;
@@ -77,6 +77,22 @@ pub(super) fn read_key(
                     .ok_or_else(|| {
                         field.invalid(
                             "a size of 1 byte or more: a whole number of bytes, or a number with B, KB, MB, GB, TB, KiB, MiB, GiB or TiB (e.g. \"4GiB\")",
+                        )
+                    })?
+            }
+        },
+        "archive_max_entries" => match field.value {
+            Value::Bool(false) => warnings.push(field.warning(format!(
+                "cannot turn the entry cap off; it stays at {DEFAULT_MAX_ENTRIES} entries"
+            ))),
+            _ => {
+                hardening.bundle.max_entries = field
+                    .integer()
+                    .ok()
+                    .filter(|entries| *entries > 0)
+                    .ok_or_else(|| {
+                        field.invalid(
+                            "a whole number of entries of 1 or more (files, directories and links in one bundle, e.g. 500000)",
                         )
                     })?
             }
@@ -234,6 +250,19 @@ mod tests {
             (":archive_max_extraction_size: '500MB'", |c| {
                 c.hardening.bundle.max_extraction_size == 500_000_000
             }),
+            ("", |c| {
+                c.hardening.bundle.max_entries == DEFAULT_MAX_ENTRIES
+            }),
+            (":archive_max_entries: 500000", |c| {
+                c.hardening.bundle.max_entries == 500_000
+                    && c.hardening.bundle.max_extraction_size == DEFAULT_MAX_EXTRACTION_SIZE
+            }),
+            (":archive_max_entries: 1", |c| {
+                c.hardening.bundle.max_entries == 1
+            }),
+            (":archive_max_entries: '50'", |c| {
+                c.hardening.bundle.max_entries == 50
+            }),
             (":restrict_agent_dir_permissions: true", |c| {
                 c.hardening.agent_dirs == DirModes::Restricted
                     && c.hardening.log_dir == DirModes::WorldReadable
@@ -268,6 +297,9 @@ mod tests {
             (":archive_max_extraction_size: false", |c| {
                 c.hardening.bundle == BundlePolicy::default()
             }),
+            (":archive_max_entries: false", |c| {
+                c.hardening.bundle == BundlePolicy::default()
+            }),
         ];
         for (text, check) in cases {
             assert!(check(&config(text)), "{text:?} gave {:?}", config(text));
@@ -296,6 +328,31 @@ mod tests {
                 ":archive_max_extraction_size: -5\n",
                 "archive_max_extraction_size",
                 "1 byte or more",
+            ),
+            (
+                ":archive_max_entries: 0\n",
+                "archive_max_entries",
+                "a whole number of entries of 1 or more",
+            ),
+            (
+                ":archive_max_entries: -5\n",
+                "archive_max_entries",
+                "a whole number of entries of 1 or more",
+            ),
+            (
+                ":archive_max_entries: 1.5\n",
+                "archive_max_entries",
+                "a whole number of entries of 1 or more",
+            ),
+            (
+                ":archive_max_entries: lots\n",
+                "archive_max_entries",
+                "a whole number of entries of 1 or more",
+            ),
+            (
+                ":archive_max_entries: true\n",
+                "archive_max_entries",
+                "a whole number of entries of 1 or more",
             ),
             (
                 ":scripts_log_max_size_mb: 0\n",
@@ -352,6 +409,10 @@ mod tests {
             (
                 ":archive_max_extraction_size: false",
                 "cannot turn the extraction cap off",
+            ),
+            (
+                ":archive_max_entries: false",
+                "cannot turn the entry cap off; it stays at 200000 entries",
             ),
             (":enable_command_port: true", "no command port"),
             (":disable_powershell_profile_in_hooks: true", "Windows only"),
