@@ -99,6 +99,8 @@ pub async fn run(config_file: &Path) -> Result<(), StartupError> {
         config.wait_between_runs.as_secs()
     );
 
+    // Start-up is done: its heap and code pages are not needed while idle.
+    crate::hygiene::return_freed_memory();
     let (stop_polling, polling_stopped) = shutdown::channel();
     let (abort_hooks, hooks_aborted) = shutdown::channel();
     let poller_task = poller.run_with(polling_stopped, hooks_aborted);
