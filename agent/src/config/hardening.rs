@@ -16,10 +16,12 @@ pub const DEFAULT_MAX_EXTRACTION_SIZE: u64 = 16 * 1024 * 1024 * 1024;
 
 /// The default cap on the entries (files, directories, links) of one bundle.
 /// A million empty files compress to a tgz of a few MB, and every file
-/// unpacked costs the install plan a few hundred bytes, so the count, not the
-/// size, is what must be bounded: 200,000 files keep the plan within tens of
-/// MiB. Real revisions rarely reach 100,000 files, node_modules-heavy ones
-/// included; an operator raises `:archive_max_entries:` for a bigger one.
+/// costs the install plan about 500 bytes (its source and destination paths
+/// and its step), so the count, not the size, is what must be bounded:
+/// 200,000 files took the agent to 109 MiB at the peak of Install
+/// (`bench --only many-files`, BENCHMARKS.md), a million would take about
+/// 500 MiB. Real revisions rarely reach 100,000 files, node_modules-heavy
+/// ones included; an operator raises `:archive_max_entries:` for a bigger one.
 pub const DEFAULT_MAX_ENTRIES: u64 = 200_000;
 
 /// scripts.log is rotated when it would grow past this (`:scripts_log_max_size_mb:`).

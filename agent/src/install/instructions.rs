@@ -163,11 +163,11 @@ mod tests {
                 },
                 Instruction::SetContext {
                     file: file.clone(),
-                    context: SeLinuxContext {
+                    context: Box::new(SeLinuxContext {
                         user: Some("system_u".into()),
                         type_: "bin_t".into(),
                         range: Some(SeLinuxRange::parse("s0").unwrap()),
-                    },
+                    }),
                 },
                 Instruction::Chown {
                     file,

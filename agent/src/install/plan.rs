@@ -4,8 +4,10 @@
 //! passed in, so the rules of LIFECYCLE.md "Install" (file_exists_behavior,
 //! conflicts, permissions matching) are tested without touching the disk.
 
+use std::collections::hash_map::{Entry, RandomState};
 use std::collections::{HashMap, HashSet};
 use std::ffi::OsString;
+use std::hash::BuildHasher;
 use std::path::{Path, PathBuf};
 
 use super::error::InstallError;
@@ -73,7 +75,8 @@ pub enum Instruction {
     },
     SetContext {
         file: PathBuf,
-        context: SeLinuxContext,
+        /// Boxed: the rare step would otherwise size every instruction.
+        context: Box<SeLinuxContext>,
     },
     Chown {
         file: PathBuf,
@@ -100,7 +103,7 @@ pub fn plan(
         host,
         behavior,
         plan: InstallPlan::default(),
-        copies: HashMap::new(),
+        copies: CopyIndex::default(),
         directories: HashSet::new(),
         permission_targets: HashSet::new(),
     };
@@ -146,12 +149,57 @@ struct Planner<'a> {
     host: &'a dyn Fn(&Path) -> Existing,
     behavior: FileExistsBehavior,
     plan: InstallPlan,
-    /// Destination → the index of its Copy in `plan.instructions`. The
-    /// plan's own instructions give the order and the sources: a revision of
-    /// many files is held once, not once per view.
-    copies: HashMap<PathBuf, usize>,
+    copies: CopyIndex,
     directories: HashSet<PathBuf>,
     permission_targets: HashSet<PathBuf>,
+}
+
+/// Where each planned copy's destination is in `plan.instructions`, by a
+/// hash of the path: the plan's own instructions hold the paths, so a
+/// revision of many files costs a few bytes per file here, not a second copy
+/// of every destination. Two destinations with the same 64-bit hash (never
+/// seen in practice, but possible) are told apart by the paths themselves.
+#[derive(Default)]
+struct CopyIndex<S = RandomState> {
+    hasher: S,
+    by_hash: HashMap<u64, usize>,
+    colliding: HashMap<PathBuf, usize>,
+}
+
+impl<S: BuildHasher> CopyIndex<S> {
+    fn get(&self, instructions: &[Instruction], destination: &Path) -> Option<usize> {
+        let hash = self.hasher.hash_one(destination);
+        match self.by_hash.get(&hash) {
+            Some(&index) if copy_destination(instructions, index) == Some(destination) => {
+                Some(index)
+            }
+            Some(_) => self.colliding.get(destination).copied(),
+            None => None,
+        }
+    }
+
+    /// Records the copy at `index`; `destination` must not be recorded yet.
+    fn insert(&mut self, instructions: &[Instruction], destination: &Path, index: usize) {
+        match self.by_hash.entry(self.hasher.hash_one(destination)) {
+            Entry::Vacant(slot) => {
+                slot.insert(index);
+            }
+            Entry::Occupied(slot) => {
+                debug_assert_ne!(
+                    copy_destination(instructions, *slot.get()),
+                    Some(destination)
+                );
+                self.colliding.insert(destination.to_path_buf(), index);
+            }
+        }
+    }
+}
+
+fn copy_destination(instructions: &[Instruction], index: usize) -> Option<&Path> {
+    match instructions.get(index) {
+        Some(Instruction::Copy { destination, .. }) => Some(destination),
+        _ => None,
+    }
 }
 
 impl Planner<'_> {
@@ -270,8 +318,11 @@ impl Planner<'_> {
                 destination: destination.to_path_buf(),
             });
         }
-        self.copies
-            .insert(destination.to_path_buf(), self.plan.instructions.len());
+        self.copies.insert(
+            &self.plan.instructions,
+            destination,
+            self.plan.instructions.len(),
+        );
         self.plan.instructions.push(Instruction::Copy {
             source,
             destination: destination.to_path_buf(),
@@ -281,7 +332,8 @@ impl Planner<'_> {
 
     /// The source this plan copies to `destination`, if any.
     fn copy_source(&self, destination: &Path) -> Option<PathBuf> {
-        match self.plan.instructions.get(*self.copies.get(destination)?) {
+        let index = self.copies.get(&self.plan.instructions, destination)?;
+        match self.plan.instructions.get(index) {
             Some(Instruction::Copy { source, .. }) => Some(source.clone()),
             _ => None,
         }
@@ -307,7 +359,7 @@ impl Planner<'_> {
     /// (made now or already there). Pre-existing content is never touched.
     fn apply_permission(&mut self, permission: &Permission) -> Result<(), InstallError> {
         let object = &permission.object;
-        if self.copies.contains_key(object) {
+        if self.copies.get(&self.plan.instructions, object).is_some() {
             if !permission.kinds.files {
                 return Ok(());
             }
@@ -392,7 +444,7 @@ impl Planner<'_> {
         if let Some(context) = &permission.context {
             steps.push(Instruction::SetContext {
                 file: file.clone(),
-                context: context.clone(),
+                context: Box::new(context.clone()),
             });
         }
         if permission.owner.is_some() || permission.group.is_some() {

@@ -378,11 +378,11 @@ fn the_install_policy_refuses_setid_modes_and_unconfined_types_when_asked() {
     };
     let context = |type_: &str| Instruction::SetContext {
         file: "/srv/app/tool".into(),
-        context: SeLinuxContext {
+        context: Box::new(SeLinuxContext {
             user: None,
             type_: type_.to_string(),
             range: None,
-        },
+        }),
     };
     let default = InstallPolicy::default();
     let strict = InstallPolicy {
