@@ -13,6 +13,7 @@
 
 use std::fs;
 use std::io::{self, Read, Seek, SeekFrom};
+use std::os::fd::AsRawFd;
 use std::os::unix::fs::{symlink, OpenOptionsExt, PermissionsExt};
 use std::path::{Component, Path, PathBuf};
 
@@ -199,6 +200,11 @@ struct Target {
     extracted: u64,
     /// Entries met so far, the archive's root (`./`) included.
     entries: u64,
+    /// The last parent directory found to be a real directory of the
+    /// archive: the entries of one folder follow each other, so its path is
+    /// walked once, not once per entry. An entry can never turn a directory
+    /// into a link or a file (`clear` refuses), so the verdict stays true.
+    verified_parent: Option<PathBuf>,
 }
 
 impl Target {
@@ -212,6 +218,7 @@ impl Target {
             links: Vec::new(),
             extracted: 0,
             entries: 0,
+            verified_parent: None,
         }
     }
 
@@ -298,11 +305,15 @@ impl Target {
     /// symbolic link or a non-directory: an earlier entry must not redirect a
     /// later one outside the archive.
     fn prepare_parents(
-        &self,
+        &mut self,
         name: &str,
         relative: &Path,
         missing: MissingParents,
     ) -> Result<PathBuf, ExtractError> {
+        let parent = relative.parent().unwrap_or(Path::new(""));
+        if self.verified_parent.as_deref() == Some(parent) {
+            return Ok(self.root.join(relative));
+        }
         let mut current = self.root.clone();
         let parents: Vec<_> = relative.components().collect();
         for component in &parents[..parents.len().saturating_sub(1)] {
@@ -341,6 +352,7 @@ impl Target {
                 Err(source) => return Err(entry_io(name, source)),
             }
         }
+        self.verified_parent = Some(parent.to_path_buf());
         Ok(self.root.join(relative))
     }
 
@@ -392,15 +404,24 @@ impl Target {
                 Ok(())
             }
             EntryKind::File => {
-                self.clear(name, &dest)?;
                 // create_new (O_EXCL) never follows a symlink that might have
-                // appeared at the destination.
-                let mut file = fs::OpenOptions::new()
-                    .write(true)
-                    .create_new(true)
-                    .mode(0o600)
-                    .open(&dest)
-                    .map_err(|source| entry_io(name, source))?;
+                // appeared at the destination. What stands there already (an
+                // earlier entry of the same name) is cleared, then tried again.
+                let create = || {
+                    fs::OpenOptions::new()
+                        .write(true)
+                        .create_new(true)
+                        .mode(0o600)
+                        .open(&dest)
+                };
+                let mut file = match create() {
+                    Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {
+                        self.clear(name, &dest)?;
+                        create()
+                    }
+                    other => other,
+                }
+                .map_err(|source| entry_io(name, source))?;
                 // One byte more than the budget tells an oversized entry
                 // apart from one that fills it exactly.
                 let budget = self
@@ -412,12 +433,11 @@ impl Target {
                         true => ExtractError::Io(source),
                         false => entry_io(name, source),
                     })?;
-                drop(file);
                 if copied > budget {
                     return Err(self.over_budget(name));
                 }
                 self.extracted += copied;
-                self.restore(name, &dest, &attributes, false)
+                self.restore_file(name, &file, &attributes)
             }
             EntryKind::Symlink(target) => {
                 self.clear(name, &dest)?;
@@ -450,6 +470,30 @@ impl Target {
                 fs::hard_link(&source, &dest).map_err(|source| entry_io(name, source))
             }
         }
+    }
+
+    /// [`Target::restore`] for a regular file, through its open descriptor
+    /// (no second walk of its path).
+    fn restore_file(
+        &self,
+        name: &str,
+        file: &fs::File,
+        attributes: &Attributes,
+    ) -> Result<(), ExtractError> {
+        if self.restore_owners {
+            if let Some((uid, gid)) = attributes.owner {
+                std::os::unix::fs::fchown(file, Some(uid.as_raw()), Some(gid.as_raw()))
+                    .map_err(|source| entry_io(name, source))?;
+            }
+        }
+        file.set_permissions(fs::Permissions::from_mode(attributes.mode))
+            .map_err(|source| entry_io(name, source))?;
+        if let Some(mtime) = attributes.mtime {
+            let time = TimeSpec::new(mtime, 0);
+            nix::sys::stat::futimens(file.as_raw_fd(), &time, &time)
+                .map_err(|errno| entry_io(name, io::Error::from(errno)))?;
+        }
+        Ok(())
     }
 
     /// Owner first (chown clears setuid bits), then mode, then time.

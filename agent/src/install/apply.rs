@@ -168,12 +168,21 @@ fn place(
     as_root: bool,
 ) -> Result<(), InstallError> {
     let owner = as_root.then(|| (meta.uid(), meta.gid()));
-    remove_partial(destination)?;
     let partial = partial_path(destination);
+    // A partial file a crash left is removed, then the step tried again.
+    let fresh = |create: &dyn Fn() -> io::Result<()>| -> io::Result<()> {
+        match create() {
+            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {
+                remove_partial(destination).map_err(io::Error::other)?;
+                create()
+            }
+            other => other,
+        }
+    };
     let write = || -> io::Result<()> {
         if meta.file_type().is_symlink() {
             let target = fs::read_link(source)?;
-            std::os::unix::fs::symlink(&target, &partial)?;
+            fresh(&|| std::os::unix::fs::symlink(&target, &partial))?;
             if let Some((uid, gid)) = owner {
                 std::os::unix::fs::lchown(&partial, Some(uid), Some(gid))?;
             }
@@ -181,11 +190,20 @@ fn place(
             let mut input = fs::File::open(source)?;
             // create_new: O_EXCL, which also refuses to follow a link planted
             // at the partial file's name since it was cleared.
-            let mut output = fs::OpenOptions::new()
-                .write(true)
-                .create_new(true)
-                .mode(0o600)
-                .open(&partial)?;
+            let open = || {
+                fs::OpenOptions::new()
+                    .write(true)
+                    .create_new(true)
+                    .mode(0o600)
+                    .open(&partial)
+            };
+            let mut output = match open() {
+                Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {
+                    remove_partial(destination).map_err(io::Error::other)?;
+                    open()
+                }
+                other => other,
+            }?;
             // File to File: std uses copy_file_range (the kernel copies, no
             // user buffer), falling back to read/write where the file system
             // cannot. Copying on several threads was measured on a

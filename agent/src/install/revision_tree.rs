@@ -2,6 +2,7 @@
 //! ([`FsRevision`]) and the host's existing paths ([`host_existing`]). Read-only;
 //! a path that resolves outside the revision is reported, never followed.
 
+use std::cell::RefCell;
 use std::ffi::OsString;
 use std::fs;
 use std::path::{Path, PathBuf};
@@ -14,6 +15,10 @@ pub struct FsRevision {
     root: PathBuf,
     /// The root with links resolved, to tell whether a link stays inside.
     real_root: PathBuf,
+    /// The last parent resolved, and where it led: the planner asks about
+    /// the entries of one directory in a row, so each directory's path is
+    /// resolved once, not once per entry.
+    last_parent: RefCell<Option<(PathBuf, Option<PathBuf>)>>,
 }
 
 impl FsRevision {
@@ -23,7 +28,22 @@ impl FsRevision {
         Ok(FsRevision {
             root: archive_dir.to_path_buf(),
             real_root,
+            last_parent: RefCell::new(None),
         })
+    }
+
+    /// `parent` (revision-relative) with its links resolved; `None` when it
+    /// does not resolve. Install reads the unpacked revision only, which
+    /// nothing changes meanwhile, so the last answer can be kept.
+    fn resolve_parent(&self, parent: &Path) -> Option<PathBuf> {
+        if let Some((asked, real)) = self.last_parent.borrow().as_ref() {
+            if asked == parent {
+                return real.clone();
+            }
+        }
+        let real = fs::canonicalize(self.root.join(parent)).ok();
+        *self.last_parent.borrow_mut() = Some((parent.to_path_buf(), real.clone()));
+        real
     }
 
     fn inside(&self, real: &Path) -> Option<PathBuf> {
@@ -39,7 +59,7 @@ impl RevisionTree for FsRevision {
         // A source written through a link (`linked/file`) must still resolve
         // inside the revision.
         if let Some(parent) = relative.parent().filter(|p| !p.as_os_str().is_empty()) {
-            let real_parent = fs::canonicalize(self.root.join(parent)).ok()?;
+            let real_parent = self.resolve_parent(parent)?;
             if self.inside(&real_parent).is_none() {
                 return Some(SourceKind::Outside {
                     target: real_parent,

@@ -245,9 +245,86 @@ pub fn settle_after_delete() {
     std::thread::sleep(std::time::Duration::from_secs(40));
 }
 
+/// A new ext4 file system, made in an image file on the same disk and
+/// mounted at `dir` for one timed step, unmounted and deleted after it. Each
+/// of the agent and the baseline then starts on a file system where no
+/// inode was ever freed, instead of one whose allocator state depends on
+/// what the previous step deleted (see [`settle_after_delete`]): runs under
+/// the old method ranged from 0.8× to 4.6× for the same agent.
+pub struct FreshFs {
+    dir: PathBuf,
+    image: PathBuf,
+}
+
+impl FreshFs {
+    /// As root with `mkfs.ext4` and loop devices at hand.
+    pub fn available() -> bool {
+        let root = std::fs::read_to_string("/proc/self/status")
+            .map(|status| {
+                status
+                    .lines()
+                    .any(|l| l.starts_with("Uid:") && l.split_whitespace().nth(1) == Some("0"))
+            })
+            .unwrap_or(false);
+        let mkfs = Command::new("mkfs.ext4")
+            .arg("-V")
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .status()
+            .is_ok_and(|s| s.success());
+        root && mkfs && Path::new("/dev/loop-control").exists()
+    }
+
+    pub fn mount(dir: &Path, image: &Path) -> Result<FreshFs, String> {
+        unmount(dir);
+        std::fs::create_dir_all(dir)
+            .map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
+        let _ = std::fs::remove_file(image);
+        run(
+            "truncate",
+            Command::new("truncate").args(["-s", "3G"]).arg(image),
+        )?;
+        // Inode tables and journal written now, not by a kernel thread in the
+        // middle of the timed step.
+        run(
+            "mkfs.ext4",
+            Command::new("mkfs.ext4")
+                .args(["-q", "-F", "-E", "lazy_itable_init=0,lazy_journal_init=0"])
+                .arg(image),
+        )?;
+        run(
+            "mount",
+            Command::new("mount")
+                .args(["-o", "loop"])
+                .arg(image)
+                .arg(dir),
+        )?;
+        sync();
+        Ok(FreshFs {
+            dir: dir.to_path_buf(),
+            image: image.to_path_buf(),
+        })
+    }
+}
+
+impl Drop for FreshFs {
+    fn drop(&mut self) {
+        unmount(&self.dir);
+        let _ = std::fs::remove_file(&self.image);
+    }
+}
+
+fn unmount(dir: &Path) {
+    let _ = Command::new("umount")
+        .arg(dir)
+        .stderr(std::process::Stdio::null())
+        .status();
+}
+
 /// Unpacks `bundle` with `tar -xzf` into `<work>/baseline-tar`, copies that
 /// with `cp -a` to `<work>/baseline-cp`, times both, and removes both.
-pub fn baseline(bundle: &Path, work: &Path) -> Result<Baseline, String> {
+/// `settle`: wait after deleting earlier trees (not needed on a [`FreshFs`]).
+pub fn baseline(bundle: &Path, work: &Path, settle: bool) -> Result<Baseline, String> {
     let unpacked = work.join("baseline-tar");
     let copied = work.join("baseline-cp");
     for dir in [&unpacked, &copied] {
@@ -256,7 +333,9 @@ pub fn baseline(bundle: &Path, work: &Path) -> Result<Baseline, String> {
     std::fs::create_dir_all(&unpacked)
         .map_err(|e| format!("cannot create {}: {e}", unpacked.display()))?;
     sync();
-    settle_after_delete();
+    if settle {
+        settle_after_delete();
+    }
     let tar_secs = run(
         "tar -xzf",
         Command::new("tar")

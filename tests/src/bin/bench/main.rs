@@ -431,7 +431,32 @@ fn stop_perf(mut perf: std::process::Child) {
 fn large_revision(args: &Args, figures: &mut Vec<Figure>) -> Result<(), String> {
     let shape = large::ISSUE_11.scaled_down(args.scale_down);
     let cache = args.work_dir.join("large");
-    let destination = cache.join("install");
+    // Each timed step on a new file system when the machine allows it (the
+    // destination, the agent's deployment root and the baseline's trees all
+    // live there), else in the cache folder with a settle after deletes.
+    let fresh_fs = large::FreshFs::available();
+    let work = if fresh_fs {
+        cache.join("fresh")
+    } else {
+        cache.clone()
+    };
+    let image = cache.join("fresh-fs.img");
+    let fresh = || -> Result<Option<large::FreshFs>, String> {
+        if fresh_fs {
+            large::FreshFs::mount(&work, &image).map(Some)
+        } else {
+            Ok(None)
+        }
+    };
+    println!(
+        "large revision: {}",
+        if fresh_fs {
+            "each timed step on a new ext4 file system (loop image on the same disk)"
+        } else {
+            "not root or no mkfs.ext4: timed steps share the cache's file system, 40 s settle after deletes"
+        }
+    );
+    let destination = work.join("install");
     let generating = Instant::now();
     let (bundle, generated) = large::ensure_bundle(&cache, &shape, &destination)?;
     let bundle_size = std::fs::metadata(&bundle)
@@ -452,7 +477,15 @@ fn large_revision(args: &Args, figures: &mut Vec<Figure>) -> Result<(), String> 
     // The bed lives next to the cache: the agent's deployment root, the
     // destination and the baseline's directories are on the same disk.
     let mut bed = BenchBed::start(&args.work_dir, Duration::from_millis(500))?;
-    let first_baseline = large::baseline(&bundle, bed.path())?;
+    let first_baseline = {
+        let _fs = fresh()?;
+        let dir = if fresh_fs {
+            work.clone()
+        } else {
+            bed.path().to_path_buf()
+        };
+        large::baseline(&bundle, &dir, !fresh_fs)?
+    };
     let bytes = std::fs::read(&bundle).map_err(|e| format!("{}: {e}", bundle.display()))?;
     let uploading = Instant::now();
     let location = bed.upload("bench-large", "large.tgz", bytes, BundleType::Tgz)?;
@@ -462,12 +495,18 @@ fn large_revision(args: &Args, figures: &mut Vec<Figure>) -> Result<(), String> 
     );
 
     let download_floor = curl_get_seconds(&bed, &location);
-    let config = bed.agent_config("agent-large", 1);
+    let agent_fs = fresh()?;
+    let mut config = bed.agent_config("agent-large", 1);
+    if fresh_fs {
+        config.root_dir = work.join("deployment-root");
+    }
     let (pid, spawned_at) = bed.start_agent(&args.agent, &config)?;
     startup_to_first_poll(&bed, spawned_at)?;
-    let _ = std::fs::remove_dir_all(&destination);
-    large::sync();
-    large::settle_after_delete();
+    if !fresh_fs {
+        let _ = std::fs::remove_dir_all(&destination);
+        large::sync();
+        large::settle_after_delete();
+    }
     let perf = match &args.perf_record {
         Some(out) => Some(start_perf(pid, out)?),
         None => None,
@@ -501,7 +540,16 @@ fn large_revision(args: &Args, figures: &mut Vec<Figure>) -> Result<(), String> 
     let (files, installed_bytes) = large::count_files(&destination);
     bed.stop_agent();
     let _ = std::fs::remove_dir_all(&destination);
-    let second_baseline = large::baseline(&bundle, bed.path())?;
+    drop(agent_fs);
+    let second_baseline = {
+        let _fs = fresh()?;
+        let dir = if fresh_fs {
+            work.clone()
+        } else {
+            bed.path().to_path_buf()
+        };
+        large::baseline(&bundle, &dir, !fresh_fs)?
+    };
     let baseline = (first_baseline.total() + second_baseline.total()) / 2.0;
     let ratio = agent_secs / baseline;
     println!(
