@@ -336,6 +336,9 @@ fn footprint(args: &Args, figures: &mut Vec<Figure>) -> Result<(), String> {
         if let Some(s) = deployment_seconds(&bed.emulator.calls(), &record, queued_at) {
             seconds.push(s);
         }
+        // The service has the last Complete; the agent turns idle (and hands
+        // back what the deployment used) just after its answer arrives.
+        std::thread::sleep(Duration::from_millis(300));
         rss.push(procfs::tree_rss(pid).kib);
         previous = Some(deployment);
     }
