@@ -12,8 +12,7 @@
 
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use codedeploy_e2e::github::{github_deployment, FakeGitHub, GitHubSource};
 use codedeploy_e2e::{AgentConfig, BundleType, Deployment, Revision, TestBed};
@@ -381,48 +380,18 @@ fn codedeploy_local_deploys_a_github_zipball_url_anonymously() {
     )
     .expect("the configuration file can be written");
     let location = format!("https://api.github.com/repos/acme/cli/zipball/{COMMIT}");
-    let mut command = Command::new(env!("CARGO_BIN_EXE_codedeploy-local"));
-    command
-        .args(["-c", &config.display().to_string(), "-l", &location])
-        .current_dir(dir.path())
-        .stdin(Stdio::null())
-        .stdout(std::fs::File::create(dir.path().join("stdout")).expect("stdout file"))
-        .stderr(std::fs::File::create(dir.path().join("stderr")).expect("stderr file"));
-    for name in [
-        "HTTP_PROXY",
-        "http_proxy",
-        "https_proxy",
-        "ALL_PROXY",
-        "all_proxy",
-    ] {
-        command.env_remove(name);
-    }
-    command
-        .env("HTTPS_PROXY", closed_loopback_proxy())
-        .env("NO_PROXY", "127.0.0.1,localhost");
-    let mut child = command.spawn().expect("codedeploy-local starts");
-    let deadline = Instant::now() + Duration::from_secs(60);
-    let status = loop {
-        if let Some(status) = child.try_wait().expect("the child can be waited for") {
-            break Some(status);
-        }
-        if Instant::now() >= deadline {
-            let _ = child.kill();
-            let _ = child.wait();
-            break None;
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    };
-    let describe = || {
-        format!(
-            "exit {status:?}\n--- stdout ---\n{}--- stderr ---\n{}{}",
-            read(&dir.path().join("stdout")),
-            read(&dir.path().join("stderr")),
-            github.report()
-        )
-    };
+    let proxy = closed_loopback_proxy();
+    let run = crate::local::run_local(
+        dir.path(),
+        &["-c", &config.display().to_string(), "-l", &location],
+        &[
+            ("HTTPS_PROXY", proxy.as_str()),
+            ("NO_PROXY", "127.0.0.1,localhost"),
+        ],
+    );
+    let describe = || format!("{}{}", run.describe(), github.report());
     assert!(
-        status.is_some_and(|s| s.success()),
+        run.code == Some(0),
         "codedeploy-local should succeed\n{}",
         describe()
     );

@@ -35,14 +35,14 @@ fn local_binary() -> &'static str {
 }
 
 /// What one `codedeploy-local` run did.
-struct LocalRun {
-    code: Option<i32>,
+pub(crate) struct LocalRun {
+    pub(crate) code: Option<i32>,
     stdout: String,
     stderr: String,
 }
 
 impl LocalRun {
-    fn describe(&self) -> String {
+    pub(crate) fn describe(&self) -> String {
         format!(
             "exit {:?}\n--- stdout ---\n{}--- stderr ---\n{}",
             self.code, self.stdout, self.stderr
@@ -119,7 +119,7 @@ impl LocalHost {
 }
 
 /// Runs the binary with output captured to files; kills it at the deadline.
-fn run_local(dir: &Path, args: &[&str], env: &[(&str, &str)]) -> LocalRun {
+pub(crate) fn run_local(dir: &Path, args: &[&str], env: &[(&str, &str)]) -> LocalRun {
     let stamp = format!("{}", fastrand_suffix());
     let out_path = dir.join(format!("local-{stamp}.stdout"));
     let err_path = dir.join(format!("local-{stamp}.stderr"));
@@ -141,6 +141,8 @@ fn run_local(dir: &Path, args: &[&str], env: &[(&str, &str)]) -> LocalRun {
         "HTTPS_PROXY",
         "http_proxy",
         "https_proxy",
+        "ALL_PROXY",
+        "all_proxy",
     ] {
         command.env_remove(name);
     }

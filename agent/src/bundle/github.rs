@@ -23,6 +23,7 @@ use super::error::BundleError;
 use super::sniff::sniff_archive;
 use super::stream::PARTIAL_PREFIX;
 use crate::config::ProxyUri;
+use crate::protocol::client::{error_chain, explicit_proxy};
 use crate::spec::{BundleType, GitHubRevision};
 
 /// Where GitHub revisions come from unless `:github_endpoint_override:` says
@@ -182,14 +183,7 @@ impl GitHubClient {
             // drops the Authorization header when a redirect changes host.
             .redirect(reqwest::redirect::Policy::limited(10));
         if let Some(proxy) = proxy {
-            // An explicit proxy replaces the environment's, NO_PROXY included.
-            let proxy = reqwest::Proxy::all(proxy.as_str()).map_err(|e| {
-                GitHubError::Client(format!(
-                    "proxy_uri {} is not a usable proxy URL: {e}",
-                    proxy.redacted()
-                ))
-            })?;
-            builder = builder.proxy(proxy);
+            builder = builder.proxy(explicit_proxy(proxy).map_err(GitHubError::Client)?);
         }
         let http = builder
             .build()
@@ -284,7 +278,7 @@ async fn attempt(
     let mut response = request
         .send()
         .await
-        .map_err(|e| Attempt::Failed(AttemptFailure::Transport(describe(&e))))?;
+        .map_err(|e| Attempt::Failed(AttemptFailure::Transport(error_chain(&e))))?;
     let status = response.status();
     if !status.is_success() {
         return Err(Attempt::Failed(AttemptFailure::Status(status.as_u16())));
@@ -316,7 +310,7 @@ async fn attempt(
             Err(e) => {
                 return Err(Attempt::Failed(AttemptFailure::Transport(format!(
                     "the download broke off: {}",
-                    describe(&e)
+                    error_chain(&e)
                 ))))
             }
         };
@@ -335,18 +329,6 @@ async fn attempt(
         .persist(bundle_file)
         .map_err(|e| write_error(e.error))?;
     Ok(head)
-}
-
-/// A reqwest error with its causes (the URL is in it; the headers are not).
-fn describe(error: &reqwest::Error) -> String {
-    let mut text = error.to_string();
-    let mut source = std::error::Error::source(error);
-    while let Some(cause) = source {
-        text.push_str(": ");
-        text.push_str(&cause.to_string());
-        source = cause.source();
-    }
-    text
 }
 
 #[cfg(test)]

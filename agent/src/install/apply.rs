@@ -169,20 +169,12 @@ fn place(
 ) -> Result<(), InstallError> {
     let owner = as_root.then(|| (meta.uid(), meta.gid()));
     let partial = partial_path(destination);
-    // A partial file a crash left is removed, then the step tried again.
-    let fresh = |create: &dyn Fn() -> io::Result<()>| -> io::Result<()> {
-        match create() {
-            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {
-                remove_partial(destination).map_err(io::Error::other)?;
-                create()
-            }
-            other => other,
-        }
-    };
     let write = || -> io::Result<()> {
         if meta.file_type().is_symlink() {
             let target = fs::read_link(source)?;
-            fresh(&|| std::os::unix::fs::symlink(&target, &partial))?;
+            create_partial(destination, || {
+                std::os::unix::fs::symlink(&target, &partial)
+            })?;
             if let Some((uid, gid)) = owner {
                 std::os::unix::fs::lchown(&partial, Some(uid), Some(gid))?;
             }
@@ -190,20 +182,13 @@ fn place(
             let mut input = fs::File::open(source)?;
             // create_new: O_EXCL, which also refuses to follow a link planted
             // at the partial file's name since it was cleared.
-            let open = || {
+            let mut output = create_partial(destination, || {
                 fs::OpenOptions::new()
                     .write(true)
                     .create_new(true)
                     .mode(0o600)
                     .open(&partial)
-            };
-            let mut output = match open() {
-                Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {
-                    remove_partial(destination).map_err(io::Error::other)?;
-                    open()
-                }
-                other => other,
-            }?;
+            })?;
             // File to File: std uses copy_file_range (the kernel copies, no
             // user buffer), falling back to read/write where the file system
             // cannot. Copying on several threads was measured on a
@@ -226,6 +211,18 @@ fn place(
         let _ = fs::remove_file(&partial);
         InstallError::io("install", destination)(error)
     })
+}
+
+/// Runs `create` (an exclusive create of `destination`'s partial file); when
+/// a partial file a crash left is in the way, removes it and tries once more.
+fn create_partial<T>(destination: &Path, create: impl Fn() -> io::Result<T>) -> io::Result<T> {
+    match create() {
+        Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {
+            remove_partial(destination).map_err(io::Error::other)?;
+            create()
+        }
+        other => other,
+    }
 }
 
 fn chown(file: &Path, owner: Option<&str>, group: Option<&str>) -> Result<(), InstallError> {

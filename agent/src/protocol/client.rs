@@ -245,15 +245,7 @@ impl CommandsClient {
             .tcp_keepalive(Duration::from_secs(60))
             .https_only(false);
         if let Some(proxy) = &transport.proxy_uri {
-            // An explicit proxy replaces the environment's, NO_PROXY included:
-            // `:proxy_uri:` is for all AWS traffic, as in the official agent.
-            let proxy = reqwest::Proxy::all(proxy.as_str()).map_err(|e| {
-                format!(
-                    "proxy_uri {} is not a usable proxy URL: {e}",
-                    proxy.redacted()
-                )
-            })?;
-            builder = builder.proxy(proxy);
+            builder = builder.proxy(explicit_proxy(proxy)?);
         }
         let http = builder
             .build()
@@ -533,6 +525,19 @@ pub fn stale_connection(error: &(dyn std::error::Error + 'static)) -> bool {
         current = e.source();
     }
     false
+}
+
+/// `:proxy_uri:` for a reqwest client. An explicit proxy replaces the
+/// environment's, NO_PROXY included: it is for all AWS traffic, as in the
+/// official agent. Every HTTP client of the agent (Commands, S3, GitHub)
+/// builds its proxy here.
+pub fn explicit_proxy(proxy: &ProxyUri) -> Result<reqwest::Proxy, String> {
+    reqwest::Proxy::all(proxy.as_str()).map_err(|e| {
+        format!(
+            "proxy_uri {} is not a usable proxy URL: {e}",
+            proxy.redacted()
+        )
+    })
 }
 
 /// The error with its causes, which reqwest keeps in the source chain.

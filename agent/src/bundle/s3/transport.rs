@@ -17,6 +17,7 @@ use aws_smithy_runtime_api::http::HttpError;
 use aws_smithy_types::body::SdkBody;
 
 use crate::config::ProxyUri;
+use crate::protocol::client::explicit_proxy;
 
 /// Time to set up the TCP and TLS connection to S3.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
@@ -43,13 +44,7 @@ impl S3Http {
             // The SDK decides redirects (S3 answers 301 for a wrong region).
             .redirect(reqwest::redirect::Policy::none());
         if let Some(proxy) = proxy {
-            let proxy = reqwest::Proxy::all(proxy.as_str()).map_err(|e| {
-                format!(
-                    "proxy_uri {} is not a usable proxy URL: {e}",
-                    proxy.redacted()
-                )
-            })?;
-            builder = builder.proxy(proxy);
+            builder = builder.proxy(explicit_proxy(proxy)?);
         }
         let http = builder
             .build()

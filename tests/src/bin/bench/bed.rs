@@ -172,6 +172,32 @@ impl BenchBed {
     }
 }
 
+/// What the emulator recorded of one deployment: its commands and every call,
+/// to read each command's timeline from.
+pub struct Recorded {
+    pub record: DeploymentRecord,
+    calls: Vec<Call>,
+}
+
+impl Recorded {
+    pub fn of(bed: &BenchBed, deployment: &Deployment) -> Result<Recorded, String> {
+        let calls = bed.emulator.calls();
+        let record = bed
+            .emulator
+            .deployment(&deployment.deployment_id)
+            .ok_or("the emulator lost the deployment")?;
+        Ok(Recorded { record, calls })
+    }
+
+    /// The timeline of the deployment's command `name`.
+    pub fn timeline(&self, name: &str) -> Result<CommandTimeline, String> {
+        self.record
+            .command(name)
+            .map(|c| command_timeline(&self.calls, &c.host_command_identifier))
+            .ok_or_else(|| format!("no {name} command"))
+    }
+}
+
 /// When the service saw one command pass each step.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct CommandTimeline {

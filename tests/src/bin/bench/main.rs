@@ -37,7 +37,7 @@ use std::time::{Duration, Instant, SystemTime};
 use codedeploy_e2e::emulator::Call;
 use codedeploy_e2e::{BundleType, Deployment, Operation, Revision};
 
-use bed::{command_timeline, deployment_seconds, seconds_between, BenchBed};
+use bed::{deployment_seconds, seconds_between, BenchBed, Recorded};
 use figures::{mib, per_hour, Figure, Verdict};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -480,15 +480,16 @@ fn large_revision(args: &Args, figures: &mut Vec<Figure>) -> Result<(), String> 
     // The bed lives next to the cache: the agent's deployment root, the
     // destination and the baseline's directories are on the same disk.
     let mut bed = BenchBed::start(&args.work_dir, Duration::from_millis(500))?;
-    let first_baseline = {
-        let _fs = fresh()?;
-        let dir = if fresh_fs {
-            work.clone()
-        } else {
-            bed.path().to_path_buf()
-        };
-        large::baseline(&bundle, &dir, !fresh_fs)?
+    let baseline_dir = if fresh_fs {
+        work.clone()
+    } else {
+        bed.path().to_path_buf()
     };
+    let timed_baseline = || -> Result<large::Baseline, String> {
+        let _fs = fresh()?;
+        large::baseline(&bundle, &baseline_dir, !fresh_fs)
+    };
+    let first_baseline = timed_baseline()?;
     let bytes = std::fs::read(&bundle).map_err(|e| format!("{}: {e}", bundle.display()))?;
     let uploading = Instant::now();
     let location = bed.upload("bench-large", "large.tgz", bytes, BundleType::Tgz)?;
@@ -521,19 +522,10 @@ fn large_revision(args: &Args, figures: &mut Vec<Figure>) -> Result<(), String> 
     }
     deployed?;
     let peak = procfs::hwm_kib(pid);
-    let calls = bed.emulator.calls();
-    let record = bed
-        .emulator
-        .deployment(&deployment.deployment_id)
-        .ok_or("the emulator lost the deployment")?;
-    let timeline = |name: &str| {
-        record
-            .command(name)
-            .map(|c| command_timeline(&calls, &c.host_command_identifier))
-    };
+    let recorded = Recorded::of(&bed, &deployment)?;
     let (download, install) = (
-        timeline("DownloadBundle").ok_or("no DownloadBundle command")?,
-        timeline("Install").ok_or("no Install command")?,
+        recorded.timeline("DownloadBundle")?,
+        recorded.timeline("Install")?,
     );
     let agent_secs = seconds_between(download.acknowledged, install.completed).ok_or(
         "the emulator has no DownloadBundle acknowledgement before the Install completion",
@@ -544,15 +536,7 @@ fn large_revision(args: &Args, figures: &mut Vec<Figure>) -> Result<(), String> 
     bed.stop_agent();
     let _ = std::fs::remove_dir_all(&destination);
     drop(agent_fs);
-    let second_baseline = {
-        let _fs = fresh()?;
-        let dir = if fresh_fs {
-            work.clone()
-        } else {
-            bed.path().to_path_buf()
-        };
-        large::baseline(&bundle, &dir, !fresh_fs)?
-    };
+    let second_baseline = timed_baseline()?;
     let baseline = (first_baseline.total() + second_baseline.total()) / 2.0;
     let ratio = agent_secs / baseline;
     println!(
@@ -796,20 +780,12 @@ fn many_files(args: &Args, figures: &mut Vec<Figure>) -> Result<(), String> {
         let outcome =
             bed.wait_for_deployment_end(&deployment.deployment_id, Duration::from_secs(1800));
         let peak = procfs::hwm_kib(pid);
-        let calls = bed.emulator.calls();
-        let record = bed
-            .emulator
-            .deployment(&deployment.deployment_id)
-            .ok_or("the emulator lost the deployment")?;
-        let timeline = |name: &str| {
-            record
-                .command(name)
-                .map(|c| command_timeline(&calls, &c.host_command_identifier))
-        };
-        let download = timeline("DownloadBundle").ok_or("no DownloadBundle command")?;
+        let recorded = Recorded::of(&bed, &deployment)?;
+        let download = recorded.timeline("DownloadBundle")?;
         let left_in_root = large::count_files(&config.root_dir).0;
         if files == HOSTILE {
-            let message = record
+            let message = recorded
+                .record
                 .command("DownloadBundle")
                 .and_then(|c| c.completions.last().cloned())
                 .and_then(|c| c.diagnostics.ok())
@@ -836,7 +812,7 @@ fn many_files(args: &Args, figures: &mut Vec<Figure>) -> Result<(), String> {
                 ),
             );
         } else {
-            let install = timeline("Install").ok_or("no Install command")?;
+            let install = recorded.timeline("Install")?;
             let total =
                 seconds_between(download.acknowledged, install.completed).unwrap_or(f64::NAN);
             let download_secs =
