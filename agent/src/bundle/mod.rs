@@ -7,6 +7,7 @@
 mod error;
 mod github;
 mod local;
+mod read_ahead;
 mod s3;
 mod sniff;
 mod stream;

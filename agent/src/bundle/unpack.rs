@@ -12,7 +12,7 @@
 //! archive owners. Blocking: run it off the runtime.
 
 use std::fs;
-use std::io::{self, Read, Seek, SeekFrom};
+use std::io::{self, Read, Seek, SeekFrom, Write};
 use std::os::fd::AsRawFd;
 use std::os::unix::fs::{symlink, OpenOptionsExt, PermissionsExt};
 use std::path::{Component, Path, PathBuf};
@@ -22,6 +22,7 @@ use nix::sys::time::TimeSpec;
 use nix::unistd::{Gid, Group, Uid, User};
 
 use super::error::{ArchiveFormat, BundleError};
+use super::read_ahead::fill;
 use crate::config::{BundlePolicy, LinkPolicy, Ownership, SetIdBits};
 use crate::spec::BundleType;
 
@@ -205,6 +206,9 @@ struct Target {
     /// walked once, not once per entry. An entry can never turn a directory
     /// into a link or a file (`clear` refuses), so the verdict stays true.
     verified_parent: Option<PathBuf>,
+    /// File content goes through this buffer (empty until the first file):
+    /// a few large writes per file instead of `io::copy`'s 8 KiB ones.
+    copy_buffer: Vec<u8>,
 }
 
 impl Target {
@@ -219,6 +223,7 @@ impl Target {
             extracted: 0,
             entries: 0,
             verified_parent: None,
+            copy_buffer: Vec::new(),
         }
     }
 
@@ -428,11 +433,15 @@ impl Target {
                     .policy
                     .max_extraction_size
                     .saturating_sub(self.extracted);
-                let copied = io::copy(&mut content.take(budget.saturating_add(1)), &mut file)
-                    .map_err(|source| match is_disk_full(&source) {
-                        true => ExtractError::Io(source),
-                        false => entry_io(name, source),
-                    })?;
+                let copied = copy_through(
+                    &mut self.copy_buffer,
+                    &mut content.take(budget.saturating_add(1)),
+                    &mut file,
+                )
+                .map_err(|source| match is_disk_full(&source) {
+                    true => ExtractError::Io(source),
+                    false => entry_io(name, source),
+                })?;
                 if copied > budget {
                     return Err(self.over_budget(name));
                 }
@@ -581,6 +590,33 @@ fn link_stays_inside(link: &Path, target: &Path) -> bool {
         }
     }
     !target.as_os_str().is_empty()
+}
+
+/// Bytes of file content written at a time.
+const COPY_BUFFER: usize = 128 * 1024;
+
+/// Copies `content` to the end into `file` through `buffer`.
+fn copy_through(
+    buffer: &mut Vec<u8>,
+    content: &mut impl Read,
+    file: &mut fs::File,
+) -> io::Result<u64> {
+    if buffer.len() < COPY_BUFFER {
+        buffer.resize(COPY_BUFFER, 0);
+    }
+    let mut copied = 0;
+    loop {
+        // The buffer filled as far as the content goes, then written.
+        let (len, error) = fill(content, buffer);
+        if let Some(error) = error {
+            return Err(error);
+        }
+        if len == 0 {
+            return Ok(copied);
+        }
+        file.write_all(&buffer[..len])?;
+        copied += len as u64;
+    }
 }
 
 fn entry_io(name: &str, source: io::Error) -> ExtractError {

@@ -7,14 +7,23 @@
 //! Otherwise permission steps never follow a link to its target. Every created
 //! path is recorded in the cleanup log before (copies) or right after
 //! (directories) it appears.
+//!
+//! A run of folders and copies is applied folders first, then the copies on
+//! as many threads as the CPUs allow (at most four), each thread working in
+//! its own folder where it can; permission steps wait until every copy before
+//! them has landed, and run in the plan's order on one thread.
 
 use std::collections::HashMap;
 use std::ffi::OsString;
 use std::fs;
 use std::io;
+use std::ops::Range;
 use std::os::unix::fs::{MetadataExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Mutex, PoisonError};
+use std::thread;
 
 use nix::unistd::{Group, Uid, User};
 
@@ -44,38 +53,31 @@ pub fn apply(
     // Destinations whose copy landed in the file a host link points to; the
     // permission steps for them go to that file.
     let mut written_through: HashMap<&Path, PathBuf> = HashMap::new();
-    for instruction in &plan.instructions {
-        let instruction_file = match instruction {
+    let instructions = &plan.instructions;
+    let mut at = 0;
+    while at < instructions.len() {
+        let placing = instructions[at..]
+            .iter()
+            .take_while(|i| matches!(i, Instruction::Copy { .. } | Instruction::Mkdir { .. }))
+            .count();
+        if placing > 0 {
+            let placed = place_all(&instructions[at..at + placing], cleanup, as_root)?;
+            written_through.extend(placed);
+            at += placing;
+            continue;
+        }
+        let instruction = &instructions[at];
+        at += 1;
+        let file = match instruction {
             Instruction::Chmod { file, .. }
             | Instruction::Chown { file, .. }
             | Instruction::SetAcl { file, .. }
-            | Instruction::SetContext { file, .. } => Some(file.as_path()),
-            Instruction::Copy { .. } | Instruction::Mkdir { .. } => None,
+            | Instruction::SetContext { file, .. } => file.as_path(),
+            Instruction::Copy { .. } | Instruction::Mkdir { .. } => continue,
         };
-        if let Some(file) = instruction_file {
-            refuse_link(file)?;
-        }
-        let target = instruction_file
-            .and_then(|file| written_through.get(file))
-            .map(PathBuf::as_path);
+        refuse_link(file)?;
+        let target = written_through.get(file).map(PathBuf::as_path);
         match instruction {
-            Instruction::Copy {
-                source,
-                destination,
-            } => {
-                // Recorded first: a crash mid-copy must not leave an unlisted file.
-                // The link, not its file, is listed: the next Install removes
-                // the link only, as the official agent does.
-                cleanup.record(destination)?;
-                if let Some(linked) = copy(source, destination, as_root)? {
-                    written_through.insert(destination.as_path(), linked);
-                }
-            }
-            Instruction::Mkdir { directory } => {
-                if make_directory(directory)? {
-                    cleanup.record(directory)?;
-                }
-            }
             Instruction::Chmod { file, mode } => {
                 let file = target.unwrap_or(file);
                 if !is_symlink(file)? {
@@ -98,9 +100,161 @@ pub fn apply(
                 set_context(&real, context)?;
                 cleanup.record_context(&real)?;
             }
+            Instruction::Copy { .. } | Instruction::Mkdir { .. } => {}
         }
     }
     Ok(())
+}
+
+/// Copies at most this many files of one folder in a row on one thread, so
+/// that a single large folder is still shared between threads.
+const COPIES_PER_TURN: usize = 256;
+
+/// Below this many copies, a second thread costs more than it saves.
+const COPIES_FOR_THREADS: usize = 64;
+
+/// Threads that copy files, the calling one included: the CPUs this process
+/// may use, at most four (beyond that the disk, not the CPU, is the limit).
+fn copy_threads(copies: usize) -> usize {
+    if copies < COPIES_FOR_THREADS {
+        return 1;
+    }
+    thread::available_parallelism().map_or(1, |n| n.get().min(4))
+}
+
+/// The copies of a run of folders, as turns: consecutive copies into the same
+/// folder, at most [`COPIES_PER_TURN`] each. Threads take whole turns, so two
+/// threads rarely create files in the same folder at once (the file system
+/// serialises that). Pure.
+fn turns(destinations: &[&Path]) -> Vec<Range<usize>> {
+    // (turn within its folder, range): a folder's first turns come before
+    // any folder's second, so that threads work in different folders.
+    let mut turns: Vec<(usize, Range<usize>)> = Vec::new();
+    for (index, destination) in destinations.iter().enumerate() {
+        let same_folder = index > 0 && destinations[index - 1].parent() == destination.parent();
+        match turns.last_mut() {
+            Some((_, turn)) if same_folder && turn.len() < COPIES_PER_TURN => turn.end = index + 1,
+            Some((nth, _)) if same_folder => {
+                let nth = *nth + 1;
+                turns.push((nth, index..index + 1));
+            }
+            _ => turns.push((0, index..index + 1)),
+        }
+    }
+    turns.sort_by_key(|(nth, _)| *nth);
+    turns.into_iter().map(|(_, turn)| turn).collect()
+}
+
+/// Runs a run of Mkdir and Copy steps: the folders first, in the plan's order
+/// (each after its parent), then the copies, on several threads when there
+/// are many. No copy in a plan makes a folder or a link to one, so no folder
+/// depends on a copy before it. Each copy is listed in the cleanup file
+/// before it starts. After a failure no later copy starts, and the failure
+/// reported is the earliest in the plan. Returns the destinations that were
+/// written through a host link.
+fn place_all<'p>(
+    steps: &'p [Instruction],
+    cleanup: &mut CleanupLog,
+    as_root: bool,
+) -> Result<Vec<(&'p Path, PathBuf)>, InstallError> {
+    let mut copies: Vec<(&Path, &Path)> = Vec::new();
+    for step in steps {
+        match step {
+            Instruction::Mkdir { directory } if make_directory(directory)? => {
+                cleanup.record(directory)?;
+            }
+            Instruction::Copy {
+                source,
+                destination,
+            } => copies.push((source, destination)),
+            _ => {}
+        }
+    }
+    let destinations: Vec<&Path> = copies.iter().map(|(_, d)| *d).collect();
+    let turns = turns(&destinations);
+    let next_turn = AtomicUsize::new(0);
+    // The index of the earliest copy that failed so far: copies after it
+    // are skipped, copies before it still run, so the failure reported is
+    // the same whichever thread met which failure first.
+    let first_failed = AtomicUsize::new(usize::MAX);
+    let cleanup = Mutex::new(cleanup);
+    // One thread's share: turns taken in order until none is left.
+    let work = || -> Result<Vec<(&'p Path, PathBuf)>, (usize, InstallError)> {
+        let mut written_through = Vec::new();
+        let mut failure = None;
+        while let Some(turn) = turns.get(next_turn.fetch_add(1, Ordering::Relaxed)) {
+            for index in turn.clone() {
+                if index > first_failed.load(Ordering::Relaxed) {
+                    break;
+                }
+                let (source, destination) = copies[index];
+                // Listed first: a crash mid-copy must not leave an unlisted
+                // file. The link, not its file, is listed: the next Install
+                // removes the link only, as the official agent does.
+                let listed = cleanup
+                    .lock()
+                    .unwrap_or_else(PoisonError::into_inner)
+                    .record(destination);
+                // The lock is released here: the copies themselves overlap.
+                match listed.and_then(|()| copy(source, destination, as_root)) {
+                    Ok(Some(linked)) => written_through.push((destination, linked)),
+                    Ok(None) => {}
+                    Err(error) => {
+                        first_failed.fetch_min(index, Ordering::Relaxed);
+                        failure = Some((index, error));
+                        break;
+                    }
+                }
+            }
+        }
+        match failure {
+            Some(failure) => Err(failure),
+            None => Ok(written_through),
+        }
+    };
+    let outcomes = thread::scope(|scope| {
+        let helpers: Vec<_> = (1..copy_threads(copies.len()))
+            .filter_map(|_| {
+                thread::Builder::new()
+                    .name("codedeploy-install".to_string())
+                    .spawn_scoped(scope, work)
+                    .ok()
+            })
+            .collect();
+        let mut outcomes = vec![work()];
+        for helper in helpers {
+            // A copy never panics on input; a thread that did anyway is
+            // reported like a failed copy.
+            outcomes.push(helper.join().unwrap_or_else(|_| {
+                Err((
+                    usize::MAX,
+                    InstallError::io("install", Path::new("(a copying thread)"))(io::Error::other(
+                        "the thread stopped unexpectedly",
+                    )),
+                ))
+            }));
+        }
+        outcomes
+    });
+    let mut written_through = Vec::new();
+    let mut first_failure: Option<(usize, InstallError)> = None;
+    for outcome in outcomes {
+        match outcome {
+            Ok(through) => written_through.extend(through),
+            Err((index, error)) => {
+                if first_failure
+                    .as_ref()
+                    .is_none_or(|(first, _)| index < *first)
+                {
+                    first_failure = Some((index, error));
+                }
+            }
+        }
+    }
+    match first_failure {
+        Some((_, error)) => Err(error),
+        None => Ok(written_through),
+    }
 }
 
 /// Creates `directory`; false when a directory already stands there because
@@ -134,8 +288,7 @@ fn is_symlink(path: &Path) -> Result<bool, InstallError> {
 /// directory or a device), which the copy replaces or creates as it is.
 fn linked_file(destination: &Path) -> Option<PathBuf> {
     let is_link = fs::symlink_metadata(destination).is_ok_and(|meta| meta.file_type().is_symlink());
-    let to_file = fs::metadata(destination).is_ok_and(|meta| meta.is_file());
-    if is_link && to_file {
+    if is_link && fs::metadata(destination).is_ok_and(|meta| meta.is_file()) {
         fs::canonicalize(destination).ok()
     } else {
         None
@@ -191,9 +344,7 @@ fn place(
             })?;
             // File to File: std uses copy_file_range (the kernel copies, no
             // user buffer), falling back to read/write where the file system
-            // cannot. Copying on several threads was measured on a
-            // 20,000-file tree and gained nothing: creating files in one
-            // directory serialises anyway.
+            // cannot.
             io::copy(&mut input, &mut output)?;
             // Owner before mode: chown clears setuid and setgid.
             if let Some((uid, gid)) = owner {
@@ -399,6 +550,43 @@ mod tests {
         );
         assert!(missing_tool_hint("setfacl").contains("acl package"));
         assert!(missing_tool_hint("semanage").contains("policycoreutils"));
+    }
+
+    #[test]
+    fn copies_are_taken_in_turns_of_one_folder_first_turns_first() {
+        let paths = |names: &[&str]| -> Vec<PathBuf> { names.iter().map(PathBuf::from).collect() };
+        let big: Vec<String> = (0..COPIES_PER_TURN + 10)
+            .map(|i| format!("/b/{i}"))
+            .collect();
+        let big: Vec<&str> = big.iter().map(String::as_str).collect();
+        let mut mixed = vec!["/a/1", "/a/2"];
+        mixed.extend(&big);
+        mixed.extend(["/c/1", "/a/3"]);
+        let cases: Vec<(Vec<PathBuf>, Vec<Range<usize>>)> = vec![
+            (paths(&[]), vec![]),
+            (paths(&["/a/1"]), vec![Range { start: 0, end: 1 }]),
+            (
+                paths(&["/a/1", "/a/2", "/b/1", "/a/3"]),
+                vec![0..2, 2..3, 3..4],
+            ),
+            (paths(&["/a/1", "/a/x/1", "/a/2"]), vec![0..1, 1..2, 2..3]),
+            // A folder larger than a turn is shared; its second turn comes
+            // after every folder's first.
+            (
+                paths(&mixed),
+                vec![
+                    0..2,
+                    2..2 + COPIES_PER_TURN,
+                    12 + COPIES_PER_TURN..13 + COPIES_PER_TURN,
+                    13 + COPIES_PER_TURN..14 + COPIES_PER_TURN,
+                    2 + COPIES_PER_TURN..12 + COPIES_PER_TURN,
+                ],
+            ),
+        ];
+        for (destinations, expected) in cases {
+            let refs: Vec<&Path> = destinations.iter().map(PathBuf::as_path).collect();
+            assert_eq!(turns(&refs), expected, "{destinations:?}");
+        }
     }
 
     fn acl(entries: &[&str], mode: u32) -> Vec<String> {

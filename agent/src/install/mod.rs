@@ -52,7 +52,9 @@ pub fn effective_behavior(
 
 /// Runs Install. Blocking: call it from `spawn_blocking`.
 pub fn install(request: &InstallRequest<'_>) -> Result<(), InstallError> {
+    let started = std::time::Instant::now();
     run_cleanup(request.cleanup_file)?;
+    let cleaned = started.elapsed();
     let revision = FsRevision::new(request.archive_dir)?;
     let plan = plan::plan(
         request.appspec,
@@ -60,11 +62,22 @@ pub fn install(request: &InstallRequest<'_>) -> Result<(), InstallError> {
         &host_existing,
         request.file_exists_behavior,
     )?;
+    let planned = started.elapsed();
     // Checked before anything is written: a refused plan changes nothing.
     check_policy(&plan, &request.policy)?;
     instructions::write_instructions(&plan, request.instructions_file)?;
+    let written = started.elapsed();
     let mut cleanup = cleanup::CleanupLog::create(request.cleanup_file)?;
-    apply::apply(&plan, &mut cleanup, request.policy.link_targets)
+    apply::apply(&plan, &mut cleanup, request.policy.link_targets)?;
+    tracing::info!(
+        steps = plan.instructions.len(),
+        "previous revision removed in {:.3} s, planned in {:.3} s, install.json in {:.3} s, applied in {:.3} s",
+        cleaned.as_secs_f64(),
+        (planned - cleaned).as_secs_f64(),
+        (written - planned).as_secs_f64(),
+        (started.elapsed() - written).as_secs_f64(),
+    );
+    Ok(())
 }
 
 /// The plan's permission steps against the operator's hardening keys. Pure.

@@ -107,11 +107,12 @@ fn install_copies_the_revision_and_records_what_it_created() {
     assert_eq!(
         host.cleanup_lines(),
         [
+            // The folders of a run of copies first, then its files.
             "dest/app",
-            "dest/app/appspec.yml",
             "dest/app/bin",
-            "dest/app/bin/start.sh",
             "dest/app/conf",
+            "dest/app/appspec.yml",
+            "dest/app/bin/start.sh",
             "dest/app/conf/app.conf",
             "dest/app/current.conf",
         ]
@@ -600,4 +601,35 @@ fn partial_file_names_stay_beside_their_destination_and_within_name_max() {
         cleanup::partial_path(Path::new(&long_a)),
         "deterministic"
     );
+}
+
+/// Copies run on several threads; when some fail, the failure reported is
+/// the one the plan meets first, whichever thread met it, and the file it
+/// names is in the cleanup record.
+#[test]
+fn the_first_failing_copy_in_plan_order_is_the_one_reported() {
+    let host = Host::new();
+    host.write("rev1/appspec.yml", "version: 0.0", 0o644);
+    for d in 0..4 {
+        for f in 0..100 {
+            host.write(&format!("rev1/d{d}/f{f:03}"), "x", 0o644);
+        }
+    }
+    // A directory where a copy's partial file goes: that copy cannot land.
+    for blocked in [
+        "dest/app/d2/.f090.codedeploy-partial",
+        "dest/app/d3/.f010.codedeploy-partial",
+    ] {
+        fs::create_dir_all(host.path(blocked)).unwrap();
+    }
+
+    let error = host
+        .install("rev1", WHOLE_REVISION, FileExistsBehavior::Disallow)
+        .unwrap_err()
+        .to_string();
+    let first = host.path("dest/app/d2/f090");
+    assert!(error.contains(first.to_str().unwrap()), "{error}");
+    assert!(host
+        .cleanup_lines()
+        .contains(&"dest/app/d2/f090".to_string()));
 }

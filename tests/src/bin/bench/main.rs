@@ -533,6 +533,12 @@ fn large_revision(args: &Args, figures: &mut Vec<Figure>) -> Result<(), String> 
     let download_secs = seconds_between(download.acknowledged, download.completed).unwrap_or(0.0);
     let install_secs = seconds_between(install.acknowledged, install.completed).unwrap_or(0.0);
     let (files, installed_bytes) = large::count_files(&destination);
+    // The agent's own account of its Install (cleanup, plan, apply).
+    if let Ok(log) = std::fs::read_to_string(config.log_dir.join("codedeploy-agent.log")) {
+        for line in log.lines().filter(|l| l.contains("planned in")) {
+            println!("large revision: agent log: {line}");
+        }
+    }
     bed.stop_agent();
     let _ = std::fs::remove_dir_all(&destination);
     drop(agent_fs);
