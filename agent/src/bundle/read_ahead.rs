@@ -1,11 +1,14 @@
-//! Reading a stream on a second thread while the caller consumes it, so the
-//! streaming DownloadBundle uses both of a small host's cores: one thread
-//! receives the body, writes `bundle.tar` and inflates; the other parses the
-//! tar and writes the revision's files. Without it the two halves take turns.
+//! Reading a stream on a second thread while the caller consumes it, so that
+//! unpacking a tgz uses both of a small host's cores: in the streaming
+//! DownloadBundle one thread receives the body, writes `bundle.tar` and
+//! inflates while the other parses the tar and writes the revision's files
+//! (a tgz read from a file, as GitHub's or codedeploy-local's, is inflated
+//! the same way). Without it the two halves take turns.
 //!
-//! Owns only the hand-over: a few fixed-size blocks travel between the
-//! threads and are reused, so memory stays bounded (about a MiB) whatever the
-//! stream's size. The reading thread lives exactly as long as one call; no
+//! Owns only the hand-over: fixed-size blocks travel between the threads and
+//! are reused, so memory stays bounded (4 MiB ahead, enough to let a folder
+//! of small files, slow to create, overlap the inflate of the large files
+//! that follow) whatever the stream's size. The reading thread lives exactly as long as one call; no
 //! thread is kept waiting for the next bundle. Never interprets the bytes.
 
 use std::io::{self, Read};
@@ -16,7 +19,9 @@ use std::thread;
 /// next to the work on either side.
 const BLOCK: usize = 256 * 1024;
 
-/// Blocks filled ahead of the consumer.
+/// Blocks filled ahead of the consumer: 4 MiB. With 3 (768 KiB) the large
+/// revision's DownloadBundle took 1.7 s instead of 1.3 s, each thread
+/// waiting on the other in turn.
 const BLOCKS_AHEAD: usize = 16;
 
 /// A block as it travels: its buffer (always `BLOCK` long) and how much of it

@@ -22,7 +22,7 @@ use nix::sys::time::TimeSpec;
 use nix::unistd::{Gid, Group, Uid, User};
 
 use super::error::{ArchiveFormat, BundleError};
-use super::read_ahead::fill;
+use super::read_ahead::{fill, read_ahead};
 use crate::config::{BundlePolicy, LinkPolicy, Ownership, SetIdBits};
 use crate::spec::BundleType;
 
@@ -55,9 +55,11 @@ pub fn unpack_with(
             source,
         })?;
         match bundle_type {
-            BundleType::Tgz => extract_tar(
-                flate2::read::GzDecoder::new(io::BufReader::new(file)),
-                target,
+            // Inflated on a second thread while this one writes the files,
+            // as when streaming.
+            BundleType::Tgz => read_ahead(
+                &mut flate2::read::GzDecoder::new(io::BufReader::new(file)),
+                |tar| extract_tar(tar, target),
             ),
             BundleType::Zip => extract_zip(file, target),
             _ => extract_tar(io::BufReader::new(file), target),

@@ -121,7 +121,9 @@ fn revision_tar() -> Vec<u8> {
             _ => builder.append_data(&mut header, path, data).unwrap(),
         }
     };
-    let big: Vec<u8> = (0..200_000u32).map(|i| (i % 251) as u8).collect();
+    // Several of the read-ahead's 256 KiB blocks, so that entries cross
+    // block boundaries.
+    let big: Vec<u8> = (0..1_300_000u32).map(|i| (i % 251) as u8).collect();
     add(
         "appspec.yml",
         tar::EntryType::Regular,
