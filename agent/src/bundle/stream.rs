@@ -17,7 +17,6 @@ use std::path::{Path, PathBuf};
 use tokio::sync::mpsc;
 
 use super::error::BundleError;
-use super::read_ahead::read_ahead;
 use super::sniff::sniff_archive;
 use super::unpack::{unpack_tar_stream, unpack_with, TarCompression};
 use crate::config::BundlePolicy;
@@ -322,19 +321,14 @@ fn stream_unpack<C: AsRef<[u8]> + Send>(
 ) -> Result<(), BundleError> {
     let mut tee = open_tee(receiver, destination)?;
     // Two threads: this one parses the tar and writes the files while the
-    // read-ahead thread takes the body, writes the bundle file and inflates.
-    let unpack = |tar: &mut dyn Read| {
-        unpack_tar_stream(
-            tar,
-            TarCompression::None,
-            &destination.archive_dir,
-            &destination.policy,
-        )
-    };
-    let unpacked = match compression {
-        TarCompression::Gzip => read_ahead(&mut flate2::read::GzDecoder::new(&mut tee), unpack),
-        TarCompression::None => read_ahead(&mut tee, unpack),
-    };
+    // read-ahead thread takes the body from the tee (which writes the bundle
+    // file) and inflates it.
+    let unpacked = unpack_tar_stream(
+        &mut tee,
+        compression,
+        &destination.archive_dir,
+        &destination.policy,
+    );
     tee.drain();
     // A failure to write the bundle file, or a body cut short, outranks what
     // the tar reader made of it.

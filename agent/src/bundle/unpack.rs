@@ -55,14 +55,9 @@ pub fn unpack_with(
             source,
         })?;
         match bundle_type {
-            // Inflated on a second thread while this one writes the files,
-            // as when streaming.
-            BundleType::Tgz => read_ahead(
-                &mut flate2::read::GzDecoder::new(io::BufReader::new(file)),
-                |tar| extract_tar(tar, target),
-            ),
+            BundleType::Tgz => extract_tar_stream(file, TarCompression::Gzip, target),
             BundleType::Zip => extract_zip(file, target),
-            _ => extract_tar(io::BufReader::new(file), target),
+            _ => extract_tar_stream(file, TarCompression::None, target),
         }
     })
 }
@@ -79,20 +74,28 @@ pub(crate) enum TarCompression {
 /// same single-top-level-folder rule. `reader` is read to the end of the
 /// archive, not necessarily to its own end (trailing padding may stay unread).
 pub(crate) fn unpack_tar_stream(
-    reader: impl Read,
+    reader: impl Read + Send,
     compression: TarCompression,
     archive_dir: &Path,
     policy: &BundlePolicy,
 ) -> Result<(), BundleError> {
-    unpack_into(
-        archive_dir,
-        policy,
-        ArchiveFormat::Tar,
-        |target| match compression {
-            TarCompression::Gzip => extract_tar(flate2::read::GzDecoder::new(reader), target),
-            TarCompression::None => extract_tar(reader, target),
-        },
-    )
+    unpack_into(archive_dir, policy, ArchiveFormat::Tar, |target| {
+        extract_tar_stream(reader, compression, target)
+    })
+}
+
+/// Extracts a tar or tgz with two threads: `reader` is read (and inflated)
+/// on the read-ahead thread while this one writes the entries.
+fn extract_tar_stream(
+    mut reader: impl Read + Send,
+    compression: TarCompression,
+    target: &mut Target,
+) -> Result<(), ExtractError> {
+    let extract = |tar: &mut dyn Read| extract_tar(tar, target);
+    match compression {
+        TarCompression::Gzip => read_ahead(&mut flate2::read::GzDecoder::new(reader), extract),
+        TarCompression::None => read_ahead(&mut reader, extract),
+    }
 }
 
 /// Empties `archive_dir`, fills it with `extract`, and promotes a single

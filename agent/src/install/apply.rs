@@ -39,17 +39,6 @@ pub fn apply(
     link_targets: PermissionLinks,
 ) -> Result<(), InstallError> {
     let as_root = Uid::effective().is_root();
-    // `reject_symlink_permission_targets`: a permission step on a link fails
-    // instead of leaving the link alone.
-    let refuse_link = |file: &Path| -> Result<(), InstallError> {
-        if super::refuses_links(link_targets) && is_symlink(file)? {
-            return Err(InstallError::Refused {
-                path: file.to_path_buf(),
-                reason: "it is a symbolic link and reject_symlink_permission_targets is true; name the link's target in the appspec instead".to_string(),
-            });
-        }
-        Ok(())
-    };
     // Destinations whose copy landed in the file a host link points to; the
     // permission steps for them go to that file.
     let mut written_through: HashMap<&Path, PathBuf> = HashMap::new();
@@ -64,44 +53,58 @@ pub fn apply(
             let placed = place_all(&instructions[at..at + placing], cleanup, as_root)?;
             written_through.extend(placed);
             at += placing;
-            continue;
+        } else {
+            let instruction = &instructions[at];
+            permission_step(instruction, &written_through, cleanup, link_targets)?;
+            at += 1;
         }
-        let instruction = &instructions[at];
-        at += 1;
-        let file = match instruction {
-            Instruction::Chmod { file, .. }
-            | Instruction::Chown { file, .. }
-            | Instruction::SetAcl { file, .. }
-            | Instruction::SetContext { file, .. } => file.as_path(),
-            Instruction::Copy { .. } | Instruction::Mkdir { .. } => continue,
-        };
-        refuse_link(file)?;
-        let target = written_through.get(file).map(PathBuf::as_path);
-        match instruction {
-            Instruction::Chmod { file, mode } => {
-                let file = target.unwrap_or(file);
-                if !is_symlink(file)? {
-                    fs::set_permissions(file, fs::Permissions::from_mode(mode.bits()))
-                        .map_err(InstallError::io("set the mode of", file))?;
-                }
+    }
+    Ok(())
+}
+
+/// One chmod, chown, ACL or SELinux step, on the file a host link led the
+/// copy to when there was one. Copies and folders are [`place_all`]'s.
+fn permission_step(
+    instruction: &Instruction,
+    written_through: &HashMap<&Path, PathBuf>,
+    cleanup: &mut CleanupLog,
+    link_targets: PermissionLinks,
+) -> Result<(), InstallError> {
+    let file = match instruction {
+        Instruction::Chmod { file, .. }
+        | Instruction::Chown { file, .. }
+        | Instruction::SetAcl { file, .. }
+        | Instruction::SetContext { file, .. } => file.as_path(),
+        Instruction::Copy { .. } | Instruction::Mkdir { .. } => return Ok(()),
+    };
+    // `reject_symlink_permission_targets`: a permission step on a link fails
+    // instead of leaving the link alone.
+    if super::refuses_links(link_targets) && is_symlink(file)? {
+        return Err(InstallError::Refused {
+            path: file.to_path_buf(),
+            reason: "it is a symbolic link and reject_symlink_permission_targets is true; name the link's target in the appspec instead".to_string(),
+        });
+    }
+    let file = written_through.get(file).map_or(file, PathBuf::as_path);
+    match instruction {
+        Instruction::Chmod { mode, .. } => {
+            if !is_symlink(file)? {
+                fs::set_permissions(file, fs::Permissions::from_mode(mode.bits()))
+                    .map_err(InstallError::io("set the mode of", file))?;
             }
-            Instruction::Chown { file, owner, group } => {
-                chown(target.unwrap_or(file), owner.as_deref(), group.as_deref())?
-            }
-            Instruction::SetAcl { file, acl } => {
-                let file = target.unwrap_or(file);
-                if !is_symlink(file)? {
-                    set_acl(file, acl)?;
-                }
-            }
-            Instruction::SetContext { file, context } => {
-                let file = target.unwrap_or(file);
-                let real = fs::canonicalize(file).map_err(InstallError::io("resolve", file))?;
-                set_context(&real, context)?;
-                cleanup.record_context(&real)?;
-            }
-            Instruction::Copy { .. } | Instruction::Mkdir { .. } => {}
         }
+        Instruction::Chown { owner, group, .. } => chown(file, owner.as_deref(), group.as_deref())?,
+        Instruction::SetAcl { acl, .. } => {
+            if !is_symlink(file)? {
+                set_acl(file, acl)?;
+            }
+        }
+        Instruction::SetContext { context, .. } => {
+            let real = fs::canonicalize(file).map_err(InstallError::io("resolve", file))?;
+            set_context(&real, context)?;
+            cleanup.record_context(&real)?;
+        }
+        Instruction::Copy { .. } | Instruction::Mkdir { .. } => {}
     }
     Ok(())
 }
