@@ -474,9 +474,11 @@ fn agent_killed_during_install_leaves_only_whole_files_and_the_next_deployment_s
     let bed = TestBed::start("kill-in-install");
     let install = bed.path().join("srv/app");
     // Enough files that Install takes a while: the kill lands in the middle.
+    // (Install copies on several threads; 3,000 files took 0.2 s on CI.)
+    const FILES: usize = 6000;
     let mut big = revision(&install);
     let content = |i: usize| format!("file {i}\n").repeat(4096);
-    for i in 0..3000 {
+    for i in 0..FILES {
         big = big.file(&format!("app/data/{:02}/f{i}.txt", i % 30), content(i));
     }
     let location = bed.upload(BUCKET, "app/many-files.tgz", &big, BundleType::Tgz);
@@ -489,20 +491,26 @@ fn agent_killed_during_install_leaves_only_whole_files_and_the_next_deployment_s
         wait_for_ack(&bed, &first, "Install"),
         "Install started"
     );
-    // Killed once the first files have landed: in the middle of the copies.
-    let copying = bed
-        .emulator
-        .wait_until(std::time::Duration::from_secs(60), |_| {
-            install.join("data/00").is_dir()
-        });
-    ensure!(bed, copying, "Install started copying");
+    // Killed as soon as the first file has landed: in the middle of the
+    // copies. Folders are made before any copy, so a file is what tells;
+    // looked for every millisecond, since the copies are quick.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    let first_landed = || {
+        std::fs::read_dir(install.join("data/00"))
+            .map(|mut entries| entries.next().is_some())
+            .unwrap_or(false)
+    };
+    while !first_landed() && std::time::Instant::now() < deadline {
+        std::thread::sleep(std::time::Duration::from_millis(1));
+    }
+    ensure!(bed, first_landed(), "Install started copying");
     bed.kill_agent();
-    let landed: Vec<std::path::PathBuf> = (0..3000)
+    let landed: Vec<std::path::PathBuf> = (0..FILES)
         .map(|i| install.join(format!("data/{:02}/f{i}.txt", i % 30)))
         .filter(|path| path.exists())
         .collect();
     eprintln!(
-        "{} of 3000 files had landed when the agent was killed",
+        "{} of {FILES} files had landed when the agent was killed",
         landed.len()
     );
     for path in &landed {
