@@ -8,11 +8,12 @@
 //! Owns only the hand-over: fixed-size blocks travel between the threads and
 //! are reused, so memory stays bounded (4 MiB ahead, enough to let a folder
 //! of small files, slow to create, overlap the inflate of the large files
-//! that follow) whatever the stream's size. The reading thread lives exactly as long as one call; no
-//! thread is kept waiting for the next bundle. Never interprets the bytes.
+//! that follow) whatever the stream's size. The reading thread lives exactly
+//! as long as one call; no thread is kept waiting for the next bundle. Never
+//! interprets the bytes.
 
 use std::io::{self, Read};
-use std::sync::mpsc::{sync_channel, Receiver, SyncSender, TryRecvError};
+use std::sync::mpsc::{sync_channel, Receiver, SyncSender};
 use std::thread;
 
 /// Bytes handed over at a time: large enough that the hand-over costs nothing
@@ -66,10 +67,7 @@ where
 /// consumer goes away. The end of `source` is told by hanging up.
 fn pump(source: &mut dyn Read, filled: &SyncSender<io::Result<Filled>>, empty: &Receiver<Vec<u8>>) {
     loop {
-        let mut block = match empty.try_recv() {
-            Ok(block) => block,
-            Err(TryRecvError::Empty | TryRecvError::Disconnected) => vec![0; BLOCK],
-        };
+        let mut block = empty.try_recv().unwrap_or_else(|_| vec![0; BLOCK]);
         let (len, error) = fill(source, &mut block);
         if len > 0 && filled.send(Ok((block, len))).is_err() {
             return;

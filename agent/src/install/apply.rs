@@ -240,21 +240,14 @@ fn place_all<'p>(
         outcomes
     });
     let mut written_through = Vec::new();
-    let mut first_failure: Option<(usize, InstallError)> = None;
+    let mut failures = Vec::new();
     for outcome in outcomes {
         match outcome {
             Ok(through) => written_through.extend(through),
-            Err((index, error)) => {
-                if first_failure
-                    .as_ref()
-                    .is_none_or(|(first, _)| index < *first)
-                {
-                    first_failure = Some((index, error));
-                }
-            }
+            Err(failure) => failures.push(failure),
         }
     }
-    match first_failure {
+    match failures.into_iter().min_by_key(|(index, _)| *index) {
         Some((_, error)) => Err(error),
         None => Ok(written_through),
     }

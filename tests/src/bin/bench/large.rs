@@ -309,6 +309,42 @@ impl FreshFs {
     }
 }
 
+/// Where a phase's timed steps run: `<cache>/fresh`, a new file system per
+/// step, when the machine allows it ([`FreshFs::available`]); else the
+/// cache's own folder and file system.
+pub struct StepFs {
+    pub fresh: bool,
+    pub work: PathBuf,
+    image: PathBuf,
+    inodes: Option<u64>,
+}
+
+impl StepFs {
+    /// `inodes`: see [`FreshFs::mount`].
+    pub fn new(cache: &Path, inodes: Option<u64>) -> StepFs {
+        let fresh = FreshFs::available();
+        StepFs {
+            fresh,
+            work: if fresh {
+                cache.join("fresh")
+            } else {
+                cache.to_path_buf()
+            },
+            image: cache.join("fresh-fs.img"),
+            inodes,
+        }
+    }
+
+    /// A new file system at `work` for one step (gone when dropped), or
+    /// nothing when steps share the cache's.
+    pub fn mount(&self) -> Result<Option<FreshFs>, String> {
+        match self.fresh {
+            true => FreshFs::mount(&self.work, &self.image, self.inodes).map(Some),
+            false => Ok(None),
+        }
+    }
+}
+
 impl Drop for FreshFs {
     fn drop(&mut self) {
         unmount(&self.dir);

@@ -437,20 +437,9 @@ fn large_revision(args: &Args, figures: &mut Vec<Figure>) -> Result<(), String> 
     // Each timed step on a new file system when the machine allows it (the
     // destination, the agent's deployment root and the baseline's trees all
     // live there), else in the cache folder with a settle after deletes.
-    let fresh_fs = large::FreshFs::available();
-    let work = if fresh_fs {
-        cache.join("fresh")
-    } else {
-        cache.clone()
-    };
-    let image = cache.join("fresh-fs.img");
-    let fresh = || -> Result<Option<large::FreshFs>, String> {
-        if fresh_fs {
-            large::FreshFs::mount(&work, &image, None).map(Some)
-        } else {
-            Ok(None)
-        }
-    };
+    let steps = large::StepFs::new(&cache, None);
+    let (fresh_fs, work) = (steps.fresh, steps.work.clone());
+    let fresh = || steps.mount();
     println!(
         "large revision: {}",
         if fresh_fs {
@@ -767,12 +756,9 @@ fn many_files(args: &Args, figures: &mut Vec<Figure>) -> Result<(), String> {
     // As for the large revision, each deployment on a new file system when
     // the machine allows it: deleting a million files leaves ext4 slow to
     // allocate inodes for a while, and each run here deletes one.
-    let fresh_fs = large::FreshFs::available();
-    let work = if fresh_fs {
-        cache.join("fresh")
-    } else {
-        cache.clone()
-    };
+    // The 200,000 unpacked entries and as many installed files.
+    let steps = large::StepFs::new(&cache, Some(600_000));
+    let work = &steps.work;
     for files in [HOSTILE, AT_THE_CAP] {
         let destination = work.join(format!("install-{files}"));
         let generating = Instant::now();
@@ -785,19 +771,11 @@ fn many_files(args: &Args, figures: &mut Vec<Figure>) -> Result<(), String> {
             generating.elapsed().as_secs_f64()
         );
         // Declared before the bed, so dropped after the agent has stopped.
-        let _fs = match fresh_fs {
-            // The 200,000 unpacked entries and as many installed files.
-            true => Some(large::FreshFs::mount(
-                &work,
-                &cache.join("fresh-fs.img"),
-                Some(600_000),
-            )?),
-            false => None,
-        };
+        let _fs = steps.mount()?;
         let mut bed = BenchBed::start(&args.work_dir, Duration::from_millis(500))?;
         let location = bed.upload("bench-many", "many.tgz", bytes, BundleType::Tgz)?;
         let mut config = bed.agent_config("agent-many", 1);
-        if fresh_fs {
+        if steps.fresh {
             config.root_dir = work.join("deployment-root");
         }
         let (pid, spawned_at) = bed.start_agent(&args.agent, &config)?;
