@@ -29,14 +29,7 @@ pub const MAX_FLOW_OPENERS: usize = 10_000;
 
 /// Parses and validates an appspec. `file` is only used in error messages.
 pub fn parse(text: &str, file: &Path) -> Result<AppSpec, AppSpecError> {
-    let openers = text.bytes().filter(|b| matches!(b, b'[' | b'{')).count();
-    if openers > MAX_FLOW_OPENERS {
-        return Err(AppSpecError::TooManyFlowCollections {
-            file: file.to_path_buf(),
-            openers,
-            limit: MAX_FLOW_OPENERS,
-        });
-    }
+    check_limits(text, file)?;
     let document: Document =
         serde_norway::from_str(text).map_err(|source| AppSpecError::Invalid {
             file: file.to_path_buf(),
@@ -48,6 +41,20 @@ pub fn parse(text: &str, file: &Path) -> Result<AppSpec, AppSpecError> {
         }),
         Document::AppSpec(appspec) => Ok(*appspec),
     }
+}
+
+/// What is refused before any YAML parser sees the text, whatever reads it
+/// (Install, `validate`): a parse of it could take minutes.
+pub fn check_limits(text: &str, file: &Path) -> Result<(), AppSpecError> {
+    let openers = text.bytes().filter(|b| matches!(b, b'[' | b'{')).count();
+    if openers > MAX_FLOW_OPENERS {
+        return Err(AppSpecError::TooManyFlowCollections {
+            file: file.to_path_buf(),
+            openers,
+            limit: MAX_FLOW_OPENERS,
+        });
+    }
+    Ok(())
 }
 
 enum Document {
