@@ -865,3 +865,31 @@ fn sigterm_stops_a_long_unpack_within_a_second_and_leaves_no_half_archive() {
         archive.display()
     );
 }
+
+#[test]
+fn a_key_written_twice_in_a_files_entry_keeps_the_last_as_the_official_agent_and_is_logged() {
+    let host = LocalHost::new("duplicate-key");
+    let (first, second) = (host.path().join("first"), host.path().join("second"));
+    let appspec = format!(
+        "version: 0.0\nos: linux\nfiles:\n  - source: content\n    destination: {}\n    destination: {}\n",
+        first.display(),
+        second.display()
+    );
+    let bundle = host.path().join("bundle");
+    write_tree(
+        &Revision::new()
+            .file("appspec.yml", appspec)
+            .file("content/index.html", "hi\n"),
+        &bundle,
+    );
+    let run = host.run(&["-l", bundle.to_str().unwrap()]);
+    assert_eq!(run.code, Some(0), "{}", run.describe());
+    assert!(second.join("index.html").is_file() && !first.exists());
+    let log = read(&host.path().join("log/codedeploy-local.log"));
+    assert!(
+        log.contains(
+            "appspec.yml: files[0]: 'destination' appears more than once; only the last one counts"
+        ),
+        "the deployment log says which key was written twice:\n{log}"
+    );
+}

@@ -508,3 +508,31 @@ fn sigterm_stops_validate_within_a_second_and_removes_its_temporary_folder() {
     let left: Vec<_> = std::fs::read_dir(&temp_root).unwrap().flatten().collect();
     assert!(left.is_empty(), "nothing is left behind: {left:?}");
 }
+
+#[test]
+fn keys_written_twice_below_the_top_level_are_reported_as_warnings() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("bundle");
+    let appspec = VALID_APPSPEC
+        .replace(
+            "    destination: /srv/app\n",
+            "    destination: /srv/app\n    destination: /srv/other\n",
+        )
+        .replace(
+            "      timeout: 60\n",
+            "      timeout: 60\n      timeout: 90\n",
+        );
+    write_tree(&valid_revision().file("appspec.yml", appspec), &dir);
+    let output = validate(&[dir.to_str().unwrap()]);
+    assert_eq!(output.status.code(), Some(0), "{}", describe(&output));
+    assert_eq!(
+        report(&output, &format!("{}/appspec.yml", dir.display())),
+        [
+            "<file>: warning: files[0]: 'destination' appears more than once; only the last one counts",
+            "<file>: warning: hooks.ApplicationStart[0]: 'timeout' appears more than once; only the last one counts",
+            "<file>: valid (2 warnings)",
+        ],
+        "{}",
+        describe(&output)
+    );
+}

@@ -303,6 +303,11 @@ impl Executor {
                 &appspec_filename,
                 AppSpecLookup::InstallFallback,
             )?;
+            // Accepted as the official agent accepts them (a key written
+            // twice keeps its last value), but in the log for whoever wonders.
+            for warning in &appspec.warnings {
+                tracing::warn!("{appspec_filename}: {warning}");
+            }
             if let Some(all_possible) = &all_possible_events {
                 appspec.check_lifecycle_events(all_possible, &appspec_filename)?;
             }
