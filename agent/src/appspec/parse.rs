@@ -160,13 +160,12 @@ impl<'de> Visitor<'de> for KeyWalk<'_> {
 
     fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
         let mut seen = std::collections::HashSet::new();
-        while let Some(KeyName(key)) = map.next_key::<KeyName>()? {
-            let path = match (&key, self.path.is_empty()) {
-                (Some(key), true) => key.clone(),
-                (Some(key), false) => format!("{}.{key}", self.path),
-                (None, _) => format!("{}.?", self.path),
+        while let Some(Field(KeyName(key))) = map.next_key::<Field<KeyName>>()? {
+            let path = match self.path.is_empty() {
+                true => key.clone(),
+                false => format!("{}.{key}", self.path),
             };
-            if let Some(key) = key.filter(|key| !seen.insert(key.clone())) {
+            if !seen.insert(key.clone()) {
                 self.found.push(match self.path.is_empty() {
                     true => format!(
                         "top-level key '{key}' appears more than once; only the last one counts"
@@ -186,56 +185,15 @@ impl<'de> Visitor<'de> for KeyWalk<'_> {
     }
 }
 
-/// A mapping key as text; `None` for a key that is itself a list or mapping.
-struct KeyName(Option<String>);
+/// A mapping key as text. A key that is itself a list or a mapping (no
+/// appspec has one) ends the walk.
+struct KeyName(String);
 
-impl<'de> Deserialize<'de> for KeyName {
-    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        deserializer.deserialize_any(KeyNameVisitor)
-    }
-}
+impl FromScalar for KeyName {
+    const EXPECTING: &'static str = "a mapping key";
 
-struct KeyNameVisitor;
-
-impl<'de> Visitor<'de> for KeyNameVisitor {
-    type Value = KeyName;
-
-    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
-        f.write_str("a mapping key")
-    }
-
-    fn visit_bool<E: de::Error>(self, value: bool) -> Result<KeyName, E> {
-        Ok(KeyName(Some(value.to_string())))
-    }
-
-    fn visit_i64<E: de::Error>(self, value: i64) -> Result<KeyName, E> {
-        Ok(KeyName(Some(value.to_string())))
-    }
-
-    fn visit_u64<E: de::Error>(self, value: u64) -> Result<KeyName, E> {
-        Ok(KeyName(Some(value.to_string())))
-    }
-
-    fn visit_f64<E: de::Error>(self, value: f64) -> Result<KeyName, E> {
-        Ok(KeyName(Some(value.to_string())))
-    }
-
-    fn visit_str<E: de::Error>(self, value: &str) -> Result<KeyName, E> {
-        Ok(KeyName(Some(value.to_string())))
-    }
-
-    fn visit_unit<E: de::Error>(self) -> Result<KeyName, E> {
-        Ok(KeyName(Some("null".to_string())))
-    }
-
-    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<KeyName, A::Error> {
-        while seq.next_element::<IgnoredAny>()?.is_some() {}
-        Ok(KeyName(None))
-    }
-
-    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<KeyName, A::Error> {
-        while map.next_entry::<IgnoredAny, IgnoredAny>()?.is_some() {}
-        Ok(KeyName(None))
+    fn from_scalar(scalar: Scalar<'_>) -> Result<Self, String> {
+        Ok(KeyName(scalar.text().unwrap_or_else(|| "null".to_string())))
     }
 }
 
