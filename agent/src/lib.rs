@@ -12,6 +12,7 @@ pub mod config;
 pub mod daemon;
 pub mod diagnostics;
 pub mod event;
+mod folder_chain;
 pub mod health;
 pub mod hooks;
 pub mod hygiene;

@@ -38,6 +38,7 @@ fn main() -> ExitCode {
     match cli.command {
         Command::Validate(args) => ExitCode::from(codedeploy_agent::validate::run_cli(
             &args,
+            &cli.config,
             &mut std::io::stdout(),
             &mut std::io::stderr(),
         ) as u8),

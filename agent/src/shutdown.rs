@@ -17,6 +17,12 @@ pub fn channel() -> (ShutdownTrigger, Shutdown) {
     (ShutdownTrigger(tx), Shutdown(rx))
 }
 
+/// A signal that is never triggered: for work nothing stops (tests, and
+/// callers that have no shutdown of their own).
+pub fn never() -> Shutdown {
+    channel().1
+}
+
 impl ShutdownTrigger {
     pub fn trigger(&self) {
         // Receivers may all be gone already; then nobody is left to stop.

@@ -687,3 +687,53 @@ fn sighup_reloads_verbosity_and_poll_interval_without_dropping_the_running_comma
         "debug lines after the reload (verbose true)"
     );
 }
+
+#[test]
+fn a_second_sigterm_stops_an_unpack_in_progress_at_the_next_entry() {
+    let bed = TestBed::start("sigterm-unpack");
+    let deployment = deploy(&bed, "app/many.tgz", &many_files_revision(190_000));
+    let config = bed
+        .agent_config()
+        .extra_line(":kill_agent_max_wait_time_seconds: 600");
+    bed.start_agent_with(&agent_binary(), &config);
+    let archive = deployment_dir(&bed, &deployment).join("deployment-archive");
+    ensure!(
+        bed,
+        wait_until(DEPLOYMENT_DEADLINE, || archive
+            .join("content/d001")
+            .exists()),
+        "the unpack gets under way"
+    );
+    bed.signal_agent("TERM");
+    std::thread::sleep(Duration::from_millis(200));
+    ensure!(
+        bed,
+        bed.agent_running(),
+        "the first SIGTERM lets the command run"
+    );
+    let started = Instant::now();
+    bed.signal_agent("TERM");
+    let status = bed.wait_for_agent_exit(Duration::from_secs(40));
+    let took = started.elapsed();
+    ensure!(
+        bed,
+        status.is_some_and(|s| s.success()) && took < Duration::from_secs(3),
+        "the second SIGTERM stops the unpack at its next entry ({took:?}, {status:?})"
+    );
+    let diagnostics = reported_failure(
+        &bed,
+        &deployment,
+        "DownloadBundle",
+        "the stopped command is reported",
+    );
+    ensure!(
+        bed,
+        diagnostics.message.contains("shutting down"),
+        "the diagnostics say the unpack was stopped by the shutdown: {diagnostics:?}"
+    );
+    ensure!(
+        bed,
+        !archive.exists(),
+        "the half-unpacked archive is removed"
+    );
+}

@@ -799,3 +799,97 @@ fn local_and_agent_deployments_of_one_revision_leave_the_same_host() {
         );
     }
 }
+
+#[test]
+fn a_revision_of_a_thousand_nested_folders_deploys_in_seconds() {
+    let host = LocalHost::new("nested");
+    let install = host.path().join("srv/deep");
+    let bundle = host.path().join("nested.tgz");
+    std::fs::write(&bundle, nested_revision(1000, &install).to_tgz().unwrap()).unwrap();
+    let started = Instant::now();
+    let run = host.run(&["-l", bundle.to_str().unwrap()]);
+    let took = started.elapsed();
+    assert_eq!(run.code, Some(0), "{}", run.describe());
+    // Unpack and the install plan walk each folder once: cubic costs took
+    // 21 s here, and the planner's recursion overflowed its stack.
+    assert!(
+        took < Duration::from_secs(10),
+        "deployed in {took:?}\n{}",
+        run.describe()
+    );
+    let deepest = (1..1000).fold(install, |path, _| path.join("d"));
+    assert!(deepest.is_dir(), "the deepest folder is installed");
+}
+
+#[test]
+fn sigterm_stops_a_long_unpack_within_a_second_and_leaves_no_half_archive() {
+    let host = LocalHost::new("sigterm-unpack");
+    let bundle = host.path().join("many.tgz");
+    std::fs::write(&bundle, many_files_revision(190_000).to_tgz().unwrap()).unwrap();
+    let config = host.config();
+    let mut child = Command::new(local_binary())
+        .args([
+            "-c",
+            config.to_str().unwrap(),
+            "-l",
+            bundle.to_str().unwrap(),
+        ])
+        .current_dir(host.path())
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("codedeploy-local starts");
+    let group = host.root().join("default-local-deployment-group");
+    let archive = || {
+        std::fs::read_dir(&group)
+            .into_iter()
+            .flatten()
+            .flatten()
+            .map(|deployment| deployment.path().join("deployment-archive"))
+            .find(|archive| archive.join("content/d001").exists())
+    };
+    assert!(
+        wait_until(LOCAL_DEADLINE, || archive().is_some()),
+        "the unpack gets under way"
+    );
+    let archive = archive().expect("the archive being unpacked");
+    let (took, status) = terminate(&mut child, Duration::from_secs(20));
+    assert!(
+        status.is_some_and(|s| s.code() == Some(1)) && took < Duration::from_millis(1500),
+        "stopped at the next entry, the deployment failed: {status:?} after {took:?}"
+    );
+    assert!(
+        !archive.exists(),
+        "the half-unpacked archive is removed: {}",
+        archive.display()
+    );
+}
+
+#[test]
+fn a_key_written_twice_in_a_files_entry_keeps_the_last_as_the_official_agent_and_is_logged() {
+    let host = LocalHost::new("duplicate-key");
+    let (first, second) = (host.path().join("first"), host.path().join("second"));
+    let appspec = format!(
+        "version: 0.0\nos: linux\nfiles:\n  - source: content\n    destination: {}\n    destination: {}\n",
+        first.display(),
+        second.display()
+    );
+    let bundle = host.path().join("bundle");
+    write_tree(
+        &Revision::new()
+            .file("appspec.yml", appspec)
+            .file("content/index.html", "hi\n"),
+        &bundle,
+    );
+    let run = host.run(&["-l", bundle.to_str().unwrap()]);
+    assert_eq!(run.code, Some(0), "{}", run.describe());
+    assert!(second.join("index.html").is_file() && !first.exists());
+    let log = read(&host.path().join("log/codedeploy-local.log"));
+    assert!(
+        log.contains(
+            "appspec.yml: files[0]: 'destination' appears more than once; only the last one counts"
+        ),
+        "the deployment log says which key was written twice:\n{log}"
+    );
+}

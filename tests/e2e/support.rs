@@ -241,3 +241,66 @@ pub fn write_tree(revision: &codedeploy_e2e::Revision, dir: &Path) {
         }
     }
 }
+
+/// A revision of `files` one-byte files in folders of a thousand, whose
+/// appspec installs nothing: its cost is all in unpacking (a few seconds for
+/// 190,000 files), long enough to stop it midway.
+pub fn many_files_revision(files: usize) -> codedeploy_e2e::Revision {
+    (0..files).fold(
+        codedeploy_e2e::Revision::new().file("appspec.yml", "version: 0.0\nos: linux\n"),
+        |revision, i| revision.file(&format!("content/d{:03}/f{i:06}", i / 1000), "x"),
+    )
+}
+
+/// A revision whose `deep/` folder nests `levels` folders, one in the other,
+/// each an entry of its own, installed to `install`.
+pub fn nested_revision(levels: usize, install: &Path) -> codedeploy_e2e::Revision {
+    let appspec = format!(
+        "version: 0.0\nos: linux\nfiles:\n  - source: deep\n    destination: {}\n",
+        install.display()
+    );
+    let mut path = String::from("deep");
+    let mut revision = codedeploy_e2e::Revision::new().file("appspec.yml", appspec);
+    for _ in 0..levels {
+        revision = revision.dir(&path, 0o755);
+        path.push_str("/d");
+    }
+    revision
+}
+
+/// Waits up to `timeout` for `ready`, polling every 10 ms.
+pub fn wait_until(timeout: Duration, mut ready: impl FnMut() -> bool) -> bool {
+    let deadline = Instant::now() + timeout;
+    while Instant::now() < deadline {
+        if ready() {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    ready()
+}
+
+/// Sends SIGTERM to `child` and waits up to `timeout` for it to exit: how
+/// long it took and its status, `None` (the child is then killed) when it
+/// did not exit in time.
+pub fn terminate(
+    child: &mut std::process::Child,
+    timeout: Duration,
+) -> (Duration, Option<std::process::ExitStatus>) {
+    let _ = std::process::Command::new("kill")
+        .arg("-TERM")
+        .arg(child.id().to_string())
+        .status();
+    let started = Instant::now();
+    let mut status = None;
+    wait_until(timeout, || {
+        status = child.try_wait().ok().flatten();
+        status.is_some()
+    });
+    let took = started.elapsed();
+    if status.is_none() {
+        let _ = child.kill();
+        let _ = child.wait();
+    }
+    (took, status)
+}

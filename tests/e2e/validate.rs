@@ -3,11 +3,12 @@
 //! problems expected, all reported at once with file and line; and the exit
 //! statuses.
 
+use std::path::PathBuf;
 use std::process::{Command, Output, Stdio};
 
 use codedeploy_e2e::{BundleType, Revision};
 
-use crate::support::{agent_binary, write_tree};
+use crate::support::{agent_binary, many_files_revision, terminate, wait_until, write_tree};
 
 fn validate(args: &[&str]) -> Output {
     Command::new(agent_binary())
@@ -327,6 +328,210 @@ fn unusable_paths_and_archives() {
             "{}: error: the tgz bundle cannot be unpacked: Error extracting tar archive",
             truncated.display()
         )),
+        "{}",
+        describe(&output)
+    );
+}
+
+/// `validate -c CONFIG PATH` with the temporary folder under `tmpdir`.
+fn validate_with(config: &std::path::Path, path: &std::path::Path) -> Output {
+    validate(&["-c", config.to_str().unwrap(), path.to_str().unwrap()])
+}
+
+#[test]
+fn flow_heavy_yaml_is_refused_at_once_as_the_deployment_refuses_it() {
+    let tmp = tempfile::tempdir().unwrap();
+    let cases = [
+        ("brackets-160000.yml", 160_000),
+        ("brackets-1mb.yml", 1024 * 1024 - 30),
+    ];
+    for (name, brackets) in cases {
+        let appspec = tmp.path().join(name);
+        std::fs::write(
+            &appspec,
+            format!("version: 0.0\nos: linux\nx: {}\n", "[".repeat(brackets)),
+        )
+        .unwrap();
+        let started = std::time::Instant::now();
+        let output = validate(&[appspec.to_str().unwrap()]);
+        let took = started.elapsed();
+        assert_eq!(output.status.code(), Some(1), "{}", describe(&output));
+        assert!(
+            String::from_utf8_lossy(&output.stdout).contains(&format!(
+                "it holds {brackets} `[` and `{{` characters, more than the 10000 the agent reads"
+            )),
+            "{}",
+            describe(&output)
+        );
+        // The lenient second parse took 78 s on 160,000 brackets, minutes on 1 MB.
+        assert!(took < std::time::Duration::from_secs(2), "{name}: {took:?}");
+    }
+}
+
+#[test]
+fn validate_runs_the_deployment_s_checks_under_the_agent_configuration() {
+    let tmp = tempfile::tempdir().unwrap();
+    let config = tmp.path().join("codedeployagent.yml");
+    std::fs::write(
+        &config,
+        "---\n:reject_unsafe_permissions_in_bundle: true\n:reject_symlinks_in_bundle: true\n:archive_max_extraction_size: 1048576\n",
+    )
+    .unwrap();
+    let tgz = |name: &str, revision: Revision| {
+        let path = tmp.path().join(name);
+        std::fs::write(&path, revision.to_tgz().unwrap()).unwrap();
+        path
+    };
+    let dir = |name: &str, revision: Revision| {
+        let path = tmp.path().join(name);
+        write_tree(&revision, &path);
+        path
+    };
+    let setuid = tgz(
+        "setuid.tgz",
+        valid_revision().file_with_mode("content/tool", "#!/bin/sh\n", 0o4755),
+    );
+    let linked = tgz(
+        "linked.tgz",
+        valid_revision().symlink("content/current", "index.html"),
+    );
+    let large = tgz(
+        "large.tgz",
+        valid_revision().file("content/big.bin", vec![0u8; 2 * 1024 * 1024]),
+    );
+    let cases = [
+        (
+            setuid,
+            "has the setuid or setgid bit (reject_unsafe_permissions_in_bundle is true)",
+        ),
+        (
+            linked,
+            "links are not allowed in a revision (reject_symlinks_in_bundle is true)",
+        ),
+        (
+            large,
+            "unpacks to more than archive_max_extraction_size (1048576 bytes)",
+        ),
+    ];
+    let refused = |config: &std::path::Path, cases: &[(PathBuf, &str)]| {
+        for (bundle, expected) in cases {
+            let output = validate_with(config, bundle);
+            assert_eq!(output.status.code(), Some(1), "{}", describe(&output));
+            assert!(
+                String::from_utf8_lossy(&output.stdout).contains(expected),
+                "{expected}\n{}",
+                describe(&output)
+            );
+        }
+    };
+    refused(&config, &cases);
+    let defaults = tmp.path().join("absent.yml");
+    for (bundle, _) in &cases {
+        let output = validate_with(&defaults, bundle);
+        assert_eq!(output.status.code(), Some(0), "{}", describe(&output));
+    }
+
+    // Bundles that deploy nowhere, whatever the configuration.
+    let installs_all =
+        "version: 0.0\nos: linux\nfiles:\n  - source: /\n    destination: /srv/app\n";
+    let big_appspec = dir(
+        "big-appspec",
+        valid_revision().file(
+            "appspec.yml",
+            format!("{VALID_APPSPEC}# {}\n", "x".repeat(20 * 1024 * 1024)),
+        ),
+    );
+    // Textually inside its top folder, outside once the folder is promoted:
+    // it then names the deployment folder's logs/.
+    let leaves_once_unpacked = tgz(
+        "leaves.tgz",
+        Revision::new()
+            .file("appspec.yml", installs_all)
+            .symlink("out", "../logs")
+            .with_top_folder("app"),
+    );
+    let loop_dir = dir("loop", valid_revision().symlink("content/again", "."));
+    let outside_dir = dir("outside", valid_revision().symlink("content/etc", "/etc"));
+    let cases = [
+        (
+            big_appspec,
+            "an AppSpec larger than 4194304 bytes is refused",
+        ),
+        (
+            leaves_once_unpacked,
+            "error: Install would fail: The revision's symbolic link",
+        ),
+        (
+            loop_dir,
+            "leads back into a directory being copied (a loop)",
+        ),
+        (
+            outside_dir,
+            "points to a directory outside the revision (/etc)",
+        ),
+    ];
+    refused(&defaults, &cases);
+}
+
+#[test]
+fn sigterm_stops_validate_within_a_second_and_removes_its_temporary_folder() {
+    let tmp = tempfile::tempdir().unwrap();
+    let bundle = tmp.path().join("many.tgz");
+    std::fs::write(&bundle, many_files_revision(190_000).to_tgz().unwrap()).unwrap();
+    let temp_root = tmp.path().join("tmp");
+    std::fs::create_dir(&temp_root).unwrap();
+    let mut child = Command::new(agent_binary())
+        .args(["validate", bundle.to_str().unwrap()])
+        .env("TMPDIR", &temp_root)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("the agent binary runs");
+    let unpacking = || {
+        std::fs::read_dir(&temp_root)
+            .into_iter()
+            .flatten()
+            .flatten()
+            .any(|temp| temp.path().join("deployment-archive/content/d001").exists())
+    };
+    assert!(
+        wait_until(std::time::Duration::from_secs(60), unpacking),
+        "the unpack gets under way"
+    );
+    let (took, status) = terminate(&mut child, std::time::Duration::from_secs(20));
+    assert!(
+        status.is_some_and(|s| s.code() == Some(3))
+            && took < std::time::Duration::from_millis(1500),
+        "stopped at the next entry: {status:?} after {took:?}"
+    );
+    let left: Vec<_> = std::fs::read_dir(&temp_root).unwrap().flatten().collect();
+    assert!(left.is_empty(), "nothing is left behind: {left:?}");
+}
+
+#[test]
+fn keys_written_twice_below_the_top_level_are_reported_as_warnings() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("bundle");
+    let appspec = VALID_APPSPEC
+        .replace(
+            "    destination: /srv/app\n",
+            "    destination: /srv/app\n    destination: /srv/other\n",
+        )
+        .replace(
+            "      timeout: 60\n",
+            "      timeout: 60\n      timeout: 90\n",
+        );
+    write_tree(&valid_revision().file("appspec.yml", appspec), &dir);
+    let output = validate(&[dir.to_str().unwrap()]);
+    assert_eq!(output.status.code(), Some(0), "{}", describe(&output));
+    assert_eq!(
+        report(&output, &format!("{}/appspec.yml", dir.display())),
+        [
+            "<file>: warning: files[0]: 'destination' appears more than once; only the last one counts",
+            "<file>: warning: hooks.ApplicationStart[0]: 'timeout' appears more than once; only the last one counts",
+            "<file>: valid (2 warnings)",
+        ],
         "{}",
         describe(&output)
     );

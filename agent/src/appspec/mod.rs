@@ -14,7 +14,7 @@ use std::path::Path;
 pub use behavior::FileExistsBehavior;
 pub use error::AppSpecError;
 pub use model::{AppSpec, AppSpecVersion, EventHooks, FileMapping, HookScript, Os};
-pub use parse::{parse, MAX_FLOW_OPENERS};
+pub use parse::{check_limits, parse, MAX_FLOW_OPENERS};
 pub use paths::{normalize_host_path, RevisionPath};
 pub use permission::{
     AclEntry, AclKind, AclPerms, Glob, Mode, ObjectKinds, Permission, SeLinuxContext, SeLinuxRange,
@@ -67,6 +67,22 @@ fn read_bounded(path: &Path) -> Result<String, LoadError> {
     })
 }
 
+/// Reads one appspec file as [`load`] does: over [`MAX_APPSPEC_BYTES`], or
+/// not UTF-8, it is refused.
+pub fn read(path: &Path) -> Result<String, AppSpecError> {
+    read_bounded(path).map_err(|error| match error {
+        LoadError::Io(source) => AppSpecError::Read {
+            path: path.to_path_buf(),
+            source,
+        },
+        LoadError::TooLarge(size) => AppSpecError::TooLarge {
+            path: path.to_path_buf(),
+            size,
+            limit: MAX_APPSPEC_BYTES,
+        },
+    })
+}
+
 /// Reads and parses the appspec of an unpacked revision.
 pub fn load(
     archive_dir: &Path,
@@ -79,17 +95,13 @@ pub fn load(
     };
     for name in std::iter::once(appspec_filename).chain(fallbacks.iter().copied()) {
         let path = archive_dir.join(name);
-        match read_bounded(&path) {
-            Ok(text) => return parse(&text, &path),
-            Err(LoadError::Io(e)) if e.kind() == std::io::ErrorKind::NotFound => continue,
-            Err(LoadError::Io(source)) => return Err(AppSpecError::Read { path, source }),
-            Err(LoadError::TooLarge(size)) => {
-                return Err(AppSpecError::TooLarge {
-                    path,
-                    size,
-                    limit: MAX_APPSPEC_BYTES,
-                })
+        match read(&path) {
+            Err(AppSpecError::Read { source, .. })
+                if source.kind() == std::io::ErrorKind::NotFound =>
+            {
+                continue
             }
+            text => return parse(&text?, &path),
         }
     }
     Err(AppSpecError::NotFound {

@@ -1,7 +1,10 @@
 //! appspec.yml text → [`AppSpec`]. Pure: no file access. Each value is checked
 //! inside its own serde visitor, so that serde_norway stamps every error with the
 //! key path (`hooks.BeforeInstall[0].timeout`) and the line of the offending
-//! value. YAML typing follows APPSPEC.md: `version` must be the number 0.0, `mode`
+//! value. A key written twice in one mapping, at any depth, is a warning, not
+//! an error: the official agent's YAML parser (Ruby's Psych) silently keeps the
+//! last, and a revision it deploys must deploy here too; we keep the last as
+//! well, and say so. YAML typing follows APPSPEC.md: `version` must be the number 0.0, `mode`
 //! is taken as the digits written, the appspec's `file_exists_behavior` is
 //! case-sensitive.
 
@@ -29,14 +32,7 @@ pub const MAX_FLOW_OPENERS: usize = 10_000;
 
 /// Parses and validates an appspec. `file` is only used in error messages.
 pub fn parse(text: &str, file: &Path) -> Result<AppSpec, AppSpecError> {
-    let openers = text.bytes().filter(|b| matches!(b, b'[' | b'{')).count();
-    if openers > MAX_FLOW_OPENERS {
-        return Err(AppSpecError::TooManyFlowCollections {
-            file: file.to_path_buf(),
-            openers,
-            limit: MAX_FLOW_OPENERS,
-        });
-    }
+    check_limits(text, file)?;
     let document: Document =
         serde_norway::from_str(text).map_err(|source| AppSpecError::Invalid {
             file: file.to_path_buf(),
@@ -46,7 +42,158 @@ pub fn parse(text: &str, file: &Path) -> Result<AppSpec, AppSpecError> {
         Document::Empty => Err(AppSpecError::Empty {
             file: file.to_path_buf(),
         }),
-        Document::AppSpec(appspec) => Ok(*appspec),
+        Document::AppSpec(mut appspec) => {
+            appspec.warnings.splice(0..0, duplicate_keys(text));
+            Ok(*appspec)
+        }
+    }
+}
+
+/// What is refused before any YAML parser sees the text, whatever reads it
+/// (Install, `validate`): a parse of it could take minutes.
+pub fn check_limits(text: &str, file: &Path) -> Result<(), AppSpecError> {
+    let openers = text.bytes().filter(|b| matches!(b, b'[' | b'{')).count();
+    if openers > MAX_FLOW_OPENERS {
+        return Err(AppSpecError::TooManyFlowCollections {
+            file: file.to_path_buf(),
+            openers,
+            limit: MAX_FLOW_OPENERS,
+        });
+    }
+    Ok(())
+}
+
+/// A warning for every key written twice in one mapping, at any depth, named
+/// by the key path of its mapping (`files[0]: 'destination' ...`). YAML the
+/// strict parse refuses ends the walk: its error is reported there.
+fn duplicate_keys(text: &str) -> Vec<String> {
+    let mut found = Vec::new();
+    let walk = KeyWalk {
+        path: String::new(),
+        found: &mut found,
+    };
+    let _ = de::DeserializeSeed::deserialize(walk, serde_norway::Deserializer::from_str(text));
+    found
+}
+
+/// Walks any YAML value, noting the keys repeated in its mappings.
+struct KeyWalk<'f> {
+    /// The key path of the value walked; empty at the top.
+    path: String,
+    found: &'f mut Vec<String>,
+}
+
+impl<'de> de::DeserializeSeed<'de> for KeyWalk<'_> {
+    type Value = ();
+
+    fn deserialize<D: Deserializer<'de>>(self, deserializer: D) -> Result<(), D::Error> {
+        deserializer.deserialize_any(self)
+    }
+}
+
+impl<'de> Visitor<'de> for KeyWalk<'_> {
+    type Value = ();
+
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str("any YAML value")
+    }
+
+    fn visit_bool<E: de::Error>(self, _: bool) -> Result<(), E> {
+        Ok(())
+    }
+
+    fn visit_i64<E: de::Error>(self, _: i64) -> Result<(), E> {
+        Ok(())
+    }
+
+    fn visit_i128<E: de::Error>(self, _: i128) -> Result<(), E> {
+        Ok(())
+    }
+
+    fn visit_u64<E: de::Error>(self, _: u64) -> Result<(), E> {
+        Ok(())
+    }
+
+    fn visit_u128<E: de::Error>(self, _: u128) -> Result<(), E> {
+        Ok(())
+    }
+
+    fn visit_f64<E: de::Error>(self, _: f64) -> Result<(), E> {
+        Ok(())
+    }
+
+    fn visit_str<E: de::Error>(self, _: &str) -> Result<(), E> {
+        Ok(())
+    }
+
+    fn visit_unit<E: de::Error>(self) -> Result<(), E> {
+        Ok(())
+    }
+
+    fn visit_none<E: de::Error>(self) -> Result<(), E> {
+        Ok(())
+    }
+
+    fn visit_some<D: Deserializer<'de>>(self, deserializer: D) -> Result<(), D::Error> {
+        deserializer.deserialize_any(self)
+    }
+
+    /// A tagged value (`!tag value`): its value is walked.
+    fn visit_enum<A: de::EnumAccess<'de>>(self, data: A) -> Result<(), A::Error> {
+        let (IgnoredAny, value) = data.variant::<IgnoredAny>()?;
+        de::VariantAccess::newtype_variant_seed(value, self)
+    }
+
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<(), A::Error> {
+        let mut index = 0;
+        while seq
+            .next_element_seed(KeyWalk {
+                path: format!("{}[{index}]", self.path),
+                found: &mut *self.found,
+            })?
+            .is_some()
+        {
+            index += 1;
+        }
+        Ok(())
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
+        let mut seen = std::collections::HashSet::new();
+        while let Some(Field(KeyName(key))) = map.next_key::<Field<KeyName>>()? {
+            let path = match self.path.is_empty() {
+                true => key.clone(),
+                false => format!("{}.{key}", self.path),
+            };
+            if !seen.insert(key.clone()) {
+                self.found.push(match self.path.is_empty() {
+                    true => format!(
+                        "top-level key '{key}' appears more than once; only the last one counts"
+                    ),
+                    false => format!(
+                        "{}: '{key}' appears more than once; only the last one counts",
+                        self.path
+                    ),
+                });
+            }
+            map.next_value_seed(KeyWalk {
+                path,
+                found: &mut *self.found,
+            })?;
+        }
+        Ok(())
+    }
+}
+
+/// A mapping key as text. A key that is itself a list or a mapping (no
+/// appspec has one) ends the walk.
+struct KeyName(String);
+
+impl FromScalar for KeyName {
+    const EXPECTING: &'static str = "a mapping key";
+
+    fn from_scalar(scalar: Scalar<'_>) -> Result<Self, String> {
+        Ok(KeyName(scalar.text().unwrap_or_else(|| "null".to_string())))
     }
 }
 
@@ -86,15 +233,7 @@ impl<'de> Visitor<'de> for DocumentVisitor {
         let mut permissions = Vec::new();
         let mut hooks = Vec::new();
         let mut warnings = Vec::new();
-        let mut seen: Vec<String> = Vec::new();
         while let Some(key) = map.next_key::<String>()? {
-            // Ruby's YAML keeps the last of two equal keys; so do we, but say so.
-            if seen.contains(&key) {
-                warnings.push(format!(
-                    "top-level key '{key}' appears more than once; only the last one counts"
-                ));
-            }
-            seen.push(key.clone());
             match key.as_str() {
                 "version" => version = map.next_value::<Field<Option<AppSpecVersion>>>()?.0,
                 "os" => os = map.next_value::<Field<Option<Os>>>()?.0,
@@ -452,10 +591,8 @@ impl<'de> Visitor<'de> for HooksVisitor {
                     "hooks: '{name}' is not a standard lifecycle event; it runs only when the deployment lists it as a custom event"
                 ));
             }
+            // Written twice: the last counts (`duplicate_keys` warns).
             if let Some(index) = hooks.iter().position(|h| h.event == event) {
-                warnings.push(format!(
-                    "hooks: '{name}' appears more than once; only the last one counts"
-                ));
                 hooks.remove(index);
             }
             // An event with a null or empty list has no scripts, but it is still

@@ -208,6 +208,28 @@ fn modes_are_the_digits_written_whatever_the_yaml_type() {
 }
 
 #[test]
+fn keys_written_twice_at_any_depth_warn_and_the_last_counts() {
+    let spec = parse_ok(&format!(
+        "{HEAD}files:\n  - source: a\n    destination: /first\n    destination: /second\n\
+         permissions:\n  - object: /second\n    acls: [u:a:r]\n    context: {{type: t, type: u}}\n\
+         hooks:\n  BeforeInstall:\n    - location: a.sh\n      timeout: 5\n      timeout: 9\n"
+    ));
+    assert_eq!(spec.files[0].destination, Path::new("/second"));
+    assert_eq!(
+        spec.hooks_for(&LifecycleEvent::BeforeInstall)[0].timeout,
+        std::time::Duration::from_secs(9)
+    );
+    assert_eq!(
+        spec.warnings,
+        [
+            "files[0]: 'destination' appears more than once; only the last one counts",
+            "permissions[0].context: 'type' appears more than once; only the last one counts",
+            "hooks.BeforeInstall[0]: 'timeout' appears more than once; only the last one counts",
+        ]
+    );
+}
+
+#[test]
 fn probable_mistakes_are_warnings_not_errors() {
     let cases: &[(&str, &str)] = &[
         ("hook:\n  BeforeInstall: []\n", "unknown top-level key 'hook'"),

@@ -39,6 +39,11 @@ pub enum BundleError {
     #[error("The disk is (or was) full during extraction.")]
     DiskFull,
 
+    /// The agent was told to stop while the bundle was being unpacked; what
+    /// was unpacked so far is removed.
+    #[error("Extraction stopped: the agent is shutting down")]
+    Stopped,
+
     #[error("Could not prepare the archive directory {path}: {source}")]
     ArchiveDir {
         path: PathBuf,

@@ -9,6 +9,7 @@ use std::path::Path;
 use super::error::{BundleError, S3Object};
 use super::stream::{receive, Body, Destination, Fetch};
 use crate::config::{BundlePolicy, ProxyUri};
+use crate::shutdown::Shutdown;
 use crate::spec::S3Revision;
 use aws_credential_types::Credentials;
 use aws_sdk_s3::config::{BehaviorVersion, Region};
@@ -60,11 +61,13 @@ pub async fn fetch_s3(
     bundle_file: &Path,
     archive_dir: &Path,
     policy: &BundlePolicy,
+    stop: &Shutdown,
 ) -> Result<(), BundleError> {
     let destination = Destination {
         bundle_file: bundle_file.to_path_buf(),
         archive_dir: archive_dir.to_path_buf(),
         policy: *policy,
+        stop: stop.clone(),
     };
     with_retries(S3Object::of(revision), || {
         fetch_once(client, revision, &destination)

@@ -20,6 +20,7 @@ use super::error::BundleError;
 use super::sniff::sniff_archive;
 use super::unpack::{unpack_tar_stream, unpack_with, TarCompression};
 use crate::config::BundlePolicy;
+use crate::shutdown::Shutdown;
 use crate::spec::BundleType;
 
 /// Chunks in flight between the body and the tar reader. A body chunk is at
@@ -66,6 +67,8 @@ pub(super) struct Destination {
     pub bundle_file: PathBuf,
     pub archive_dir: PathBuf,
     pub policy: BundlePolicy,
+    /// The agent's stop request, checked at every entry.
+    pub stop: Shutdown,
 }
 
 /// How a body with these first bytes, declared as `declared`, is unpacked.
@@ -328,6 +331,7 @@ fn stream_unpack<C: AsRef<[u8]> + Send>(
         compression,
         &destination.archive_dir,
         &destination.policy,
+        &destination.stop,
     );
     tee.drain();
     // A failure to write the bundle file, or a body cut short, outranks what
@@ -361,6 +365,7 @@ fn download_then_unpack<C: AsRef<[u8]>>(
             declared,
             &destination.archive_dir,
             &destination.policy,
+            &destination.stop,
         ),
         _ => Ok(()),
     }

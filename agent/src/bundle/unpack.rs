@@ -24,6 +24,8 @@ use nix::unistd::{Gid, Group, Uid, User};
 use super::error::{ArchiveFormat, BundleError};
 use super::read_ahead::{fill, read_ahead};
 use crate::config::{BundlePolicy, LinkPolicy, Ownership, SetIdBits};
+use crate::folder_chain::FolderChain;
+use crate::shutdown::{self, Shutdown};
 use crate::spec::BundleType;
 
 /// [`unpack_with`] under the default policy.
@@ -32,24 +34,32 @@ pub fn unpack(
     bundle_type: BundleType,
     archive_dir: &Path,
 ) -> Result<(), BundleError> {
-    unpack_with(bundle, bundle_type, archive_dir, &BundlePolicy::default())
+    unpack_with(
+        bundle,
+        bundle_type,
+        archive_dir,
+        &BundlePolicy::default(),
+        &shutdown::never(),
+    )
 }
 
 /// Replaces `archive_dir` with the content of `bundle`, checking each entry
 /// against `policy`, then applies the single-top-level-folder rule
-/// (LIFECYCLE.md, DownloadBundle step 4).
+/// (LIFECYCLE.md, DownloadBundle step 4). Gives up, removing what it wrote,
+/// at the first entry (or 128 KiB of content) after `stop` is triggered.
 pub fn unpack_with(
     bundle: &Path,
     bundle_type: BundleType,
     archive_dir: &Path,
     policy: &BundlePolicy,
+    stop: &Shutdown,
 ) -> Result<(), BundleError> {
     let format = match bundle_type {
         BundleType::Tar | BundleType::Tgz => ArchiveFormat::Tar,
         BundleType::Zip => ArchiveFormat::Zip,
         BundleType::Directory => return Err(BundleError::NotAnArchive),
     };
-    unpack_into(archive_dir, policy, format, |target| {
+    unpack_into(archive_dir, policy, stop, format, |target| {
         let file = fs::File::open(bundle).map_err(|source| ExtractError::Bundle {
             path: bundle.to_path_buf(),
             source,
@@ -78,8 +88,9 @@ pub(crate) fn unpack_tar_stream(
     compression: TarCompression,
     archive_dir: &Path,
     policy: &BundlePolicy,
+    stop: &Shutdown,
 ) -> Result<(), BundleError> {
-    unpack_into(archive_dir, policy, ArchiveFormat::Tar, |target| {
+    unpack_into(archive_dir, policy, stop, ArchiveFormat::Tar, |target| {
         extract_tar_stream(reader, compression, target)
     })
 }
@@ -103,6 +114,7 @@ fn extract_tar_stream(
 fn unpack_into(
     archive_dir: &Path,
     policy: &BundlePolicy,
+    stop: &Shutdown,
     format: ArchiveFormat,
     extract: impl FnOnce(&mut Target) -> Result<(), ExtractError>,
 ) -> Result<(), BundleError> {
@@ -113,13 +125,14 @@ fn unpack_into(
     remove_tree(archive_dir).map_err(dir_error)?;
     fs::create_dir_all(archive_dir).map_err(dir_error)?;
 
-    let mut target = Target::new(archive_dir, policy);
+    let mut target = Target::new(archive_dir, policy, stop);
     if let Err(error) = extract(&mut target) {
         // Half an archive is of no use to any later step, and on a full disk
         // it is what keeps the disk full: it goes, whatever went wrong.
         let _ = remove_tree(archive_dir);
         return Err(match error {
             ExtractError::Io(e) if is_disk_full(&e) => BundleError::DiskFull,
+            ExtractError::Stopped => BundleError::Stopped,
             other => BundleError::Extract {
                 format,
                 detail: other.to_string(),
@@ -158,6 +171,8 @@ enum ExtractError {
     Zip(#[from] zip::result::ZipError),
     #[error("the revision has more than {max} entries (archive_max_entries); raise that key if this revision is genuinely that large")]
     TooManyEntries { max: u64 },
+    #[error("stopped: the agent is shutting down")]
+    Stopped,
 }
 
 fn unsafe_entry(entry: &str, reason: impl Into<String>) -> ExtractError {
@@ -206,18 +221,20 @@ struct Target {
     extracted: u64,
     /// Entries met so far, the archive's root (`./`) included.
     entries: u64,
-    /// The last parent directory found to be a real directory of the
-    /// archive: the entries of one folder follow each other, so its path is
-    /// walked once, not once per entry. An entry can never turn a directory
-    /// into a link or a file (`clear` refuses), so the verdict stays true.
-    verified_parent: Option<PathBuf>,
+    /// The folders last found to be real directories of the archive. An
+    /// entry can never turn a directory into a link or a file (`clear`
+    /// refuses), so the verdict stays true.
+    verified: FolderChain,
+    /// Checked at each entry and each buffer of content: a stop request is
+    /// acted on within a second, not at the end of the archive.
+    stop: Shutdown,
     /// File content goes through this buffer (empty until the first file):
     /// a few large writes per file instead of `io::copy`'s 8 KiB ones.
     copy_buffer: Vec<u8>,
 }
 
 impl Target {
-    fn new(root: &Path, policy: &BundlePolicy) -> Target {
+    fn new(root: &Path, policy: &BundlePolicy, stop: &Shutdown) -> Target {
         Target {
             root: root.to_path_buf(),
             restore_owners: Uid::effective().is_root()
@@ -227,7 +244,8 @@ impl Target {
             links: Vec::new(),
             extracted: 0,
             entries: 0,
-            verified_parent: None,
+            verified: FolderChain::default(),
+            stop: stop.clone(),
             copy_buffer: Vec::new(),
         }
     }
@@ -321,13 +339,7 @@ impl Target {
         missing: MissingParents,
     ) -> Result<PathBuf, ExtractError> {
         let parent = relative.parent().unwrap_or(Path::new(""));
-        if self.verified_parent.as_deref() == Some(parent) {
-            return Ok(self.root.join(relative));
-        }
-        let mut current = self.root.clone();
-        let parents: Vec<_> = relative.components().collect();
-        for component in &parents[..parents.len().saturating_sub(1)] {
-            current.push(component);
+        for current in self.verified.unknown(&self.root, parent) {
             match fs::symlink_metadata(&current) {
                 Ok(meta) if meta.file_type().is_symlink() => {
                     return Err(unsafe_entry(
@@ -362,7 +374,7 @@ impl Target {
                 Err(source) => return Err(entry_io(name, source)),
             }
         }
-        self.verified_parent = Some(parent.to_path_buf());
+        self.verified.record(parent);
         Ok(self.root.join(relative))
     }
 
@@ -391,6 +403,9 @@ impl Target {
         // Every entry counts, before anything of it is written: what a million
         // empty files cost is their number (inodes, the install plan), not
         // their size.
+        if self.stop.is_triggered() {
+            return Err(ExtractError::Stopped);
+        }
         self.entries += 1;
         self.check_entry_count(self.entries)?;
         let Some(relative) = self.place(name, path)? else {
@@ -442,7 +457,8 @@ impl Target {
                     &mut self.copy_buffer,
                     &mut content.take(budget.saturating_add(1)),
                     &mut file,
-                )
+                    &self.stop,
+                )?
                 .map_err(|source| match is_disk_full(&source) {
                     true => ExtractError::Io(source),
                     false => entry_io(name, source),
@@ -561,7 +577,7 @@ impl Target {
     fn finish(&mut self) -> Result<(), ExtractError> {
         self.check_links_resolved()?;
         let mut dirs = std::mem::take(&mut self.pending_dirs);
-        dirs.sort_by_key(|(path, _)| std::cmp::Reverse(path.components().count()));
+        dirs.sort_by_cached_key(|(path, _)| std::cmp::Reverse(path.components().count()));
         for (path, attributes) in dirs {
             let name = path
                 .strip_prefix(&self.root)
@@ -600,26 +616,33 @@ fn link_stays_inside(link: &Path, target: &Path) -> bool {
 /// Bytes of file content written at a time.
 const COPY_BUFFER: usize = 128 * 1024;
 
-/// Copies `content` to the end into `file` through `buffer`.
+/// Copies `content` to the end into `file` through `buffer`; gives up
+/// between two buffers once `stop` is triggered.
 fn copy_through(
     buffer: &mut Vec<u8>,
     content: &mut impl Read,
     file: &mut fs::File,
-) -> io::Result<u64> {
+    stop: &Shutdown,
+) -> Result<io::Result<u64>, ExtractError> {
     if buffer.len() < COPY_BUFFER {
         buffer.resize(COPY_BUFFER, 0);
     }
     let mut copied = 0;
     loop {
+        if stop.is_triggered() {
+            return Err(ExtractError::Stopped);
+        }
         // The buffer filled as far as the content goes, then written.
         let (len, error) = fill(content, buffer);
         if let Some(error) = error {
-            return Err(error);
+            return Ok(Err(error));
         }
         if len == 0 {
-            return Ok(copied);
+            return Ok(Ok(copied));
         }
-        file.write_all(&buffer[..len])?;
+        if let Err(error) = file.write_all(&buffer[..len]) {
+            return Ok(Err(error));
+        }
         copied += len as u64;
     }
 }

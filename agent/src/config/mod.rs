@@ -72,3 +72,26 @@ pub fn load_on_premises(file: &Path) -> Result<Option<OnPremisesIdentity>, Confi
         }),
     }
 }
+
+/// The agent configuration and its warnings; a missing file means the
+/// built-in defaults, with a note saying so (`codedeploy-local` and
+/// `validate` are often tried before the agent is set up).
+pub fn load_or_defaults(
+    file: &Path,
+) -> Result<(AgentConfig, Vec<ConfigWarning>, Option<String>), ConfigError> {
+    match load_agent_config(file) {
+        Ok(parsed) => Ok((parsed.config, parsed.warnings, None)),
+        Err(ConfigError::Read { source, .. }) if source.kind() == std::io::ErrorKind::NotFound => {
+            let config = AgentConfig::default();
+            let note = format!(
+                "note: the agent configuration file {} does not exist; using the built-in defaults \
+                 (deployment root {}, logs in {})",
+                file.display(),
+                config.root_dir.display(),
+                config.log_dir.display()
+            );
+            Ok((config, Vec::new(), Some(note)))
+        }
+        Err(e) => Err(e),
+    }
+}

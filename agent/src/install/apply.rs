@@ -32,11 +32,13 @@ use super::error::InstallError;
 use super::plan::{InstallPlan, Instruction};
 use crate::appspec::{AclEntry, AclKind, AclPerms, SeLinuxContext};
 use crate::config::PermissionLinks;
+use crate::shutdown::Shutdown;
 
 pub fn apply(
     plan: &InstallPlan,
     cleanup: &mut CleanupLog,
     link_targets: PermissionLinks,
+    stop: &Shutdown,
 ) -> Result<(), InstallError> {
     let as_root = Uid::effective().is_root();
     // Destinations whose copy landed in the file a host link points to; the
@@ -45,12 +47,15 @@ pub fn apply(
     let instructions = &plan.instructions;
     let mut at = 0;
     while at < instructions.len() {
+        if stop.is_triggered() {
+            return Err(InstallError::Stopped);
+        }
         let placing = instructions[at..]
             .iter()
             .take_while(|i| matches!(i, Instruction::Copy { .. } | Instruction::Mkdir { .. }))
             .count();
         if placing > 0 {
-            let placed = place_all(&instructions[at..at + placing], cleanup, as_root)?;
+            let placed = place_all(&instructions[at..at + placing], cleanup, as_root, stop)?;
             written_through.extend(placed);
             at += placing;
         } else {
@@ -159,9 +164,13 @@ fn place_all<'p>(
     steps: &'p [Instruction],
     cleanup: &mut CleanupLog,
     as_root: bool,
+    stop: &Shutdown,
 ) -> Result<Vec<(&'p Path, PathBuf)>, InstallError> {
     let mut copies: Vec<(&Path, &Path)> = Vec::new();
     for step in steps {
+        if stop.is_triggered() {
+            return Err(InstallError::Stopped);
+        }
         match step {
             Instruction::Mkdir { directory } if make_directory(directory)? => {
                 cleanup.record(directory)?;
@@ -188,6 +197,11 @@ fn place_all<'p>(
         while let Some(turn) = turns.get(next_turn.fetch_add(1, Ordering::Relaxed)) {
             for index in turn.clone() {
                 if index > first_failed.load(Ordering::Relaxed) {
+                    break;
+                }
+                if stop.is_triggered() {
+                    first_failed.fetch_min(index, Ordering::Relaxed);
+                    failure = Some((index, InstallError::Stopped));
                     break;
                 }
                 let (source, destination) = copies[index];

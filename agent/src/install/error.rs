@@ -8,6 +8,11 @@ use thiserror::Error;
 
 #[derive(Debug, Error)]
 pub enum InstallError {
+    /// The agent was told to stop while Install planned or copied; what was
+    /// installed so far is in the cleanup file, which the next Install replays.
+    #[error("Install stopped: the agent is shutting down")]
+    Stopped,
+
     /// A hardening key of the agent configuration refuses this step.
     #[error("The deployment failed because the agent's configuration refuses a permission step on {}: {reason}", .path.display())]
     Refused { path: PathBuf, reason: String },

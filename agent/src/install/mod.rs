@@ -24,6 +24,7 @@ use crate::appspec::{AppSpec, FileExistsBehavior};
 use crate::config::{
     InstallPolicy, PermissionLinks, SeLinuxTypes, SetIdBits, UNCONFINED_SELINUX_TYPES,
 };
+use crate::shutdown::Shutdown;
 
 /// Everything one Install needs; paths come from the deployment-root layout.
 #[derive(Debug, Clone, Copy)]
@@ -39,6 +40,9 @@ pub struct InstallRequest<'a> {
     pub instructions_file: &'a Path,
     /// The operator's hardening keys for the `permissions` section.
     pub policy: InstallPolicy,
+    /// Checked at every entry planned and every copy: a stop request is
+    /// acted on within a second.
+    pub stop: &'a Shutdown,
 }
 
 /// The appspec's own `file_exists_behavior` wins, then the deployment's
@@ -55,7 +59,7 @@ pub fn install(request: &InstallRequest<'_>) -> Result<(), InstallError> {
     let started = std::time::Instant::now();
     run_cleanup(request.cleanup_file)?;
     let cleaned = started.elapsed();
-    let revision = FsRevision::new(request.archive_dir)?;
+    let revision = FsRevision::new(request.archive_dir)?.stopped_by(request.stop);
     let plan = plan::plan(
         request.appspec,
         &revision,
@@ -68,7 +72,12 @@ pub fn install(request: &InstallRequest<'_>) -> Result<(), InstallError> {
     instructions::write_instructions(&plan, request.instructions_file)?;
     let written = started.elapsed();
     let mut cleanup = cleanup::CleanupLog::create(request.cleanup_file)?;
-    apply::apply(&plan, &mut cleanup, request.policy.link_targets)?;
+    apply::apply(
+        &plan,
+        &mut cleanup,
+        request.policy.link_targets,
+        request.stop,
+    )?;
     tracing::info!(
         steps = plan.instructions.len(),
         "previous revision removed in {:.3} s, planned in {:.3} s, install.json in {:.3} s, applied in {:.3} s",

@@ -43,6 +43,10 @@ pub trait RevisionTree {
     fn children(&self, relative: &Path) -> Vec<OsString>;
     /// Where a revision-relative path lies on disk (copy sources are absolute).
     fn absolute(&self, relative: &Path) -> PathBuf;
+    /// Whether the agent was told to stop: planning gives up at the next entry.
+    fn stopped(&self) -> bool {
+        false
+    }
 }
 
 /// What is at a host path before Install starts.
@@ -112,13 +116,13 @@ pub fn plan(
         match revision.kind(relative) {
             Some(SourceKind::Directory) => {
                 planner.make_missing_ancestors(&mapping.destination)?;
-                planner.copy_directory(relative, &mapping.destination, &mut Vec::new())?;
+                planner.copy_directory(relative, &mapping.destination)?;
             }
             Some(SourceKind::DirectoryLink {
                 inside: Some(real), ..
             }) => {
                 planner.make_missing_ancestors(&mapping.destination)?;
-                planner.copy_directory(&real, &mapping.destination, &mut Vec::new())?;
+                planner.copy_directory(&real, &mapping.destination)?;
             }
             Some(kind) => {
                 let name = relative
@@ -128,7 +132,9 @@ pub fn plan(
                     })?;
                 let target = mapping.destination.join(name);
                 planner.make_missing_ancestors(&target)?;
-                planner.copy_entry(relative, kind, &target, &mut Vec::new())?;
+                if let Some(folder) = planner.copy_entry(relative, kind, &target, &[])? {
+                    planner.copy_directory(&folder, &target)?;
+                }
             }
             None => {
                 return Err(InstallError::SourceMissing {
@@ -195,6 +201,14 @@ impl<S: BuildHasher> CopyIndex<S> {
     }
 }
 
+/// A folder of the revision being copied: where it goes, and its children
+/// not planned yet.
+struct OpenFolder {
+    source: PathBuf,
+    destination: PathBuf,
+    children: std::vec::IntoIter<OsString>,
+}
+
 fn copy_destination(instructions: &[Instruction], index: usize) -> Option<&Path> {
     match instructions.get(index) {
         Some(Instruction::Copy { destination, .. }) => Some(destination),
@@ -221,26 +235,22 @@ impl Planner<'_> {
         Ok(())
     }
 
-    /// `chain` holds the real revision paths of the directories being copied,
-    /// to catch links that lead back into them.
-    fn copy_directory(
-        &mut self,
-        source: &Path,
-        destination: &Path,
-        chain: &mut Vec<PathBuf>,
-    ) -> Result<(), InstallError> {
-        match (self.host)(destination) {
-            Existing::Directory => {}
-            Existing::Missing => self.mkdir(destination.to_path_buf())?,
-            Existing::Other => {
-                return Err(InstallError::DirectoryOverExistingFile {
-                    directory: destination.to_path_buf(),
-                })
+    /// Copies the tree below `source` to `destination`, depth first, folder
+    /// by folder in name order. A loop, not recursion: a revision of
+    /// thousands of nested folders must not exhaust the thread's stack.
+    fn copy_directory(&mut self, source: &Path, destination: &Path) -> Result<(), InstallError> {
+        let mut open: Vec<OpenFolder> = Vec::new();
+        self.open_folder(source.to_path_buf(), destination.to_path_buf(), &mut open)?;
+        while let Some(folder) = open.last_mut() {
+            if self.revision.stopped() {
+                return Err(InstallError::Stopped);
             }
-        }
-        chain.push(source.to_path_buf());
-        for name in self.revision.children(source) {
-            let child = source.join(&name);
+            let Some(name) = folder.children.next() else {
+                open.pop();
+                continue;
+            };
+            let child = folder.source.join(&name);
+            let target = folder.destination.join(&name);
             let kind = self
                 .revision
                 .kind(&child)
@@ -248,31 +258,63 @@ impl Planner<'_> {
                     source_name: child.display().to_string(),
                     path: self.revision.absolute(&child),
                 })?;
-            self.copy_entry(&child, kind, &destination.join(&name), chain)?;
+            if let Some(real) = self.copy_entry(&child, kind, &target, &open)? {
+                self.open_folder(real, target, &mut open)?;
+            }
         }
-        chain.pop();
         Ok(())
     }
 
+    /// Makes `destination` (unless the host has it) and puts the folder on
+    /// the walk.
+    fn open_folder(
+        &mut self,
+        source: PathBuf,
+        destination: PathBuf,
+        open: &mut Vec<OpenFolder>,
+    ) -> Result<(), InstallError> {
+        match (self.host)(&destination) {
+            Existing::Directory => {}
+            Existing::Missing => self.mkdir(destination.clone())?,
+            Existing::Other => {
+                return Err(InstallError::DirectoryOverExistingFile {
+                    directory: destination,
+                })
+            }
+        }
+        let children = self.revision.children(&source).into_iter();
+        open.push(OpenFolder {
+            source,
+            destination,
+            children,
+        });
+        Ok(())
+    }
+
+    /// Plans one entry; a folder to copy (a directory, or the real directory
+    /// of a link to one) is returned for the walk to open. `open` holds the
+    /// folders being copied, to catch links that lead back into them.
     fn copy_entry(
         &mut self,
         source: &Path,
         kind: SourceKind,
         destination: &Path,
-        chain: &mut Vec<PathBuf>,
-    ) -> Result<(), InstallError> {
+        open: &[OpenFolder],
+    ) -> Result<Option<PathBuf>, InstallError> {
         match kind {
-            SourceKind::File | SourceKind::FileLink => self.copy_file(source, destination),
-            SourceKind::Directory => self.copy_directory(source, destination, chain),
+            SourceKind::File | SourceKind::FileLink => {
+                self.copy_file(source, destination).map(|()| None)
+            }
+            SourceKind::Directory => Ok(Some(source.to_path_buf())),
             SourceKind::DirectoryLink {
                 inside: Some(real), ..
             } => {
-                if chain.iter().any(|dir| dir.starts_with(&real)) {
+                if open.iter().any(|folder| folder.source.starts_with(&real)) {
                     return Err(InstallError::LinkLoop {
                         link: self.revision.absolute(source),
                     });
                 }
-                self.copy_directory(&real, destination, chain)
+                Ok(Some(real))
             }
             SourceKind::DirectoryLink {
                 inside: None,

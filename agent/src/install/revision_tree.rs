@@ -9,16 +9,20 @@ use std::path::{Path, PathBuf};
 
 use super::error::InstallError;
 use super::plan::{Existing, RevisionTree, SourceKind};
+use crate::folder_chain::FolderChain;
+use crate::shutdown::{self, Shutdown};
 
 /// `deployment-archive/` as the planner sees it.
 pub struct FsRevision {
     root: PathBuf,
     /// The root with links resolved, to tell whether a link stays inside.
     real_root: PathBuf,
-    /// The last parent resolved, and where it led: the planner asks about
-    /// the entries of one directory in a row, so each directory's path is
-    /// resolved once, not once per entry.
-    last_parent: RefCell<Option<(PathBuf, Option<PathBuf>)>>,
+    /// The folders found to be real directories of the revision (no link on
+    /// the way): the planner asks about a tree depth first, so each folder's
+    /// path is checked once, not once per entry below it. Install reads the
+    /// unpacked revision only, which nothing changes meanwhile.
+    real_folders: RefCell<FolderChain>,
+    stop: Shutdown,
 }
 
 impl FsRevision {
@@ -28,22 +32,32 @@ impl FsRevision {
         Ok(FsRevision {
             root: archive_dir.to_path_buf(),
             real_root,
-            last_parent: RefCell::new(None),
+            real_folders: RefCell::default(),
+            stop: shutdown::never(),
         })
     }
 
+    /// The planner gives up at the next entry once `stop` is triggered.
+    pub fn stopped_by(self, stop: &Shutdown) -> FsRevision {
+        FsRevision {
+            stop: stop.clone(),
+            ..self
+        }
+    }
+
     /// `parent` (revision-relative) with its links resolved; `None` when it
-    /// does not resolve. Install reads the unpacked revision only, which
-    /// nothing changes meanwhile, so the last answer can be kept.
+    /// does not resolve.
     fn resolve_parent(&self, parent: &Path) -> Option<PathBuf> {
-        if let Some((asked, real)) = self.last_parent.borrow().as_ref() {
-            if asked == parent {
-                return real.clone();
+        let mut real_folders = self.real_folders.borrow_mut();
+        for current in real_folders.unknown(&self.root, parent) {
+            match fs::symlink_metadata(&current) {
+                Ok(meta) if meta.is_dir() => {}
+                // A link on the way (or nothing there): resolved in full.
+                _ => return fs::canonicalize(self.root.join(parent)).ok(),
             }
         }
-        let real = fs::canonicalize(self.root.join(parent)).ok();
-        *self.last_parent.borrow_mut() = Some((parent.to_path_buf(), real.clone()));
-        real
+        real_folders.record(parent);
+        Some(self.real_root.join(parent))
     }
 
     fn inside(&self, real: &Path) -> Option<PathBuf> {
@@ -99,6 +113,10 @@ impl RevisionTree for FsRevision {
             .unwrap_or_default();
         names.sort();
         names
+    }
+
+    fn stopped(&self) -> bool {
+        self.stop.is_triggered()
     }
 
     fn absolute(&self, relative: &Path) -> PathBuf {

@@ -49,6 +49,7 @@ impl Host {
             cleanup_file: &self.path("instructions/g-1-cleanup"),
             instructions_file: &self.path("instructions/g-1-install.json"),
             policy: crate::config::InstallPolicy::default(),
+            stop: &crate::shutdown::never(),
         })
     }
 
@@ -525,7 +526,13 @@ fn a_directory_made_by_another_group_after_planning_is_used_not_recorded() {
     fs::create_dir(&shared).unwrap();
     let log = host.path("instructions/g-1-cleanup");
     let mut cleanup = cleanup::CleanupLog::create(&log).unwrap();
-    apply::apply(&plan, &mut cleanup, crate::config::PermissionLinks::Skip).unwrap();
+    apply::apply(
+        &plan,
+        &mut cleanup,
+        crate::config::PermissionLinks::Skip,
+        &crate::shutdown::never(),
+    )
+    .unwrap();
     drop(cleanup);
     assert!(own.is_dir());
     assert_eq!(host.cleanup_lines(), vec!["dest/srv/blue".to_string()]);
@@ -533,7 +540,13 @@ fn a_directory_made_by_another_group_after_planning_is_used_not_recorded() {
     fs::remove_dir(&own).unwrap();
     fs::write(&own, "not a directory").unwrap();
     let mut cleanup = cleanup::CleanupLog::create(&log).unwrap();
-    let err = apply::apply(&plan, &mut cleanup, crate::config::PermissionLinks::Skip).unwrap_err();
+    let err = apply::apply(
+        &plan,
+        &mut cleanup,
+        crate::config::PermissionLinks::Skip,
+        &crate::shutdown::never(),
+    )
+    .unwrap_err();
     assert!(
         err.to_string().contains("dest/srv/blue"),
         "the error names the path: {err}"

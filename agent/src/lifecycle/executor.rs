@@ -173,8 +173,11 @@ impl Executor {
             current.logs_dir().display()
         )))?;
         match event {
-            LifecycleEvent::DownloadBundle => self.download_bundle(origin, spec, &current).await,
-            LifecycleEvent::Install => self.install(spec, &current).await,
+            LifecycleEvent::DownloadBundle => {
+                self.download_bundle(origin, spec, &current, &shutdown)
+                    .await
+            }
+            LifecycleEvent::Install => self.install(spec, &current, shutdown).await,
             _ => self.run_hooks(event, spec, &current, shutdown).await,
         }
     }
@@ -184,6 +187,7 @@ impl Executor {
         origin: CommandOrigin,
         spec: &DeploymentSpec,
         current: &DeploymentDir,
+        stop: &Shutdown,
     ) -> Result<(), ExecutionError> {
         self.remove_old_revisions(spec);
         // What is left to unpack once the bundle is here: S3 bundles are
@@ -211,6 +215,7 @@ impl Executor {
                     &current.bundle_file(),
                     &current.archive_dir(),
                     &self.hardening.bundle,
+                    stop,
                 )
                 .await?;
                 None
@@ -257,9 +262,9 @@ impl Executor {
         let bundle_file = current.bundle_file();
         let archive_dir = current.archive_dir();
         if let Some(bundle_type) = left_to_unpack {
-            let policy = self.hardening.bundle;
+            let (policy, stop) = (self.hardening.bundle, stop.clone());
             tokio::task::spawn_blocking(move || {
-                bundle::unpack_with(&bundle_file, bundle_type, &archive_dir, &policy)
+                bundle::unpack_with(&bundle_file, bundle_type, &archive_dir, &policy, &stop)
             })
             .await
             .map_err(|e| ExecutionError::Unsupported(format!("the unpack task failed: {e}")))??;
@@ -276,6 +281,7 @@ impl Executor {
         &self,
         spec: &DeploymentSpec,
         current: &DeploymentDir,
+        stop: Shutdown,
     ) -> Result<(), ExecutionError> {
         let archive_dir = current.archive_dir();
         let spec_behavior = spec.file_exists_behavior;
@@ -297,6 +303,11 @@ impl Executor {
                 &appspec_filename,
                 AppSpecLookup::InstallFallback,
             )?;
+            // Accepted as the official agent accepts them (a key written
+            // twice keeps its last value), but in the log for whoever wonders.
+            for warning in &appspec.warnings {
+                tracing::warn!("{appspec_filename}: {warning}");
+            }
             if let Some(all_possible) = &all_possible_events {
                 appspec.check_lifecycle_events(all_possible, &appspec_filename)?;
             }
@@ -309,6 +320,7 @@ impl Executor {
                 cleanup_file: &cleanup_file,
                 instructions_file: &instructions_file,
                 policy: install_policy,
+                stop: &stop,
             })?;
             Ok(())
         })

@@ -19,7 +19,7 @@ use std::sync::Arc;
 use aws_credential_types::Credentials;
 use tracing::Instrument;
 
-use crate::config::{self, AgentConfig, ConfigError};
+use crate::config::{self, AgentConfig};
 use crate::event::LifecycleEvent;
 use crate::identity::{self, CredentialSource};
 use crate::lifecycle::executor::{CommandOrigin, ExecutionError, Executor, S3Settings};
@@ -50,7 +50,7 @@ pub fn run_cli(
     out: &mut dyn Write,
     err: &mut dyn Write,
 ) -> LocalExit {
-    let (config, warnings) = match load_config(config_file) {
+    let (config, warnings) = match config::load_or_defaults(config_file) {
         Ok((config, warnings, note)) => {
             if let Some(note) = note {
                 let _ = writeln!(err, "{note}");
@@ -95,29 +95,6 @@ pub fn run_cli(
         }
     };
     runtime.block_on(deploy(&config, &deployment, out))
-}
-
-/// The agent configuration and its warnings (logged once the log is open); a
-/// missing file means the built-in defaults, with a note saying so (the local
-/// CLI is often tried before the agent is set up).
-fn load_config(
-    file: &Path,
-) -> Result<(AgentConfig, Vec<config::ConfigWarning>, Option<String>), ConfigError> {
-    match config::load_agent_config(file) {
-        Ok(parsed) => Ok((parsed.config, parsed.warnings, None)),
-        Err(ConfigError::Read { source, .. }) if source.kind() == std::io::ErrorKind::NotFound => {
-            let config = AgentConfig::default();
-            let note = format!(
-                "note: the agent configuration file {} does not exist; using the built-in defaults \
-                 (deployment root {}, logs in {})",
-                file.display(),
-                config.root_dir.display(),
-                config.log_dir.display()
-            );
-            Ok((config, Vec::new(), Some(note)))
-        }
-        Err(e) => Err(e),
-    }
 }
 
 /// What a local bundle location is: the archive type from its first bytes,

@@ -6,8 +6,17 @@
 //! reported too. What the bundle and the host must hold is checked by the pure
 //! rules in `rules.rs` over facts this file looks up. Never changes anything.
 //!
+//! Parity with a deployment: validate runs the deployment's own checks with
+//! the agent configuration's keys (`-c`), not copies of them: the unpacker
+//! under the configured [`BundlePolicy`], the appspec's size and pre-parse
+//! limits, and Install's planner and hardening check over the revision (with
+//! the host seen as empty: what stands there now is the previous revision's
+//! cleanup and the deployment's file_exists_behavior to settle). SIGTERM or
+//! SIGINT stop it at the next archive entry, with its temporary folder
+//! removed.
+//!
 //! Exit status: 0 no problems (warnings allowed), 1 problems, 2 usage error
-//! (the path cannot be read).
+//! (the path or the configuration cannot be read), 3 stopped by a signal.
 
 mod rules;
 mod skeleton;
@@ -19,7 +28,11 @@ use std::path::{Path, PathBuf};
 pub use rules::{check, Facts, Finding, Interpreter, ScriptFacts, Severity, UserFacts};
 pub use skeleton::{skeleton, Skeleton};
 
-use crate::appspec::{self, RevisionPath};
+use crate::appspec::{self, AppSpec, RevisionPath};
+use crate::config::{BundlePolicy, InstallPolicy};
+use crate::install::{self, Existing, FsRevision, InstallError};
+use crate::lifecycle::layout::DeploymentDir;
+use crate::shutdown::{self, Shutdown, ShutdownTrigger};
 use crate::spec::BundleType;
 
 /// The exit statuses of `codedeploy-agent validate`.
@@ -28,6 +41,18 @@ pub enum ValidateExit {
     Valid = 0,
     Problems = 1,
     Usage = 2,
+    /// SIGTERM or SIGINT arrived before the end.
+    Stopped = 3,
+}
+
+/// What a validation runs with: the checks of a deployment on this host.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    /// The configuration's bundle keys, as DownloadBundle applies them.
+    pub bundle: BundlePolicy,
+    /// The configuration's permission keys, as Install applies them.
+    pub install: InstallPolicy,
+    pub stop: Shutdown,
 }
 
 /// The command-line arguments of `validate`.
@@ -101,9 +126,48 @@ impl Report {
     }
 }
 
-/// Runs `validate` and prints the findings and a summary to `out`.
-pub fn run_cli(args: &ValidateArgs, out: &mut dyn Write, err: &mut dyn Write) -> ValidateExit {
-    match validate_path(&args.path, &args.appspec_filename) {
+/// Runs `validate` with the agent configuration `config_file` and prints the
+/// findings and a summary to `out`.
+pub fn run_cli(
+    args: &ValidateArgs,
+    config_file: &Path,
+    out: &mut dyn Write,
+    err: &mut dyn Write,
+) -> ValidateExit {
+    let config = match crate::config::load_or_defaults(config_file) {
+        Ok((config, _, note)) => {
+            if let Some(note) = note {
+                let _ = writeln!(err, "{note}");
+            }
+            config
+        }
+        Err(e) => {
+            let _ = writeln!(err, "codedeploy-agent validate: {e}");
+            return ValidateExit::Usage;
+        }
+    };
+    let (trigger, stop) = shutdown::channel();
+    if let Err(e) = stop_on_signals(trigger) {
+        let _ = writeln!(
+            err,
+            "codedeploy-agent validate: cannot watch for SIGTERM and SIGINT: {e}"
+        );
+        return ValidateExit::Usage;
+    }
+    let settings = Settings {
+        bundle: config.hardening.bundle,
+        install: config.hardening.install,
+        stop,
+    };
+    let outcome = validate_path(&args.path, &args.appspec_filename, &settings);
+    if settings.stop.is_triggered() {
+        let _ = writeln!(
+            err,
+            "codedeploy-agent validate: stopped by a signal before the end; its temporary folder is removed"
+        );
+        return ValidateExit::Stopped;
+    }
+    match outcome {
         Ok(report) => {
             for line in report.lines() {
                 let _ = writeln!(out, "{line}");
@@ -122,8 +186,32 @@ pub fn run_cli(args: &ValidateArgs, out: &mut dyn Write, err: &mut dyn Write) ->
     }
 }
 
+/// Blocks SIGTERM and SIGINT in this thread (and so in every thread it starts
+/// from now on) and triggers `trigger` from a thread of its own when one
+/// arrives: the work then stops at its next entry and cleans up after
+/// itself, where the default action would end the process on the spot.
+fn stop_on_signals(trigger: ShutdownTrigger) -> std::io::Result<()> {
+    use nix::sys::signal::{SigSet, Signal};
+    let mut signals = SigSet::empty();
+    signals.add(Signal::SIGTERM);
+    signals.add(Signal::SIGINT);
+    signals.thread_block().map_err(std::io::Error::from)?;
+    std::thread::Builder::new()
+        .name("codedeploy-validate-signals".to_string())
+        .spawn(move || {
+            if signals.wait().is_ok() {
+                trigger.trigger();
+            }
+        })
+        .map(drop)
+}
+
 /// Validates a bundle directory, an archive or an appspec file.
-pub fn validate_path(path: &Path, appspec_filename: &str) -> Result<Report, ValidateError> {
+pub fn validate_path(
+    path: &Path,
+    appspec_filename: &str,
+    settings: &Settings,
+) -> Result<Report, ValidateError> {
     let read_error = |source| ValidateError::Read {
         path: path.to_path_buf(),
         source,
@@ -134,6 +222,7 @@ pub fn validate_path(path: &Path, appspec_filename: &str) -> Result<Report, Vali
             path,
             appspec_filename,
             &path.display().to_string(),
+            settings,
         ));
     }
     let mut head = Vec::with_capacity(512);
@@ -156,20 +245,42 @@ pub fn validate_path(path: &Path, appspec_filename: &str) -> Result<Report, Vali
             .file_name()
             .map(|n| n.to_string_lossy().into_owned())
             .unwrap_or_else(|| appspec_filename.to_string());
-        return Ok(validate_appspec(&dir, &name, &path.display().to_string()));
+        return Ok(validate_appspec(
+            &dir,
+            &name,
+            &path.display().to_string(),
+            settings,
+        ));
+    };
+    let temp_error = |source| ValidateError::TempDir {
+        path: path.to_path_buf(),
+        source,
     };
     let temp = tempfile::Builder::new()
         .prefix("codedeploy-validate-")
         .tempdir()
-        .map_err(|source| ValidateError::TempDir {
-            path: path.to_path_buf(),
-            source,
-        })?;
-    let archive_dir = temp.path().join("deployment-archive");
+        .map_err(temp_error)?;
+    // Laid out as a deployment folder (`logs/` beside the archive): a link
+    // that leaves the revision for a sibling resolves here as it would there.
+    let folder = DeploymentDir::at(temp.path());
+    let archive_dir = folder.archive_dir();
+    std::fs::create_dir(folder.logs_dir()).map_err(temp_error)?;
     let label = |name: &str| format!("{}!{name}", path.display());
-    match crate::bundle::unpack(path, bundle_type, &archive_dir) {
+    match crate::bundle::unpack_with(
+        path,
+        bundle_type,
+        &archive_dir,
+        &settings.bundle,
+        &settings.stop,
+    ) {
         Ok(()) => {
-            let mut report = validate_bundle(&archive_dir, appspec_filename, "");
+            let mut report = validate_bundle(&archive_dir, appspec_filename, "", settings);
+            // Install's messages name the temporary folder: the report
+            // names the archive instead.
+            let unpacked = format!("{}/", archive_dir.display());
+            for finding in &mut report.findings {
+                finding.message = finding.message.replace(&unpacked, &label(""));
+            }
             report.file = label(&report.file);
             Ok(report)
         }
@@ -185,7 +296,7 @@ pub fn validate_path(path: &Path, appspec_filename: &str) -> Result<Report, Vali
 
 /// A bundle directory: the appspec found as Install finds it, then checked.
 /// `shown` is how the directory appears in the output.
-fn validate_bundle(dir: &Path, appspec_filename: &str, shown: &str) -> Report {
+fn validate_bundle(dir: &Path, appspec_filename: &str, shown: &str, settings: &Settings) -> Report {
     let shown_file = |name: &str| {
         if shown.is_empty() {
             name.to_string()
@@ -206,7 +317,7 @@ fn validate_bundle(dir: &Path, appspec_filename: &str, shown: &str) -> Report {
             )],
         };
     };
-    let mut report = validate_appspec(dir, found, &shown_file(found));
+    let mut report = validate_appspec(dir, found, &shown_file(found), settings);
     if *found != appspec_filename {
         report.findings.push(Finding::warning(
             None,
@@ -221,28 +332,31 @@ fn validate_bundle(dir: &Path, appspec_filename: &str, shown: &str) -> Report {
 }
 
 /// One appspec file in the bundle directory `dir`.
-fn validate_appspec(dir: &Path, name: &str, shown: &str) -> Report {
+fn validate_appspec(dir: &Path, name: &str, shown: &str, settings: &Settings) -> Report {
     let path = dir.join(name);
     let mut findings = Vec::new();
-    let text = match std::fs::read_to_string(&path) {
+    // Read and bounded as Install reads it: past these limits no parser runs.
+    let text = match appspec::read(&path)
+        .and_then(|text| appspec::check_limits(&text, &path).map(|()| text))
+    {
         Ok(text) => text,
         Err(e) => {
             return Report {
                 file: shown.to_string(),
-                findings: vec![Finding::error(
-                    None,
-                    format!("cannot read the appspec: {e}"),
-                )],
+                findings: vec![Finding::error(None, e.to_string())],
             }
         }
     };
     match appspec::parse(&text, &path) {
-        Ok(parsed) => findings.extend(
-            parsed
-                .warnings
-                .iter()
-                .map(|w| Finding::warning(None, w.clone())),
-        ),
+        Ok(parsed) => {
+            findings.extend(
+                parsed
+                    .warnings
+                    .iter()
+                    .map(|w| Finding::warning(None, w.clone())),
+            );
+            findings.extend(install_findings(&parsed, dir, settings));
+        }
         Err(e) => findings.push(Finding::error(e.line(), grammar_message(&e))),
     }
     let skeleton = skeleton::skeleton(&text);
@@ -251,6 +365,25 @@ fn validate_appspec(dir: &Path, name: &str, shown: &str) -> Report {
     Report {
         file: shown.to_string(),
         findings,
+    }
+}
+
+/// What Install's own planner and hardening check refuse in the revision at
+/// `dir`, seen against an empty host. A missing source is left to the rules,
+/// which name its line.
+fn install_findings(appspec: &AppSpec, dir: &Path, settings: &Settings) -> Option<Finding> {
+    let planned = FsRevision::new(dir).and_then(|revision| {
+        let plan = install::plan(
+            appspec,
+            &revision.stopped_by(&settings.stop),
+            &|_| Existing::Missing,
+            appspec.file_exists_behavior.unwrap_or_default(),
+        )?;
+        install::check_policy(&plan, &settings.install)
+    });
+    match planned {
+        Ok(()) | Err(InstallError::SourceMissing { .. } | InstallError::Stopped) => None,
+        Err(e) => Some(Finding::error(None, format!("Install would fail: {e}"))),
     }
 }
 

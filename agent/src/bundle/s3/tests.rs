@@ -9,6 +9,7 @@ use aws_sdk_s3::primitives::ByteStream;
 
 use super::*;
 use crate::config::BundlePolicy;
+use crate::shutdown;
 use crate::spec::BundleType;
 
 struct Moto {
@@ -128,6 +129,7 @@ async fn downloads_by_key_version_and_etag_and_names_the_object_on_failure() {
         &dest,
         &archive,
         &policy,
+        &shutdown::never(),
     )
     .await
     .unwrap();
@@ -138,7 +140,7 @@ async fn downloads_by_key_version_and_etag_and_names_the_object_on_failure() {
     let mut old = revision("bundles", "app/bundle.tar");
     old.version = first.version_id().map(str::to_string);
     old.etag = first.e_tag().map(|e| e.trim_matches('"').to_string());
-    fetch_s3(&client, &old, &dest, &archive, &policy)
+    fetch_s3(&client, &old, &dest, &archive, &policy, &shutdown::never())
         .await
         .unwrap();
     assert_eq!(std::fs::read(&dest).unwrap(), old_bundle);
@@ -158,6 +160,7 @@ async fn downloads_by_key_version_and_etag_and_names_the_object_on_failure() {
         &dir.path().join("other.tar"),
         &other_archive,
         &policy,
+        &shutdown::never(),
     )
     .await
     .unwrap_err();
@@ -180,6 +183,7 @@ async fn downloads_by_key_version_and_etag_and_names_the_object_on_failure() {
         &dest,
         &archive,
         &policy,
+        &shutdown::never(),
     )
     .await
     .unwrap_err();

@@ -14,6 +14,7 @@ use super::*;
 use crate::bundle::s3::with_retries;
 use crate::bundle::unpack::tests::{dir, file, hard_link, symlink_entry, tar_bytes};
 use crate::bundle::S3Object;
+use crate::shutdown;
 
 /// A body served from memory in chunks of `chunk` bytes, optionally breaking
 /// off after `break_at` bytes.
@@ -48,6 +49,7 @@ fn destination(root: &Path, policy: BundlePolicy) -> Destination {
         bundle_file: root.join("bundle.tar"),
         archive_dir: root.join("deployment-archive"),
         policy,
+        stop: shutdown::never(),
     }
 }
 
@@ -216,9 +218,15 @@ fn unpacked_from_file(
     let tmp = tempfile::tempdir().unwrap();
     let to = destination(tmp.path(), BundlePolicy::default());
     fs::write(&to.bundle_file, bytes).unwrap();
-    unpack_with(&to.bundle_file, declared, &to.archive_dir, &to.policy)
-        .map(|()| snapshot(&to.archive_dir))
-        .map_err(|e| e.to_string())
+    unpack_with(
+        &to.bundle_file,
+        declared,
+        &to.archive_dir,
+        &to.policy,
+        &to.stop,
+    )
+    .map(|()| snapshot(&to.archive_dir))
+    .map_err(|e| e.to_string())
 }
 
 #[test]
@@ -480,9 +488,15 @@ async fn hostile_entries_are_refused_with_the_same_message_when_streamed() {
             fs::create_dir(&run).unwrap();
             let to = destination(&run, policy);
             fs::write(&to.bundle_file, &bytes).unwrap();
-            let downloaded = unpack_with(&to.bundle_file, declared, &to.archive_dir, &policy)
-                .unwrap_err()
-                .to_string();
+            let downloaded = unpack_with(
+                &to.bundle_file,
+                declared,
+                &to.archive_dir,
+                &policy,
+                &to.stop,
+            )
+            .unwrap_err()
+            .to_string();
             fs::remove_file(&to.bundle_file).unwrap();
             let streamed = match receive(MemoryBody::new(&bytes, 300, None), declared, &to).await {
                 Err(Fetch::Final(e)) => e.to_string(),

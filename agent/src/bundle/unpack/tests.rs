@@ -519,7 +519,13 @@ fn the_bundle_policy_decides_entry_by_entry() {
         let tmp = tempfile::tempdir().unwrap();
         let bundle = write_bundle(tmp.path(), &tar_bytes(entries));
         let archive = tmp.path().join("deployment-archive");
-        let result = unpack_with(&bundle, BundleType::Tar, &archive, &policy);
+        let result = unpack_with(
+            &bundle,
+            BundleType::Tar,
+            &archive,
+            &policy,
+            &shutdown::never(),
+        );
         match (refusal, result) {
             (None, Ok(())) => {}
             (Some(fragment), Err(e)) => {
@@ -548,7 +554,14 @@ fn the_bundle_policy_decides_entry_by_entry() {
             builder.append(&header, &b"x"[..]).unwrap();
             let bundle = write_bundle(tmp.path(), &builder.into_inner().unwrap());
             let archive = tmp.path().join("a");
-            unpack_with(&bundle, BundleType::Tar, &archive, policy).unwrap();
+            unpack_with(
+                &bundle,
+                BundleType::Tar,
+                &archive,
+                policy,
+                &shutdown::never(),
+            )
+            .unwrap();
             let meta = fs::metadata(archive.join("owned")).unwrap();
             (meta.uid(), meta.gid())
         };
@@ -670,6 +683,7 @@ fn the_entry_past_archive_max_entries_fails_the_tar_and_nothing_stays() {
                     BundleType::Tar,
                     &archive,
                     &policy,
+                    &shutdown::never(),
                 ),
             ),
             (
@@ -679,11 +693,18 @@ fn the_entry_past_archive_max_entries_fails_the_tar_and_nothing_stays() {
                     BundleType::Tgz,
                     &archive,
                     &policy,
+                    &shutdown::never(),
                 ),
             ),
             (
                 "streamed tgz",
-                unpack_tar_stream(&tgz[..], TarCompression::Gzip, &archive, &policy),
+                unpack_tar_stream(
+                    &tgz[..],
+                    TarCompression::Gzip,
+                    &archive,
+                    &policy,
+                    &shutdown::never(),
+                ),
             ),
         ];
         for (what, result) in results {
@@ -741,15 +762,28 @@ fn a_zip_over_archive_max_entries_is_refused_before_anything_is_written() {
     let archive = tmp.path().join("deployment-archive");
 
     let bundle = write_bundle(tmp.path(), &zip_of(50, "appspec.yml"));
-    unpack_with(&bundle, BundleType::Zip, &archive, &policy).unwrap();
+    unpack_with(
+        &bundle,
+        BundleType::Zip,
+        &archive,
+        &policy,
+        &shutdown::never(),
+    )
+    .unwrap();
     assert_eq!(fs::read_dir(archive.join("d")).unwrap().count(), 47);
 
     // The first entry would be refused for its path if extraction had begun:
     // the count is judged on the central directory, before any entry.
     let bundle = write_bundle(tmp.path(), &zip_of(51, "../escaped"));
-    let message = unpack_with(&bundle, BundleType::Zip, &archive, &policy)
-        .unwrap_err()
-        .to_string();
+    let message = unpack_with(
+        &bundle,
+        BundleType::Zip,
+        &archive,
+        &policy,
+        &shutdown::never(),
+    )
+    .unwrap_err()
+    .to_string();
     assert_eq!(
         message,
         format!("Error extracting zip archive: {FIFTY_ENTRIES_REFUSED}")
@@ -827,9 +861,15 @@ fn a_zip_declares_its_entry_count_in_its_last_records() {
     let tmp = tempfile::tempdir().unwrap();
     let bundle = write_bundle(tmp.path(), &zip64);
     let archive = tmp.path().join("deployment-archive");
-    let message = unpack_with(&bundle, BundleType::Zip, &archive, &capped_at_fifty())
-        .unwrap_err()
-        .to_string();
+    let message = unpack_with(
+        &bundle,
+        BundleType::Zip,
+        &archive,
+        &capped_at_fifty(),
+        &shutdown::never(),
+    )
+    .unwrap_err()
+    .to_string();
     assert_eq!(
         message,
         format!("Error extracting zip archive: {FIFTY_ENTRIES_REFUSED}")
@@ -838,6 +878,13 @@ fn a_zip_declares_its_entry_count_in_its_last_records() {
         max_entries: 60,
         ..BundlePolicy::default()
     };
-    unpack_with(&bundle, BundleType::Zip, &archive, &roomy).unwrap();
+    unpack_with(
+        &bundle,
+        BundleType::Zip,
+        &archive,
+        &roomy,
+        &shutdown::never(),
+    )
+    .unwrap();
     assert_eq!(fs::read_dir(archive.join("d")).unwrap().count(), 57);
 }
