@@ -893,3 +893,68 @@ fn a_key_written_twice_in_a_files_entry_keeps_the_last_as_the_official_agent_and
         "the deployment log says which key was written twice:\n{log}"
     );
 }
+
+/// A tar revision (made by GNU tar with `--sparse`, PAX 1.0) whose `data/disk.img`
+/// is 1 GiB of which 6 bytes are data.
+fn sparse_revision(dir: &Path, install: &Path) -> PathBuf {
+    use std::io::{Seek, SeekFrom, Write};
+    let tree = dir.join("sparse-tree");
+    std::fs::create_dir_all(tree.join("data")).unwrap();
+    std::fs::write(tree.join("appspec.yml"), appspec("data", install, &[])).unwrap();
+    let mut image = std::fs::File::create(tree.join("data/disk.img")).unwrap();
+    image.seek(SeekFrom::Start(300_000_000)).unwrap();
+    image.write_all(b"hello\n").unwrap();
+    image.set_len(1 << 30).unwrap();
+    let bundle = dir.join("sparse.tar");
+    let status = Command::new("tar")
+        .args(["--format=posix", "-cSf"])
+        .arg(&bundle)
+        .arg("-C")
+        .arg(&tree)
+        .args(["appspec.yml", "data"])
+        .status()
+        .expect("GNU tar runs");
+    assert!(status.success());
+    std::fs::remove_dir_all(&tree).unwrap();
+    bundle
+}
+
+#[test]
+fn a_sparse_file_lands_with_its_holes_and_counts_its_full_size_against_the_cap() {
+    let host = LocalHost::new("sparse");
+    let install = host.path().join("srv/images");
+    let bundle = sparse_revision(host.path(), &install);
+    let run = host.run(&["-l", &bundle.display().to_string()]);
+    assert_succeeded(&run);
+    let archived = run
+        .deployment_dir()
+        .join("deployment-archive/data/disk.img");
+    for path in [archived, install.join("disk.img")] {
+        let meta = std::fs::metadata(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+        assert_eq!(meta.len(), 1 << 30, "{}", path.display());
+        assert!(
+            meta.blocks() * 512 <= 1 << 20,
+            "{}: {} bytes on disk for 6 bytes of data",
+            path.display(),
+            meta.blocks() * 512
+        );
+        let mut file = std::fs::File::open(&path).unwrap();
+        let mut read = [0u8; 8];
+        std::io::Seek::seek(&mut file, std::io::SeekFrom::Start(299_999_999)).unwrap();
+        std::io::Read::read_exact(&mut file, &mut read).unwrap();
+        assert_eq!(&read, b"\0hello\n\0", "{}", path.display());
+    }
+
+    let capped =
+        LocalHost::with_extra("sparse-capped", ":archive_max_extraction_size: 104857600\n");
+    let install = capped.path().join("srv/images");
+    let bundle = sparse_revision(capped.path(), &install);
+    let run = capped.run(&["-l", &bundle.display().to_string()]);
+    assert_eq!(run.code, Some(1), "{}", run.describe());
+    assert!(
+        run.stdout.contains("entry 'data/disk.img': the revision unpacks to more than archive_max_extraction_size (104857600 bytes)"),
+        "{}",
+        run.describe()
+    );
+    assert!(!install.exists(), "nothing is installed");
+}

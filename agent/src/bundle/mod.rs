@@ -10,6 +10,7 @@ mod local;
 mod read_ahead;
 mod s3;
 mod sniff;
+mod sparse;
 mod stream;
 mod unpack;
 

@@ -23,6 +23,7 @@ use nix::unistd::{Gid, Group, Uid, User};
 
 use super::error::{ArchiveFormat, BundleError};
 use super::read_ahead::{fill, read_ahead};
+use super::sparse::{self, PaxChunks, SparseLayout};
 use crate::config::{BundlePolicy, LinkPolicy, Ownership, SetIdBits};
 use crate::folder_chain::FolderChain;
 use crate::shutdown::{self, Shutdown};
@@ -194,9 +195,29 @@ enum MissingParents {
 /// What one archive entry is, once its header has been read.
 enum EntryKind {
     File,
+    /// A file of `tar --sparse`, written with its holes as holes.
+    SparseFile(SparseContent),
     Directory,
     Symlink(PathBuf),
     HardLink(PathBuf),
+}
+
+/// How a sparse file's content reaches the unpacker ([`super::sparse`]).
+enum SparseContent {
+    /// Old GNU format: the tar crate fills the holes in; `size` bytes come.
+    Expanded { size: u64 },
+    /// A PAX format: the data chunks (`carried` bytes, after the map in 1.0).
+    Pax { layout: SparseLayout, carried: u64 },
+}
+
+impl SparseContent {
+    /// The file's size once unpacked, holes included.
+    fn size(&self) -> u64 {
+        match self {
+            SparseContent::Expanded { size } => *size,
+            SparseContent::Pax { layout, .. } => layout.size,
+        }
+    }
 }
 
 /// Ownership and times to restore on an extracted entry.
@@ -429,24 +450,7 @@ impl Target {
                 Ok(())
             }
             EntryKind::File => {
-                // create_new (O_EXCL) never follows a symlink that might have
-                // appeared at the destination. What stands there already (an
-                // earlier entry of the same name) is cleared, then tried again.
-                let create = || {
-                    fs::OpenOptions::new()
-                        .write(true)
-                        .create_new(true)
-                        .mode(0o600)
-                        .open(&dest)
-                };
-                let mut file = match create() {
-                    Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {
-                        self.clear(name, &dest)?;
-                        create()
-                    }
-                    other => other,
-                }
-                .map_err(|source| entry_io(name, source))?;
+                let mut file = self.create_file(name, &dest)?;
                 // One byte more than the budget tells an oversized entry
                 // apart from one that fills it exactly.
                 let budget = self
@@ -456,17 +460,31 @@ impl Target {
                 let copied = copy_through(
                     &mut self.copy_buffer,
                     &mut content.take(budget.saturating_add(1)),
-                    &mut file,
                     &self.stop,
+                    |data| file.write_all(data),
                 )?
-                .map_err(|source| match is_disk_full(&source) {
-                    true => ExtractError::Io(source),
-                    false => entry_io(name, source),
-                })?;
+                .map_err(|source| content_io(name, source))?;
                 if copied > budget {
                     return Err(self.over_budget(name));
                 }
                 self.extracted += copied;
+                self.restore_file(name, &file, &attributes)
+            }
+            EntryKind::SparseFile(sparse) => {
+                // What a sparse file costs is its size with the holes: the
+                // holes are not written, but every later step reads them.
+                let size = sparse.size();
+                if size
+                    > self
+                        .policy
+                        .max_extraction_size
+                        .saturating_sub(self.extracted)
+                {
+                    return Err(self.over_budget(name));
+                }
+                let mut file = self.create_file(name, &dest)?;
+                self.write_sparse(name, sparse, content, &mut file)?;
+                self.extracted += size;
                 self.restore_file(name, &file, &attributes)
             }
             EntryKind::Symlink(target) => {
@@ -500,6 +518,99 @@ impl Target {
                 fs::hard_link(&source, &dest).map_err(|source| entry_io(name, source))
             }
         }
+    }
+
+    /// Creates the file of a new entry. create_new (O_EXCL) never follows a
+    /// symlink that might have appeared at the destination. What stands there
+    /// already (an earlier entry of the same name) is cleared, then tried again.
+    fn create_file(&self, name: &str, dest: &Path) -> Result<fs::File, ExtractError> {
+        let create = || {
+            fs::OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .mode(0o600)
+                .open(dest)
+        };
+        match create() {
+            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {
+                self.clear(name, dest)?;
+                create()
+            }
+            other => other,
+        }
+        .map_err(|source| entry_io(name, source))
+    }
+
+    /// Writes a sparse entry's content into `file`, its holes left as holes,
+    /// after checking every number its headers give.
+    fn write_sparse(
+        &mut self,
+        name: &str,
+        sparse: SparseContent,
+        content: &mut dyn Read,
+        file: &mut fs::File,
+    ) -> Result<(), ExtractError> {
+        let refused = |error: sparse::SparseError| unsafe_entry(name, error.to_string());
+        let ended_early = || {
+            entry_io(
+                name,
+                io::Error::new(
+                    io::ErrorKind::UnexpectedEof,
+                    "the archive ends inside this file",
+                ),
+            )
+        };
+        let (layout, carried) = match sparse {
+            SparseContent::Expanded { size } => {
+                let copied = copy_through(
+                    &mut self.copy_buffer,
+                    &mut content.take(size),
+                    &self.stop,
+                    |data| sparse::write_leaving_holes(file, data),
+                )?
+                .map_err(|source| content_io(name, source))?;
+                if copied < size {
+                    return Err(ended_early());
+                }
+                return file
+                    .set_len(size)
+                    .map_err(|source| content_io(name, source));
+            }
+            SparseContent::Pax { layout, carried } => (layout, carried),
+        };
+        let (chunks, carried) = match layout.chunks {
+            PaxChunks::Listed(chunks) => (chunks, carried),
+            PaxChunks::MapInContent => {
+                let (chunks, consumed) = sparse::read_map(content).map_err(|e| match e {
+                    sparse::MapReadError::Io(source) => entry_io(name, source),
+                    sparse::MapReadError::Sparse(error) => refused(error),
+                })?;
+                let data = carried.checked_sub(consumed).ok_or_else(|| {
+                    refused(sparse::SparseError::MalformedMap(
+                        "the map is larger than the entry",
+                    ))
+                })?;
+                (chunks, data)
+            }
+        };
+        sparse::check_chunks(&chunks, layout.size, carried).map_err(refused)?;
+        for chunk in chunks.iter().filter(|c| c.length > 0) {
+            file.seek(SeekFrom::Start(chunk.offset))
+                .map_err(|source| content_io(name, source))?;
+            let copied = copy_through(
+                &mut self.copy_buffer,
+                &mut content.take(chunk.length),
+                &self.stop,
+                |data| file.write_all(data),
+            )?
+            .map_err(|source| content_io(name, source))?;
+            if copied < chunk.length {
+                return Err(ended_early());
+            }
+        }
+        // What no chunk covers stays a hole.
+        file.set_len(layout.size)
+            .map_err(|source| content_io(name, source))
     }
 
     /// [`Target::restore`] for a regular file, through its open descriptor
@@ -616,13 +727,13 @@ fn link_stays_inside(link: &Path, target: &Path) -> bool {
 /// Bytes of file content written at a time.
 const COPY_BUFFER: usize = 128 * 1024;
 
-/// Copies `content` to the end into `file` through `buffer`; gives up
-/// between two buffers once `stop` is triggered.
+/// Copies `content` to the end through `buffer`, handing each filled buffer
+/// to `write`; gives up between two buffers once `stop` is triggered.
 fn copy_through(
     buffer: &mut Vec<u8>,
-    content: &mut impl Read,
-    file: &mut fs::File,
+    content: &mut dyn Read,
     stop: &Shutdown,
+    mut write: impl FnMut(&[u8]) -> io::Result<()>,
 ) -> Result<io::Result<u64>, ExtractError> {
     if buffer.len() < COPY_BUFFER {
         buffer.resize(COPY_BUFFER, 0);
@@ -640,10 +751,19 @@ fn copy_through(
         if len == 0 {
             return Ok(Ok(copied));
         }
-        if let Err(error) = file.write_all(&buffer[..len]) {
+        if let Err(error) = write(&buffer[..len]) {
             return Ok(Err(error));
         }
         copied += len as u64;
+    }
+}
+
+/// A failure writing an entry's content: a full disk is the disk's, not the
+/// entry's (it is reported as such).
+fn content_io(name: &str, source: io::Error) -> ExtractError {
+    match is_disk_full(&source) {
+        true => ExtractError::Io(source),
+        false => entry_io(name, source),
     }
 }
 
@@ -658,16 +778,30 @@ fn extract_tar(reader: impl Read, target: &mut Target) -> Result<(), ExtractErro
     let mut archive = tar::Archive::new(reader);
     for entry in archive.entries()? {
         let mut entry = entry?;
-        let path = entry.path()?.into_owned();
-        let name = path.display().to_string();
+        let mut path = entry.path()?.into_owned();
         let header = entry.header();
         let entry_type = header.entry_type();
         let kind = match entry_type {
-            tar::EntryType::Regular | tar::EntryType::Continuous | tar::EntryType::GNUSparse => {
-                EntryKind::File
+            tar::EntryType::GNUSparse => {
+                EntryKind::SparseFile(SparseContent::Expanded { size: entry.size() })
             }
+            tar::EntryType::Regular | tar::EntryType::Continuous => match pax_sparse(&mut entry)? {
+                Some(layout) => {
+                    // 0.1 and 1.0 name the file in a record; the header
+                    // holds a made-up `…/GNUSparseFile.<pid>/<name>`.
+                    if let Some(real) = &layout.name {
+                        path = real.clone();
+                    }
+                    EntryKind::SparseFile(SparseContent::Pax {
+                        layout,
+                        carried: entry.size(),
+                    })
+                }
+                None => EntryKind::File,
+            },
             tar::EntryType::Directory => EntryKind::Directory,
             tar::EntryType::Symlink | tar::EntryType::Link => {
+                let name = path.display().to_string();
                 let target_path = entry
                     .link_name()?
                     .ok_or_else(|| unsafe_entry(&name, "a link without a target"))?
@@ -685,17 +819,18 @@ fn extract_tar(reader: impl Read, target: &mut Target) -> Result<(), ExtractErro
             | tar::EntryType::GNULongLink => continue,
             tar::EntryType::Char | tar::EntryType::Block | tar::EntryType::Fifo => {
                 return Err(unsafe_entry(
-                    &name,
+                    &path.display().to_string(),
                     "device nodes and fifos are not allowed in a revision",
                 ))
             }
             other => {
                 return Err(unsafe_entry(
-                    &name,
+                    &path.display().to_string(),
                     format!("unsupported entry type {other:?}"),
                 ))
             }
         };
+        let name = path.display().to_string();
         let header = entry.header();
         let attributes = Attributes {
             mode: header.mode().map_err(|e| entry_io(&name, e))? & 0o7777,
@@ -705,6 +840,24 @@ fn extract_tar(reader: impl Read, target: &mut Target) -> Result<(), ExtractErro
         target.extract(&name, &path, kind, attributes, &mut entry)?;
     }
     target.finish()
+}
+
+/// The PAX sparse layout an entry's extended header gives, if any. A record
+/// that is not UTF-8 cannot be one of GNU tar's sparse records and is passed
+/// over, as the tar crate passes over records it does not know.
+fn pax_sparse<R: Read>(entry: &mut tar::Entry<R>) -> Result<Option<SparseLayout>, ExtractError> {
+    let name = entry.path()?.display().to_string();
+    let Some(extensions) = entry.pax_extensions()? else {
+        return Ok(None);
+    };
+    let mut records = Vec::new();
+    for extension in extensions {
+        let extension = extension.map_err(|source| entry_io(&name, source))?;
+        if let (Ok(key), Ok(value)) = (extension.key(), extension.value()) {
+            records.push((key, value));
+        }
+    }
+    sparse::pax_layout(records).map_err(|error| unsafe_entry(&name, error.to_string()))
 }
 
 /// As GNU tar run by root: the archive's user and group names when they exist
@@ -987,5 +1140,7 @@ fn make_dirs_writable(dir: &Path) -> io::Result<()> {
     Ok(())
 }
 
+#[cfg(test)]
+mod sparse_tests;
 #[cfg(test)]
 pub(super) mod tests;

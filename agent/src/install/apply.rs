@@ -30,6 +30,7 @@ use nix::unistd::{Group, Uid, User};
 use super::cleanup::{partial_path, remove_partial, CleanupLog};
 use super::error::InstallError;
 use super::plan::{InstallPlan, Instruction};
+use super::sparse_copy;
 use crate::appspec::{AclEntry, AclKind, AclPerms, SeLinuxContext};
 use crate::config::PermissionLinks;
 use crate::shutdown::Shutdown;
@@ -352,10 +353,14 @@ fn place(
                     .mode(0o600)
                     .open(&partial)
             })?;
-            // File to File: std uses copy_file_range (the kernel copies, no
-            // user buffer), falling back to read/write where the file system
-            // cannot.
-            io::copy(&mut input, &mut output)?;
+            if sparse_copy::has_holes(meta) {
+                sparse_copy::copy_with_holes(&mut input, &mut output, meta.len())?;
+            } else {
+                // File to File: std uses copy_file_range (the kernel copies,
+                // no user buffer), falling back to read/write where the file
+                // system cannot.
+                io::copy(&mut input, &mut output)?;
+            }
             // Owner before mode: chown clears setuid and setgid.
             if let Some((uid, gid)) = owner {
                 std::os::unix::fs::fchown(&output, Some(uid), Some(gid))?;

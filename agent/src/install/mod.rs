@@ -11,6 +11,7 @@ mod error;
 mod instructions;
 mod plan;
 mod revision_tree;
+mod sparse_copy;
 
 use std::path::Path;
 
