@@ -102,6 +102,18 @@ fn a_newline_in_an_entry_name_never_reaches_the_cleanup_file() {
     );
 }
 
+/// `codedeploy-agent validate PATH`'s output, once it has exited 1.
+fn validate_refuses(path: &Path) -> String {
+    let output = std::process::Command::new(agent_binary())
+        .arg("validate")
+        .arg(path)
+        .output()
+        .expect("validate runs");
+    let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
+    assert_eq!(output.status.code(), Some(1), "{stdout}");
+    stdout
+}
+
 #[test]
 fn validate_and_codedeploy_local_refuse_the_same_names() {
     let tmp = tempfile::tempdir().expect("a temporary directory");
@@ -111,13 +123,7 @@ fn validate_and_codedeploy_local_refuse_the_same_names() {
     let escaped_entry =
         "'site/title\\u{1b}]0;owned\\u{7}': its name holds the control character \\u{1b} at byte 5";
 
-    let output = std::process::Command::new(agent_binary())
-        .arg("validate")
-        .arg(&bundle)
-        .output()
-        .expect("validate runs");
-    let stdout = String::from_utf8_lossy(&output.stdout);
-    assert_eq!(output.status.code(), Some(1), "{stdout}");
+    let stdout = validate_refuses(&bundle);
     assert!(
         stdout.contains(escaped_entry) && !stdout.contains('\u{1b}'),
         "validate names the entry escaped: {stdout:?}"
@@ -131,13 +137,7 @@ fn validate_and_codedeploy_local_refuse_the_same_names() {
             .expect("a tar"),
     )
     .expect("write the tar");
-    let output = std::process::Command::new(agent_binary())
-        .arg("validate")
-        .arg(&tar)
-        .output()
-        .expect("validate runs");
-    let stdout = String::from_utf8_lossy(&output.stdout);
-    assert_eq!(output.status.code(), Some(1), "{stdout}");
+    let stdout = validate_refuses(&tar);
     assert!(
         stdout.contains("entry 'site/x\\n/': its name holds the control character \\n at byte 6"),
         "validate refuses the tar: {stdout:?}"
