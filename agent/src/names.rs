@@ -135,7 +135,9 @@ mod tests {
 
     #[test]
     fn names_with_control_characters_are_refused() {
-        let cases: &[(&[u8], Option<(char, usize)>)] = &[
+        // The name, and the control character refused with its byte offset.
+        type Case<'a> = (&'a [u8], Option<(char, usize)>);
+        let cases: &[Case] = &[
             (b"app/index.html", None),
             ("r\u{e9}sum\u{e9} \u{202e}.txt".as_bytes(), None),
             (b"\xff\xfe not utf-8", None),
