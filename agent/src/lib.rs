@@ -21,6 +21,7 @@ pub mod install;
 pub mod lifecycle;
 pub mod local;
 pub mod logging;
+pub mod names;
 pub mod poller;
 pub mod protocol;
 pub mod shutdown;

@@ -39,6 +39,7 @@ mod identity;
 mod in_place;
 mod local;
 mod migration;
+mod names;
 mod parity;
 mod polling;
 mod proxy;

@@ -6,7 +6,10 @@
 //! last, and a revision it deploys must deploy here too; we keep the last as
 //! well, and say so. YAML typing follows APPSPEC.md: `version` must be the number 0.0, `mode`
 //! is taken as the digits written, the appspec's `file_exists_behavior` is
-//! case-sensitive.
+//! case-sensitive. Paths holding a control character are refused, and every
+//! value a message quotes is escaped ([`crate::names`]). A leading byte-order
+//! mark is skipped with a warning naming it (the YAML parser would read it as
+//! part of the first key).
 
 use std::fmt;
 use std::marker::PhantomData;
@@ -23,6 +26,13 @@ use super::permission::{
 };
 use super::FileExistsBehavior;
 use crate::event::LifecycleEvent;
+use crate::names::{self, escaped};
+
+/// Refuses an appspec path holding a control character: it would reach the
+/// cleanup file and the terminal. Pure.
+fn check_path(written: &str) -> Result<(), String> {
+    names::check(written).map_err(|e| format!("'{}' holds {e}; remove it", escaped(written)))
+}
 
 /// The most flow-collection openers (`[` and `{`) an appspec may hold. The
 /// YAML scanner's cost grows with the square of flow nesting depth (100,000
@@ -33,6 +43,10 @@ pub const MAX_FLOW_OPENERS: usize = 10_000;
 /// Parses and validates an appspec. `file` is only used in error messages.
 pub fn parse(text: &str, file: &Path) -> Result<AppSpec, AppSpecError> {
     check_limits(text, file)?;
+    let (text, bom) = match text.strip_prefix('\u{feff}') {
+        Some(rest) => (rest, true),
+        None => (text, false),
+    };
     let document: Document =
         serde_norway::from_str(text).map_err(|source| AppSpecError::Invalid {
             file: file.to_path_buf(),
@@ -44,6 +58,9 @@ pub fn parse(text: &str, file: &Path) -> Result<AppSpec, AppSpecError> {
         }),
         Document::AppSpec(mut appspec) => {
             appspec.warnings.splice(0..0, duplicate_keys(text));
+            if bom {
+                appspec.warnings.insert(0, "the file starts with a byte-order mark (U+FEFF), which is ignored; save it as UTF-8 without one".to_string());
+            }
             Ok(*appspec)
         }
     }
@@ -168,11 +185,13 @@ impl<'de> Visitor<'de> for KeyWalk<'_> {
             if !seen.insert(key.clone()) {
                 self.found.push(match self.path.is_empty() {
                     true => format!(
-                        "top-level key '{key}' appears more than once; only the last one counts"
+                        "top-level key '{}' appears more than once; only the last one counts",
+                        escaped(&key)
                     ),
                     false => format!(
-                        "{}: '{key}' appears more than once; only the last one counts",
-                        self.path
+                        "{}: '{}' appears more than once; only the last one counts",
+                        escaped(&self.path),
+                        escaped(&key)
                     ),
                 });
             }
@@ -257,7 +276,8 @@ impl<'de> Visitor<'de> for DocumentVisitor {
                 other => {
                     map.next_value::<IgnoredAny>()?;
                     warnings.push(format!(
-                        "unknown top-level key '{other}' is ignored (known keys: version, os, file_exists_behavior, files, permissions, hooks)"
+                        "unknown top-level key '{}' is ignored (known keys: version, os, file_exists_behavior, files, permissions, hooks)",
+                        escaped(other)
                     ));
                 }
             }
@@ -306,7 +326,7 @@ impl Scalar<'_> {
             Scalar::Bool(b) => format!("the boolean {b}"),
             Scalar::Int(i) => format!("the number {i}"),
             Scalar::Float(f) => format!("the number {f}"),
-            Scalar::Str(s) => format!("the string \"{s}\""),
+            Scalar::Str(s) => format!("the string \"{}\"", escaped(s)),
         }
     }
 }
@@ -488,9 +508,15 @@ impl FromScalar for Source {
         let Some(written) = scalar.text() else {
             return Ok(Source(None));
         };
+        check_path(&written)?;
         RevisionPath::parse(&written)
             .map(|p| Source(Some(p)))
-            .ok_or_else(|| format!("'{written}' climbs out of the revision with '..'"))
+            .ok_or_else(|| {
+                format!(
+                    "'{}' climbs out of the revision with '..'",
+                    escaped(&written)
+                )
+            })
     }
 }
 
@@ -503,9 +529,10 @@ impl FromScalar for Destination {
         let Some(written) = scalar.text() else {
             return Ok(Destination(None));
         };
+        check_path(&written)?;
         normalize_host_path(&written)
             .map(|p| Destination(Some(p)))
-            .ok_or_else(|| format!("'{written}' must be an absolute path"))
+            .ok_or_else(|| format!("'{}' must be an absolute path", escaped(&written)))
     }
 }
 
@@ -613,13 +640,14 @@ impl FromScalar for Location {
             return Ok(Location(None));
         };
         let location = written.trim();
+        check_path(location)?;
         match RevisionPath::parse(location) {
             _ if location.is_empty() => Err("is empty; give the script's path inside the revision".to_string()),
             None => Err(format!(
-                "'{location}' climbs out of the revision with '..'; hooks run only scripts inside the revision"
+                "'{}' climbs out of the revision with '..'; hooks run only scripts inside the revision", escaped(location)
             )),
             Some(path) if path.is_root() => Err(format!(
-                "'{location}' names the revision root, not a script"
+                "'{}' names the revision root, not a script", escaped(location)
             )),
             Some(_) => Ok(Location(Some(location.to_string()))),
         }
@@ -754,9 +782,10 @@ impl FromScalar for Object {
         if object.is_empty() {
             return Ok(Object(None));
         }
+        check_path(object)?;
         normalize_host_path(object)
             .map(|p| Object(Some(p)))
-            .ok_or_else(|| format!("'{object}' must be an absolute path"))
+            .ok_or_else(|| format!("'{}' must be an absolute path", escaped(object)))
     }
 }
 

@@ -540,3 +540,54 @@ fn huge_and_non_utf8_appspec_files_are_refused_by_load() {
         "{message}"
     );
 }
+
+/// A control character in an appspec path would reach the cleanup file (a
+/// newline in a destination makes two records) and the terminal.
+#[test]
+fn paths_with_control_characters_are_refused_escaped() {
+    let cases = [
+        (
+            "files:\n  - source: \"app\\n/etc\"\n    destination: /srv/app\n",
+            "'app\\n/etc' holds the control character \\n at byte 3",
+        ),
+        (
+            "files:\n  - source: app\n    destination: \"/srv/app\\n/etc/shadow\"\n",
+            "'/srv/app\\n/etc/shadow' holds the control character \\n at byte 8",
+        ),
+        (
+            "permissions:\n  - object: \"/srv/\\e[2Japp\"\n    mode: 644\n",
+            "'/srv/\\u{1b}[2Japp' holds the control character \\u{1b} at byte 5",
+        ),
+        (
+            "hooks:\n  AfterInstall:\n    - location: \"run\\0.sh\"\n",
+            "'run\\0.sh' holds the control character \\0 at byte 3",
+        ),
+    ];
+    for (body, fragment) in cases {
+        let text = format!("{HEAD}{body}");
+        let message = parse(&text, Path::new("/r/appspec.yml"))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            message.contains(fragment),
+            "expected «{fragment}» in {message}"
+        );
+        assert!(!message.chars().any(char::is_control), "{message:?}");
+    }
+}
+
+#[test]
+fn a_leading_byte_order_mark_is_named_not_mistaken_for_a_key() {
+    let spec = parse_ok("\u{feff}os: linux\nversion: 0.0\n");
+    assert_eq!(spec.os, Os::Linux);
+    assert_eq!(
+        spec.warnings,
+        ["the file starts with a byte-order mark (U+FEFF), which is ignored; save it as UTF-8 without one"]
+    );
+    // Inside a key it is part of the key, and the warning shows it.
+    let spec = parse_ok("version: 0.0\nos: linux\n\"\u{feff}files\": []\n");
+    assert_eq!(
+        spec.warnings,
+        ["unknown top-level key '\\u{feff}files' is ignored (known keys: version, os, file_exists_behavior, files, permissions, hooks)"]
+    );
+}

@@ -5,8 +5,10 @@
 //! same tree keeps: permission bits, modification times, symbolic links as
 //! links, and owners when running as root. It never follows a link, never
 //! copies devices or fifos, and refuses a deployment root that lies inside the
-//! directory being copied (the copy would contain itself). Blocking: run it off
-//! the runtime.
+//! directory being copied (the copy would contain itself). Names holding a
+//! control character (and links whose target does) are refused as unpacking
+//! refuses them, named escaped ([`crate::names`]). Blocking: run it off the
+//! runtime.
 
 use std::fs;
 use std::io;
@@ -19,6 +21,7 @@ use nix::unistd::Uid;
 
 use super::error::BundleError;
 use super::unpack::remove_tree;
+use crate::names;
 
 /// Makes `bundle_file` hold the content of the local archive `source`.
 pub fn link_local_file(source: &Path, bundle_file: &Path) -> Result<(), BundleError> {
@@ -83,6 +86,58 @@ enum CopyError {
     },
     #[error("'{entry}' is a {kind}; a revision holds only files, directories and symbolic links")]
     Special { entry: String, kind: &'static str },
+    #[error("'{entry}': {what} holds {reason}; rename it")]
+    Name {
+        entry: String,
+        what: &'static str,
+        reason: names::ControlCharacter,
+    },
+}
+
+/// Refuses the entry at `path` (named `name` in messages) if its own name, or
+/// the target of the link `link_target`, holds a control character.
+fn check_entry_names(name: &str, path: &Path, link_target: Option<&Path>) -> Result<(), CopyError> {
+    let refused = |what| {
+        move |reason| CopyError::Name {
+            entry: name.to_string(),
+            what,
+            reason,
+        }
+    };
+    names::check(path.file_name().unwrap_or_default()).map_err(refused("its name"))?;
+    match link_target {
+        Some(target) => names::check(target).map_err(refused("its link target")),
+        None => Ok(()),
+    }
+}
+
+/// The first entry of the directory bundle `source` whose name (or link
+/// target) the copy would refuse, as that refusal; links are not followed.
+/// For `validate`, which must refuse what `codedeploy-local` refuses.
+pub fn refused_name(source: &Path) -> io::Result<Option<String>> {
+    fn walk(root: &Path, dir: &Path) -> io::Result<Option<String>> {
+        let mut children: Vec<fs::DirEntry> = fs::read_dir(dir)?.collect::<io::Result<_>>()?;
+        children.sort_by_key(|e| e.file_name());
+        for child in children {
+            let path = child.path();
+            let name = names::escaped(path.strip_prefix(root).unwrap_or(&path));
+            let kind = child.file_type()?;
+            let target = match kind.is_symlink() {
+                true => Some(fs::read_link(&path)?),
+                false => None,
+            };
+            if let Err(refusal) = check_entry_names(&name, &path, target.as_deref()) {
+                return Ok(Some(refusal.to_string()));
+            }
+            if kind.is_dir() {
+                if let Some(refusal) = walk(root, &path)? {
+                    return Ok(Some(refusal));
+                }
+            }
+        }
+        Ok(None)
+    }
+    walk(source, source)
 }
 
 /// Directory attributes are applied last, deepest first, so that a read-only
@@ -95,10 +150,7 @@ struct TreeCopy {
 
 impl TreeCopy {
     fn entry_name(&self, path: &Path) -> String {
-        path.strip_prefix(&self.from_root)
-            .unwrap_or(path)
-            .display()
-            .to_string()
+        names::escaped(path.strip_prefix(&self.from_root).unwrap_or(path))
     }
 
     fn directory(&mut self, from: &Path, to: &Path) -> Result<(), CopyError> {
@@ -116,9 +168,13 @@ impl TreeCopy {
             let kind = meta.file_type();
             if kind.is_symlink() {
                 let target = fs::read_link(&from_path).map_err(io_error(name.clone()))?;
+                check_entry_names(&name, &from_path, Some(&target))?;
                 symlink(&target, &to_path).map_err(io_error(name.clone()))?;
                 self.restore(&name, &to_path, &meta, true)?;
-            } else if kind.is_dir() {
+                continue;
+            }
+            check_entry_names(&name, &from_path, None)?;
+            if kind.is_dir() {
                 fs::create_dir(&to_path).map_err(io_error(name.clone()))?;
                 self.directory(&from_path, &to_path)?;
                 self.pending_dirs.push((to_path, meta, name));
@@ -263,6 +319,59 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(error.contains("'pipe' is a fifo"), "{error}");
+    }
+
+    /// As unpacking refuses them: a newline would split the path in the
+    /// cleanup file, ESC would reach the terminal; nothing is copied.
+    #[test]
+    fn names_with_control_characters_are_refused_escaped() {
+        let tmp = tempfile::tempdir().unwrap();
+        let cases = [
+            (
+                "x\n",
+                None,
+                "'app/x\\n': its name holds the control character \\n at byte 1",
+            ),
+            (
+                "\u{1b}[31mred",
+                None,
+                "'app/\\u{1b}[31mred': its name holds the control character \\u{1b} at byte 0",
+            ),
+            (
+                "link",
+                Some("a\nb"),
+                "'app/link': its link target holds the control character \\n at byte 1",
+            ),
+        ];
+        for (name, link, expected) in cases {
+            let src = tmp.path().join("src");
+            fs::create_dir_all(src.join("app")).unwrap();
+            fs::write(src.join("appspec.yml"), "version: 0.0\n").unwrap();
+            match link {
+                Some(target) => symlink(target, src.join("app").join(name)).unwrap(),
+                None => fs::write(src.join("app").join(name), "x").unwrap(),
+            }
+            let archive = tmp.path().join("d/deployment-archive");
+            fs::create_dir_all(archive.parent().unwrap()).unwrap();
+            let error = copy_local_directory(&src, &archive)
+                .unwrap_err()
+                .to_string();
+            assert!(error.contains(expected), "expected «{expected}» in {error}");
+            assert!(!error.chars().any(char::is_control), "{error:?}");
+            assert_eq!(
+                refused_name(&src)
+                    .unwrap()
+                    .as_deref()
+                    .map(|r| r.contains(expected)),
+                Some(true),
+                "{expected}"
+            );
+            fs::remove_dir_all(&src).unwrap();
+        }
+        let clean = tmp.path().join("clean");
+        fs::create_dir_all(clean.join("a b")).unwrap();
+        fs::write(clean.join("a b/caf\u{e9}.txt"), "x").unwrap();
+        assert_eq!(refused_name(&clean).unwrap(), None);
     }
 
     #[test]

@@ -16,7 +16,7 @@ mod unpack;
 
 pub use error::{ArchiveFormat, BundleError, S3Object};
 pub use github::{fetch_github, GitHubClient, GitHubError};
-pub use local::{copy_local_directory, link_local_file};
+pub use local::{copy_local_directory, link_local_file, refused_name};
 pub use s3::{fetch_s3, s3_client};
 pub use sniff::sniff_archive;
 pub use unpack::{unpack, unpack_with};

@@ -3,7 +3,10 @@
 //! modification times. Must never write outside the archive directory: entries
 //! with absolute paths or `..`, entries reached through a symbolic link that an
 //! earlier entry created, hard links to such places, and device nodes or fifos
-//! are refused with an error naming the entry. So are, whatever the
+//! are refused with an error naming the entry (escaped, see [`crate::names`]).
+//! So are entries whose name or link target holds a control character (a
+//! newline would split the path in the cleanup file), zip entries whose
+//! content is not the size their central directory declares, and, whatever the
 //! configuration, symbolic links that lead out of the archive, bundles that
 //! unpack to more than `archive_max_extraction_size` and bundles of more than
 //! `archive_max_entries` entries (a zip's declared count is refused before
@@ -26,6 +29,7 @@ use super::read_ahead::{fill, read_ahead};
 use super::sparse::{self, PaxChunks, SparseLayout};
 use crate::config::{BundlePolicy, LinkPolicy, Ownership, SetIdBits};
 use crate::folder_chain::FolderChain;
+use crate::names::{self, Escaped};
 use crate::shutdown::{self, Shutdown};
 use crate::spec::BundleType;
 
@@ -291,7 +295,7 @@ impl Target {
             EntryKind::Symlink(target) if !link_stays_inside(relative, target) => {
                 return refuse(format!(
                     "it is a symbolic link to '{}', which leads outside the archive; links in a revision must stay inside it",
-                    target.display()
+                    Escaped::of(target)
                 ))
             }
             _ => {}
@@ -367,10 +371,7 @@ impl Target {
                         name,
                         format!(
                             "it would be written through the symbolic link '{}' of the archive",
-                            current
-                                .strip_prefix(&self.root)
-                                .unwrap_or(&current)
-                                .display()
+                            Escaped::of(current.strip_prefix(&self.root).unwrap_or(&current))
                         ),
                     ))
                 }
@@ -380,10 +381,7 @@ impl Target {
                         name,
                         format!(
                             "its parent '{}' is not a directory",
-                            current
-                                .strip_prefix(&self.root)
-                                .unwrap_or(&current)
-                                .display()
+                            Escaped::of(current.strip_prefix(&self.root).unwrap_or(&current))
                         ),
                     ))
                 }
@@ -429,6 +427,12 @@ impl Target {
         }
         self.entries += 1;
         self.check_entry_count(self.entries)?;
+        names::check(path)
+            .map_err(|e| unsafe_entry(name, format!("its name holds {e}; rename it")))?;
+        if let EntryKind::Symlink(target) | EntryKind::HardLink(target) = &kind {
+            names::check(target)
+                .map_err(|e| unsafe_entry(name, format!("its link target holds {e}; change it")))?;
+        }
         let Some(relative) = self.place(name, path)? else {
             return Ok(());
         };
@@ -494,6 +498,9 @@ impl Target {
                 self.restore(name, &dest, &attributes, true)
             }
             EntryKind::HardLink(target) => {
+                if let Some(reason) = hard_link_leaves(&target) {
+                    return Err(unsafe_entry(name, reason));
+                }
                 let Some(target_relative) = self.place(name, &target)? else {
                     return Err(unsafe_entry(
                         name,
@@ -509,7 +516,7 @@ impl Target {
                             name,
                             format!(
                             "it is a hard link to '{}', which is not a file extracted before it",
-                            target.display()
+                            Escaped::of(&target)
                         ),
                         ))
                     }
@@ -675,7 +682,7 @@ impl Target {
                         name,
                         format!(
                             "it is a symbolic link that resolves to '{}', outside the archive; links in a revision must stay inside it",
-                            real.display()
+                            Escaped::of(&real)
                         ),
                     ));
                 }
@@ -690,15 +697,28 @@ impl Target {
         let mut dirs = std::mem::take(&mut self.pending_dirs);
         dirs.sort_by_cached_key(|(path, _)| std::cmp::Reverse(path.components().count()));
         for (path, attributes) in dirs {
-            let name = path
-                .strip_prefix(&self.root)
-                .unwrap_or(&path)
-                .display()
-                .to_string();
+            let name = names::escaped(path.strip_prefix(&self.root).unwrap_or(&path));
             self.restore(&name, &path, &attributes, false)?;
         }
         Ok(())
     }
+}
+
+/// Why a hard link's target cannot name an earlier entry of the archive, by
+/// its text alone; `None` when it may. Pure.
+fn hard_link_leaves(target: &Path) -> Option<String> {
+    let shown = Escaped::of(target);
+    if target.has_root() {
+        return Some(format!(
+            "it is a hard link to the absolute path '{shown}'; a hard link must name a file extracted before it, by its path inside the archive"
+        ));
+    }
+    target
+        .components()
+        .any(|c| c == Component::ParentDir)
+        .then(|| format!(
+            "it is a hard link to '{shown}', which climbs out of the archive with '..'; a hard link must name a file extracted before it, by its path inside the archive"
+        ))
 }
 
 /// Whether a symbolic link at `link` (relative to the archive root) pointing
@@ -801,7 +821,7 @@ fn extract_tar(reader: impl Read, target: &mut Target) -> Result<(), ExtractErro
             },
             tar::EntryType::Directory => EntryKind::Directory,
             tar::EntryType::Symlink | tar::EntryType::Link => {
-                let name = path.display().to_string();
+                let name = names::escaped(&path);
                 let target_path = entry
                     .link_name()?
                     .ok_or_else(|| unsafe_entry(&name, "a link without a target"))?
@@ -819,18 +839,19 @@ fn extract_tar(reader: impl Read, target: &mut Target) -> Result<(), ExtractErro
             | tar::EntryType::GNULongLink => continue,
             tar::EntryType::Char | tar::EntryType::Block | tar::EntryType::Fifo => {
                 return Err(unsafe_entry(
-                    &path.display().to_string(),
+                    &names::escaped(&path),
                     "device nodes and fifos are not allowed in a revision",
                 ))
             }
             other => {
                 return Err(unsafe_entry(
-                    &path.display().to_string(),
+                    &names::escaped(&path),
                     format!("unsupported entry type {other:?}"),
                 ))
             }
         };
-        let name = path.display().to_string();
+        // Named once its real name is known (a PAX sparse file's record).
+        let name = names::escaped(&path);
         let header = entry.header();
         let attributes = Attributes {
             mode: header.mode().map_err(|e| entry_io(&name, e))? & 0o7777,
@@ -846,7 +867,7 @@ fn extract_tar(reader: impl Read, target: &mut Target) -> Result<(), ExtractErro
 /// that is not UTF-8 cannot be one of GNU tar's sparse records and is passed
 /// over, as the tar crate passes over records it does not know.
 fn pax_sparse<R: Read>(entry: &mut tar::Entry<R>) -> Result<Option<SparseLayout>, ExtractError> {
-    let name = entry.path()?.display().to_string();
+    let name = names::escaped(entry.path()?.as_ref());
     let Some(extensions) = entry.pax_extensions()? else {
         return Ok(None);
     };
@@ -908,24 +929,35 @@ fn extract_zip(file: fs::File, target: &mut Target) -> Result<(), ExtractError> 
     let mut reader = io::BufReader::new(file);
     // The zip crate loads the whole central directory, a few hundred bytes
     // per entry: the declared count is checked before it does.
-    if let Some(declared) = zip_declared_entries(&mut reader, archive_length)? {
-        target.check_entry_count(declared)?;
+    let end_record = zip_end_record(&mut reader, archive_length)?;
+    if let Some(end) = &end_record {
+        target.check_entry_count(end.entries)?;
     }
-    let mut archive = zip::ZipArchive::new(reader)?;
+    let mut archive =
+        zip::ZipArchive::new(reader).map_err(|e| zip_directory_error(e, end_record))?;
     // Again on what the crate read: it may have settled on another record.
     target.check_entry_count(archive.len() as u64)?;
     check_zip_bomb(&mut archive, archive_length)?;
     for index in 0..archive.len() {
         let mut entry = archive.by_index(index)?;
-        let name = entry.name().to_string();
+        let raw_name = entry.name().to_string();
+        let name = names::escaped(&raw_name);
         let unix_mode = entry.unix_mode();
+        let is_dir = entry.is_dir();
+        let mtime = entry.last_modified().and_then(zip_time);
+        let declared = entry.size();
+        let mut content = DeclaredSize {
+            inner: &mut entry,
+            declared,
+            read: 0,
+        };
         let file_type = unix_mode.map(|m| m & S_IFMT).filter(|t| *t != 0);
         let kind = match file_type {
-            _ if entry.is_dir() => EntryKind::Directory,
+            _ if is_dir => EntryKind::Directory,
             Some(S_IFDIR) => EntryKind::Directory,
             Some(S_IFLNK) => {
                 let mut link = String::new();
-                entry
+                content
                     .read_to_string(&mut link)
                     .map_err(|e| entry_io(&name, e))?;
                 EntryKind::Symlink(PathBuf::from(link))
@@ -948,11 +980,71 @@ fn extract_zip(file: fs::File, target: &mut Target) -> Result<(), ExtractError> 
         let attributes = Attributes {
             mode: unix_mode.map(|m| m & 0o777).unwrap_or(default_mode),
             owner: None,
-            mtime: entry.last_modified().and_then(zip_time),
+            mtime,
         };
-        target.extract(&name, Path::new(&name), kind, attributes, &mut entry)?;
+        target.extract(&name, Path::new(&raw_name), kind, attributes, &mut content)?;
     }
     target.finish()
+}
+
+/// A zip entry's content, refused the moment it is longer than the size its
+/// central directory declares, and at its end if it is shorter: the
+/// extraction budget and the zip-bomb check trust that size.
+struct DeclaredSize<R> {
+    inner: R,
+    declared: u64,
+    read: u64,
+}
+
+impl<R: Read> Read for DeclaredSize<R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        if buf.is_empty() {
+            return Ok(0);
+        }
+        // One byte past the declared size is enough to know it lies.
+        let room = self.declared.saturating_sub(self.read).saturating_add(1);
+        let len = buf.len().min(usize::try_from(room).unwrap_or(usize::MAX));
+        let n = self.inner.read(&mut buf[..len])?;
+        self.read += n as u64;
+        let lie = |detail: String| {
+            Err(io::Error::new(
+                io::ErrorKind::InvalidData,
+                format!(
+                    "{detail}: the zip's sizes lie (a damaged or crafted archive); build it again"
+                ),
+            ))
+        };
+        if self.read > self.declared {
+            return lie(format!(
+                "its content is longer than the {} bytes its central directory entry declares",
+                self.declared
+            ));
+        }
+        if n == 0 && self.read < self.declared {
+            return lie(format!(
+                "its content ends after {} bytes, but its central directory entry declares {}",
+                self.read, self.declared
+            ));
+        }
+        Ok(n)
+    }
+}
+
+/// What the zip crate's refusal of a central directory means for the
+/// operator: the crate says "Could not find EOCD" even when the record is
+/// there and only the directory it points to is not.
+fn zip_directory_error(error: zip::result::ZipError, end: Option<ZipEndRecord>) -> ExtractError {
+    let zip::result::ZipError::InvalidArchive(detail) = &error else {
+        return ExtractError::Zip(error);
+    };
+    let message = match end {
+        None => "it has no end-of-central-directory record: it is not a zip archive, or it is truncated".to_string(),
+        Some(end) => format!(
+            "its end-of-central-directory record (at byte {}) declares {} entries in a central directory at byte {}, which is not what the archive holds there ({detail}): the archive is damaged or was altered after it was made; build it again",
+            end.at, end.entries, end.directory_offset
+        ),
+    };
+    ExtractError::Io(io::Error::new(io::ErrorKind::InvalidData, message))
 }
 
 /// The end-of-central-directory record: signature, 18 bytes of fields, and a
@@ -963,11 +1055,27 @@ const ZIP64_LOCATOR_SIGNATURE: &[u8; 4] = b"PK\x06\x07";
 const ZIP64_LOCATOR_LENGTH: u64 = 20;
 const ZIP64_EOCD_SIGNATURE: &[u8; 4] = b"PK\x06\x06";
 
-/// The entry count a zip declares, read from its last end-of-central-directory
-/// record (and the zip64 one it points to) as readers find it, without
-/// reading the central directory. `None` when there is no such record: the
-/// zip crate then says what is wrong with the archive.
+/// A zip's last end-of-central-directory record, as readers find it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct ZipEndRecord {
+    /// Where the record starts.
+    at: u64,
+    /// The entry count it declares (the zip64 record's, when it points to one).
+    entries: u64,
+    /// Where it says the central directory starts (the classic record's field).
+    directory_offset: u64,
+}
+
+/// The entry count a zip declares (see [`zip_end_record`]).
+#[cfg(test)]
 fn zip_declared_entries<R: Read + Seek>(reader: &mut R, length: u64) -> io::Result<Option<u64>> {
+    Ok(zip_end_record(reader, length)?.map(|end| end.entries))
+}
+
+/// The last end-of-central-directory record (and the zip64 one it points
+/// to) as readers find it, without reading the central directory. `None`
+/// when there is no such record.
+fn zip_end_record<R: Read + Seek>(reader: &mut R, length: u64) -> io::Result<Option<ZipEndRecord>> {
     let tail_length = length.min(ZIP_EOCD_LENGTH + u64::from(u16::MAX));
     let mut tail = vec![0; tail_length as usize];
     reader.seek(SeekFrom::Start(length - tail_length))?;
@@ -996,27 +1104,34 @@ fn zip_declared_entries<R: Read + Seek>(reader: &mut R, length: u64) -> io::Resu
         || u32_at(&tail, at + 12) == u32::MAX
         || u32_at(&tail, at + 16) == u32::MAX;
     let eocd_offset = length - tail_length + at as u64;
+    let found = |entries| {
+        Ok(Some(ZipEndRecord {
+            at: eocd_offset,
+            entries,
+            directory_offset: u64::from(u32_at(&tail, at + 16)),
+        }))
+    };
     if !may_be_zip64 || eocd_offset < ZIP64_LOCATOR_LENGTH {
-        return Ok(Some(declared));
+        return found(declared);
     }
     let mut locator = [0; ZIP64_LOCATOR_LENGTH as usize];
     reader.seek(SeekFrom::Start(eocd_offset - ZIP64_LOCATOR_LENGTH))?;
     reader.read_exact(&mut locator)?;
     if &locator[..4] != ZIP64_LOCATOR_SIGNATURE {
-        return Ok(Some(declared));
+        return found(declared);
     }
     let record_offset = u64_at(&locator, 8);
     let mut record = [0; 40];
     if record_offset.saturating_add(record.len() as u64) > eocd_offset {
-        return Ok(Some(declared));
+        return found(declared);
     }
     reader.seek(SeekFrom::Start(record_offset))?;
     reader.read_exact(&mut record)?;
     if &record[..4] != ZIP64_EOCD_SIGNATURE {
-        return Ok(Some(declared));
+        return found(declared);
     }
     // The classic record's 0xFFFF was a placeholder for these.
-    Ok(Some(u64_at(&record, 24).max(u64_at(&record, 32))))
+    found(u64_at(&record, 24).max(u64_at(&record, 32)))
 }
 
 /// Refuses, before anything is written, the two shapes of a zip bomb: an
@@ -1033,7 +1148,7 @@ fn check_zip_bomb<R: io::Read + io::Seek>(
         let (size, packed) = (entry.size(), entry.compressed_size());
         if size > 1 << 20 && size / packed.max(1) > MAX_ZIP_RATIO {
             return Err(unsafe_entry(
-                entry.name(),
+                &names::escaped(entry.name()),
                 format!(
                     "it claims {size} bytes from {packed} compressed ({}:1), more than deflate can reach ({MAX_ZIP_RATIO}:1): a zip bomb",
                     size / packed.max(1)

@@ -7,13 +7,25 @@
 //! A copy lands through a partial file beside its destination (see
 //! [`partial_path`]) whose name follows from the destination's, so that the
 //! replay also removes the partial file of a copy a crash cut short.
+//!
+//! The file keeps the official format, so that a host can switch agents
+//! between two deployments, but it cannot carry a path that Install did not
+//! create: the writer refuses a path holding a control character (a newline
+//! would make two records of one path), and the replay removes a record only
+//! if it is an absolute, normalised path without control characters that the
+//! previous Install's `<group>-install.json` (written before its first
+//! record, by either agent) lists as a copy destination or a directory it
+//! made. Any other record is left alone, named escaped in a warning.
 
+use std::collections::HashSet;
 use std::fs;
 use std::io::{self, Write};
 use std::os::unix::ffi::{OsStrExt, OsStringExt};
 use std::path::{Path, PathBuf};
 
 use super::error::InstallError;
+use crate::appspec::normalize_host_path;
+use crate::names::{self, Escaped};
 
 /// One line of a cleanup file.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -46,15 +58,86 @@ pub fn parse_cleanup(contents: &[u8]) -> Vec<CleanupEntry> {
         .collect()
 }
 
+/// The paths an Install's `install.json` says it creates: copy destinations
+/// and the directories it makes. `None` when the file is missing or is not
+/// such a document.
+pub fn recorded_paths(install_json: &[u8]) -> Option<HashSet<String>> {
+    #[derive(serde::Deserialize)]
+    struct Document {
+        instructions: Vec<Step>,
+    }
+    #[derive(serde::Deserialize)]
+    struct Step {
+        #[serde(rename = "type")]
+        kind: String,
+        destination: Option<String>,
+        directory: Option<String>,
+    }
+    let document: Document = serde_json::from_slice(install_json).ok()?;
+    Some(
+        document
+            .instructions
+            .into_iter()
+            .filter_map(|step| match step.kind.as_str() {
+                "copy" => step.destination,
+                "mkdir" => step.directory,
+                _ => None,
+            })
+            .collect(),
+    )
+}
+
+/// Why a record of a cleanup file must not be replayed, `None` when it may.
+/// `recorded` is what the previous Install's `install.json` lists. Pure.
+pub fn refusal(entry: &CleanupEntry, recorded: Option<&HashSet<String>>) -> Option<String> {
+    let path = match entry {
+        CleanupEntry::Path(path) | CleanupEntry::Context(path) => path,
+    };
+    if let Err(e) = names::check(path) {
+        return Some(format!("it holds {e}"));
+    }
+    let normal = path
+        .to_str()
+        .and_then(normalize_host_path)
+        .is_some_and(|n| n == *path);
+    if !normal {
+        return Some("it is not an absolute, normalised path".to_string());
+    }
+    match (entry, recorded) {
+        (CleanupEntry::Context(_), _) => None,
+        (CleanupEntry::Path(_), None) => Some(
+            "the previous Install's install.json, which lists what it created, is missing or unreadable"
+                .to_string(),
+        ),
+        (CleanupEntry::Path(path), Some(recorded)) => (!recorded
+            .contains(path.to_string_lossy().as_ref()))
+        .then(|| "the previous Install's install.json does not list it as a path it created".to_string()),
+    }
+}
+
 /// Replays the previous Install's cleanup file, newest entry first, then
-/// deletes it. No cleanup file (first Install of the group): nothing to do.
-pub fn run_cleanup(cleanup_file: &Path) -> Result<(), InstallError> {
+/// deletes it; `instructions_file` is that Install's `install.json`, which
+/// decides which records are replayed (see the module's documentation). No
+/// cleanup file (first Install of the group): nothing to do.
+pub fn run_cleanup(cleanup_file: &Path, instructions_file: &Path) -> Result<(), InstallError> {
     let contents = match fs::read(cleanup_file) {
         Ok(contents) => contents,
         Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
         Err(e) => return Err(InstallError::io("read the cleanup file", cleanup_file)(e)),
     };
+    let recorded = fs::read(instructions_file)
+        .ok()
+        .and_then(|json| recorded_paths(&json));
     for entry in parse_cleanup(&contents).into_iter().rev() {
+        if let Some(reason) = refusal(&entry, recorded.as_ref()) {
+            let (CleanupEntry::Path(path) | CleanupEntry::Context(path)) = &entry;
+            tracing::warn!(
+                cleanup_file = %cleanup_file.display(),
+                "cleanup record '{}' is not replayed: {reason}",
+                Escaped::of(path)
+            );
+            continue;
+        }
         match entry {
             CleanupEntry::Path(path) => remove_created(&path)?,
             CleanupEntry::Context(path) => forget_context(&path),
@@ -79,7 +162,7 @@ fn remove_created(path: &Path) -> Result<(), InstallError> {
         match fs::remove_dir(path) {
             // Someone put files here since: the directory stays.
             Err(e) if e.kind() == io::ErrorKind::DirectoryNotEmpty => {
-                tracing::info!(path = %path.display(), "previous revision's directory is not empty: kept");
+                tracing::info!(path = %Escaped::of(path), "previous revision's directory is not empty: kept");
                 Ok(())
             }
             other => other,
@@ -177,14 +260,23 @@ impl CleanupLog {
     }
 
     pub fn record(&mut self, created: &Path) -> Result<(), InstallError> {
-        self.write_line(&[created.as_os_str().as_bytes()])
+        self.write_line(created, &[created.as_os_str().as_bytes()])
     }
 
     pub fn record_context(&mut self, path: &Path) -> Result<(), InstallError> {
-        self.write_line(&[CONTEXT_PREFIX, path.as_os_str().as_bytes()])
+        self.write_line(path, &[CONTEXT_PREFIX, path.as_os_str().as_bytes()])
     }
 
-    fn write_line(&mut self, parts: &[&[u8]]) -> Result<(), InstallError> {
+    /// Refuses a path the one-path-per-line format cannot carry as one
+    /// record. Unpacking and the appspec parser refuse such names first; this
+    /// keeps the file true whatever a future caller passes.
+    fn write_line(&mut self, path: &Path, parts: &[&[u8]]) -> Result<(), InstallError> {
+        if let Err(e) = names::check(path) {
+            return Err(InstallError::Refused {
+                path: path.to_path_buf(),
+                reason: format!("its path holds {e}, which the cleanup file cannot record"),
+            });
+        }
         let mut line = parts.concat();
         line.push(b'\n');
         self.file
@@ -196,6 +288,70 @@ impl CleanupLog {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The old format's hostile file: an entry named `x` + newline +
+    /// `/etc/shadow` made two records; install.json lists the one path.
+    #[test]
+    fn only_records_that_install_json_lists_are_replayed() {
+        let install_json = br#"{"instructions":[
+            {"type":"mkdir","directory":"/srv/app"},
+            {"type":"copy","source":"/r/a","destination":"/srv/app/a"},
+            {"type":"copy","source":"/r/x\n/etc/shadow","destination":"/srv/app/x\n/etc/shadow"},
+            {"type":"chmod","mode":"644","file":"/etc/passwd"}]}"#;
+        let recorded = recorded_paths(install_json).unwrap();
+        let verdicts: Vec<(String, Option<String>)> = parse_cleanup(
+            b"/srv/app\n/srv/app/a\n/srv/app/x\n/etc/shadow\n/etc/passwd\nrelative\n/srv/app/../etc/hosts\n/srv/app/tab\there\nsemanage\0/srv/app/a\n",
+        )
+        .iter()
+        .map(|entry| {
+            let (CleanupEntry::Path(p) | CleanupEntry::Context(p)) = entry;
+            (names::escaped(p), refusal(entry, Some(&recorded)))
+        })
+        .collect();
+        let not_listed = Some(
+            "the previous Install's install.json does not list it as a path it created".to_string(),
+        );
+        let not_normal = Some("it is not an absolute, normalised path".to_string());
+        assert_eq!(
+            verdicts,
+            [
+                ("/srv/app".to_string(), None),
+                ("/srv/app/a".to_string(), None),
+                ("/srv/app/x".to_string(), not_listed.clone()),
+                ("/etc/shadow".to_string(), not_listed.clone()),
+                ("/etc/passwd".to_string(), not_listed),
+                ("relative".to_string(), not_normal.clone()),
+                ("/srv/app/../etc/hosts".to_string(), not_normal),
+                (
+                    "/srv/app/tab\\there".to_string(),
+                    Some("it holds the control character \\t at byte 12 (names in a revision may hold no control characters: U+0000-U+001F, U+007F-U+009F)".to_string())
+                ),
+                ("/srv/app/a".to_string(), None),
+            ]
+        );
+        assert_eq!(
+            refusal(&CleanupEntry::Path("/srv/app/a".into()), None).as_deref(),
+            Some("the previous Install's install.json, which lists what it created, is missing or unreadable")
+        );
+        assert_eq!(recorded_paths(b"not json"), None);
+    }
+
+    #[test]
+    fn the_writer_refuses_a_path_that_would_make_two_records() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("g-cleanup");
+        let mut log = CleanupLog::create(&file).unwrap();
+        log.record(Path::new("/srv/app/a")).unwrap();
+        let error = log
+            .record(Path::new("/srv/app/x\n/etc/shadow"))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            error.contains("/srv/app/x\\n/etc/shadow") && error.contains("control character \\n"),
+            "{error}"
+        );
+        assert_eq!(fs::read(&file).unwrap(), b"/srv/app/a\n");
+    }
 
     #[test]
     fn cleanup_files_parse_like_the_official_agent() {

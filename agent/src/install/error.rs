@@ -1,10 +1,12 @@
 //! Why Install failed: conflicts found while planning (worded as the official
 //! agent's, which operators know) and failures while applying, each naming the
-//! path concerned.
+//! path concerned, escaped (a path may hold a revision's names).
 
 use std::path::PathBuf;
 
 use thiserror::Error;
+
+use crate::names::Escaped;
 
 #[derive(Debug, Error)]
 pub enum InstallError {
@@ -14,15 +16,15 @@ pub enum InstallError {
     Stopped,
 
     /// A hardening key of the agent configuration refuses this step.
-    #[error("The deployment failed because the agent's configuration refuses a permission step on {}: {reason}", .path.display())]
+    #[error("The deployment failed because the agent's configuration refuses a permission step on {}: {reason}", Escaped::of(&.path))]
     Refused { path: PathBuf, reason: String },
 
-    #[error("The deployment failed because a specified file already exists at this location: {}", .path.display())]
+    #[error("The deployment failed because a specified file already exists at this location: {}", Escaped::of(&.path))]
     FileExists { path: PathBuf },
 
     #[error(
         "The deployment failed because the AppSpec file copies two sources, {} and {}, to the same destination {}. Remove one of them from the files section.",
-        .first.display(), .second.display(), .destination.display()
+        Escaped::of(&.first), Escaped::of(&.second), Escaped::of(&.destination)
     )]
     TwoSources {
         destination: PathBuf,
@@ -32,7 +34,7 @@ pub enum InstallError {
 
     #[error(
         "The deployment failed because the AppSpec file installs the file {} at {}, where this deployment also creates a directory. Update the files section or the revision's layout.",
-        .source_path.display(), .destination.display()
+        Escaped::of(&.source_path), Escaped::of(&.destination)
     )]
     FileOverPlannedDirectory {
         source_path: PathBuf,
@@ -41,69 +43,69 @@ pub enum InstallError {
 
     #[error(
         "The deployment failed because it must create the directory {}, where the AppSpec file also installs the file {}. Update the files section or the revision's layout.",
-        .directory.display(), .source_path.display()
+        Escaped::of(&.directory), Escaped::of(&.source_path)
     )]
     DirectoryOverPlannedFile {
         directory: PathBuf,
         source_path: PathBuf,
     },
 
-    #[error("The deployment failed because it must create the directory {}, but a file already exists there", .directory.display())]
+    #[error("The deployment failed because it must create the directory {}, but a file already exists there", Escaped::of(&.directory))]
     DirectoryOverExistingFile { directory: PathBuf },
 
-    #[error("The deployment failed because {} exists and is a directory; file_exists_behavior replaces files, never directories", .path.display())]
+    #[error("The deployment failed because {} exists and is a directory; file_exists_behavior replaces files, never directories", Escaped::of(&.path))]
     FileOverExistingDirectory { path: PathBuf },
 
-    #[error("The source '{source_name}' of a files entry does not exist in the revision (expected at {})", .path.display())]
+    #[error("The source '{source_name}' of a files entry does not exist in the revision (expected at {})", Escaped::of(&.path))]
     SourceMissing { source_name: String, path: PathBuf },
 
     #[error(
         "The revision's symbolic link {} points to a directory outside the revision ({}); Install copies directories only from inside the revision",
-        .link.display(), .target.display()
+        Escaped::of(&.link), Escaped::of(&.target)
     )]
     LinkLeavesRevision { link: PathBuf, target: PathBuf },
 
-    #[error("The revision's symbolic link {} leads back into a directory being copied (a loop)", .link.display())]
+    #[error("The revision's symbolic link {} leads back into a directory being copied (a loop)", Escaped::of(&.link))]
     LinkLoop { link: PathBuf },
 
-    #[error("The revision's entry {} is neither a file, a directory nor a symbolic link and cannot be installed", .path.display())]
+    #[error("The revision's entry {} is neither a file, a directory nor a symbolic link and cannot be installed", Escaped::of(&.path))]
     UnsupportedSource { path: PathBuf },
 
     #[error(
         "The deployment failed because the permissions for {}, a file this deployment installs, give pattern {pattern}; a pattern applies only to directory objects",
-        .object.display()
+        Escaped::of(&.object)
     )]
     PatternOnFile { object: PathBuf, pattern: String },
 
     #[error(
         "The deployment failed because the permissions for {}, a file this deployment installs, give except; except applies only to directory objects",
-        .object.display()
+        Escaped::of(&.object)
     )]
     ExceptOnFile { object: PathBuf },
 
     #[error(
         "The deployment failed because a default (d:) acl entry would apply to the file {}; default entries are for directories only",
-        .file.display()
+        Escaped::of(&.file)
     )]
     DefaultAclOnFile { file: PathBuf },
 
-    #[error("The deployment failed because the permissions for {} are specified more than once in the AppSpec file", .path.display())]
+    #[error("The deployment failed because the permissions for {} are specified more than once in the AppSpec file", Escaped::of(&.path))]
     PermissionsTwice { path: PathBuf },
 
-    #[error("The deployment failed because user '{user}' (owner of {}) does not exist on this host", .path.display())]
+    #[error("The deployment failed because user '{user}' (owner of {}) does not exist on this host", Escaped::of(&.path))]
     UnknownUser { user: String, path: PathBuf },
 
-    #[error("The deployment failed because group '{group}' (of {}) does not exist on this host", .path.display())]
+    #[error("The deployment failed because group '{group}' (of {}) does not exist on this host", Escaped::of(&.path))]
     UnknownGroup { group: String, path: PathBuf },
 
-    #[error("The deployment failed while setting permissions on {}: `{command}` {detail}", .path.display())]
+    #[error("The deployment failed while setting permissions on {}: `{command}` {detail}", Escaped::of(&.path))]
     Command {
         command: String,
         path: PathBuf,
         detail: String,
     },
 
-    #[error("Install could not {action} {}: {source}", .path.display())]
+    #[error("Install could not {action} {}: {source}", Escaped::of(&.path))]
     Io {
         action: &'static str,
         path: PathBuf,

@@ -15,7 +15,7 @@ mod sparse_copy;
 
 use std::path::Path;
 
-pub use cleanup::{parse_cleanup, run_cleanup, CleanupEntry};
+pub use cleanup::{parse_cleanup, recorded_paths, refusal, run_cleanup, CleanupEntry};
 pub use error::InstallError;
 pub use instructions::instructions_json;
 pub use plan::{plan, Existing, InstallPlan, Instruction, RevisionTree, SourceKind};
@@ -58,7 +58,7 @@ pub fn effective_behavior(
 /// Runs Install. Blocking: call it from `spawn_blocking`.
 pub fn install(request: &InstallRequest<'_>) -> Result<(), InstallError> {
     let started = std::time::Instant::now();
-    run_cleanup(request.cleanup_file)?;
+    run_cleanup(request.cleanup_file, request.instructions_file)?;
     let cleaned = started.elapsed();
     let revision = FsRevision::new(request.archive_dir)?.stopped_by(request.stop);
     let plan = plan::plan(

@@ -184,6 +184,16 @@ fn an_interrupted_cleanup_line_is_ignored() {
         format!("{}\n{}", listed.display(), victim.display()),
     )
     .unwrap();
+    // What the Install that wrote it planned, as it would have listed it.
+    fs::write(
+        host.path("instructions/g-1-install.json"),
+        serde_json::json!({"instructions": [
+            {"type": "copy", "source": "/r/listed", "destination": listed},
+            {"type": "copy", "source": "/r/victim", "destination": victim},
+        ]})
+        .to_string(),
+    )
+    .unwrap();
     host.write("rev1/appspec.yml", "x", 0o644);
     host.install("rev1", WHOLE_REVISION, FileExistsBehavior::Disallow)
         .unwrap();

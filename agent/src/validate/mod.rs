@@ -218,12 +218,26 @@ pub fn validate_path(
     };
     let meta = std::fs::metadata(path).map_err(read_error)?;
     if meta.is_dir() {
-        return Ok(validate_bundle(
+        let mut report = validate_bundle(
             path,
             appspec_filename,
             &path.display().to_string(),
             settings,
-        ));
+        );
+        // codedeploy-local copies the directory and refuses what unpacking
+        // would: the same names are refused here.
+        match crate::bundle::refused_name(path) {
+            Ok(Some(refusal)) => report.findings.push(Finding::error(
+                None,
+                format!("the bundle directory cannot be deployed: {refusal}"),
+            )),
+            Ok(None) => {}
+            Err(e) => report.findings.push(Finding::error(
+                None,
+                format!("the bundle directory cannot be read through: {e}"),
+            )),
+        }
+        return Ok(report);
     }
     let mut head = Vec::with_capacity(512);
     std::fs::File::open(path)

@@ -246,11 +246,11 @@ fn entries_that_would_escape_the_archive_are_refused() {
         ),
         (
             vec![hard_link("stolen", &victim)],
-            "entry 'stolen': its path is absolute",
+            "entry 'stolen': it is a hard link to the absolute path",
         ),
         (
             vec![hard_link("stolen", "../outside/victim")],
-            "contains '..'",
+            "entry 'stolen': it is a hard link to '../outside/victim', which climbs out of the archive with '..'",
         ),
         (
             vec![Entry {
@@ -887,4 +887,196 @@ fn a_zip_declares_its_entry_count_in_its_last_records() {
     )
     .unwrap();
     assert_eq!(fs::read_dir(archive.join("d")).unwrap().count(), 57);
+}
+
+/// A pax extended header giving the next entry the path `path`.
+pub(in crate::bundle) fn pax_path(path: &str) -> Vec<u8> {
+    let body = format!(" path={path}\n");
+    let mut length = body.len() + 1;
+    while format!("{length}{body}").len() != length {
+        length += 1;
+    }
+    format!("{length}{body}").into_bytes()
+}
+
+/// A newline in a name would put a second path in the cleanup file; NUL and
+/// ESC would reach terminals and logs. Every way a tar or a zip can carry such
+/// a name is refused, with the name escaped, and nothing is left.
+#[test]
+fn entry_names_with_control_characters_are_refused_escaped() {
+    use zip::write::SimpleFileOptions;
+    let tmp = tempfile::tempdir().unwrap();
+    let hostile = "x\n/etc/shadow";
+    let long_name = format!("{}\n/etc/shadow\0", "d/".repeat(60));
+    let long_name_header = Entry {
+        name: "././@LongLink",
+        kind: tar::EntryType::GNULongName,
+        mode: 0o644,
+        data: long_name.as_bytes(),
+        link: "",
+    };
+    let nul_pax = pax_path("nul\0x");
+    let nul_header = Entry {
+        name: "PaxHeaders/x",
+        kind: tar::EntryType::XHeader,
+        mode: 0o644,
+        data: &nul_pax,
+        link: "",
+    };
+    let tars: Vec<(Vec<Entry>, &str)> = vec![
+        (
+            vec![
+                file("appspec.yml", 0o644, b"version: 0.0\n"),
+                file(hostile, 0o644, b"x"),
+            ],
+            "entry 'x\\n/etc/shadow': its name holds the control character \\n at byte 1",
+        ),
+        (
+            vec![long_name_header, file("placeholder", 0o644, b"x")],
+            "d/d/\\n/etc/shadow': its name holds the control character \\n at byte 120",
+        ),
+        (
+            // A tar header's own name field ends at its first NUL; a pax
+            // record's does not.
+            vec![nul_header, file("placeholder", 0o644, b"x")],
+            "entry 'nul\\0x': its name holds the control character \\0 at byte 3",
+        ),
+        (
+            vec![file("\x1b[2Jclear", 0o644, b"x")],
+            "entry '\\u{1b}[2Jclear': its name holds the control character \\u{1b} at byte 0",
+        ),
+        (
+            vec![dir("d\r/", 0o755)],
+            "entry 'd\\r/': its name holds the control character \\r",
+        ),
+        (
+            vec![symlink_entry("link", "a\nb")],
+            "entry 'link': its link target holds the control character \\n",
+        ),
+    ];
+    for (entries, fragment) in tars {
+        let bundle = write_bundle(tmp.path(), &tar_bytes(&entries));
+        let archive = tmp.path().join("deployment-archive");
+        let message = unpack(&bundle, BundleType::Tar, &archive)
+            .expect_err(fragment)
+            .to_string();
+        assert!(
+            message.contains(fragment),
+            "expected «{fragment}» in {message}"
+        );
+        assert!(!message.chars().any(char::is_control), "{message:?}");
+        assert!(!archive.exists(), "{message}");
+    }
+    for name in [hostile, "esc\x1b]0;title\x07"] {
+        let bytes = zip_bytes(|w| {
+            w.start_file(name, SimpleFileOptions::default()).unwrap();
+            w.write_all(b"x").unwrap();
+        });
+        let bundle = write_bundle(tmp.path(), &bytes);
+        let archive = tmp.path().join("deployment-archive");
+        let message = unpack(&bundle, BundleType::Zip, &archive)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            message.starts_with(&format!(
+                "Error extracting zip archive: entry '{}': its name holds the control character",
+                crate::names::escaped(name)
+            )),
+            "{message}"
+        );
+        assert!(!message.chars().any(char::is_control), "{message:?}");
+        assert!(!archive.exists(), "{message}");
+    }
+}
+
+#[test]
+fn a_hard_link_to_an_absolute_path_is_named_as_such() {
+    let tmp = tempfile::tempdir().unwrap();
+    let bundle = write_bundle(
+        tmp.path(),
+        &tar_bytes(&[hard_link("stolen", "/etc/shadow")]),
+    );
+    let message = unpack(&bundle, BundleType::Tar, &tmp.path().join("a"))
+        .unwrap_err()
+        .to_string();
+    assert_eq!(
+        message,
+        "Error extracting tar archive: entry 'stolen': it is a hard link to the absolute path '/etc/shadow'; a hard link must name a file extracted before it, by its path inside the archive"
+    );
+}
+
+/// A zip whose content is not the size its central directory declares.
+#[test]
+fn zip_entries_whose_sizes_lie_are_refused() {
+    use zip::write::SimpleFileOptions;
+    let tmp = tempfile::tempdir().unwrap();
+    let stored = SimpleFileOptions::default().compression_method(zip::CompressionMethod::Stored);
+    let deflated =
+        SimpleFileOptions::default().compression_method(zip::CompressionMethod::Deflated);
+    let content = [b'a'; 100];
+    for (options, method) in [(stored, "stored"), (deflated, "deflated")] {
+        let honest = zip_bytes(|w| {
+            w.start_file("data.bin", options).unwrap();
+            w.write_all(&content).unwrap();
+        });
+        for (declared, fragment) in [
+            (
+                40,
+                "its content is longer than the 40 bytes its central directory entry declares",
+            ),
+            (
+                400,
+                "its content ends after 100 bytes, but its central directory entry declares 400",
+            ),
+        ] {
+            let bundle = write_bundle(tmp.path(), &with_declared_size(honest.clone(), declared));
+            let archive = tmp.path().join("deployment-archive");
+            let message = unpack(&bundle, BundleType::Zip, &archive)
+                .unwrap_err()
+                .to_string();
+            assert!(
+                message.starts_with("Error extracting zip archive: entry 'data.bin': ")
+                    && message.contains(fragment)
+                    && message.contains("the zip's sizes lie"),
+                "{method}, declared {declared}: {message}"
+            );
+            assert!(!archive.exists());
+        }
+    }
+}
+
+/// An end record pointing at a central directory that is not there is
+/// reported as that, not as a missing end record.
+#[test]
+fn a_zip_whose_end_record_disagrees_with_its_directory_says_so() {
+    use zip::write::SimpleFileOptions;
+    let tmp = tempfile::tempdir().unwrap();
+    let mut bytes = zip_bytes(|w| {
+        w.start_file("appspec.yml", SimpleFileOptions::default())
+            .unwrap();
+        w.write_all(b"version: 0.0\n").unwrap();
+    });
+    let end = bytes.len() - 22;
+    assert_eq!(&bytes[end..end + 4], b"PK\x05\x06");
+    // The directory's offset moved 7 bytes on.
+    let offset = u32::from_le_bytes(bytes[end + 16..end + 20].try_into().unwrap()) + 7;
+    bytes[end + 16..end + 20].copy_from_slice(&offset.to_le_bytes());
+    let bundle = write_bundle(tmp.path(), &bytes);
+    let message = unpack(&bundle, BundleType::Zip, &tmp.path().join("a"))
+        .unwrap_err()
+        .to_string();
+    assert!(
+        message.starts_with(&format!(
+            "Error extracting zip archive: its end-of-central-directory record (at byte {end}) declares 1 entries in a central directory at byte {offset}, which is not what the archive holds there"
+        )) && !message.contains("Could not find EOCD ") && message.ends_with("build it again"),
+        "{message}"
+    );
+    let bundle = write_bundle(tmp.path(), b"not a zip at all");
+    let message = unpack(&bundle, BundleType::Zip, &tmp.path().join("a"))
+        .unwrap_err()
+        .to_string();
+    assert_eq!(
+        message,
+        "Error extracting zip archive: it has no end-of-central-directory record: it is not a zip archive, or it is truncated"
+    );
 }
