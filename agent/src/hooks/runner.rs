@@ -252,7 +252,7 @@ async fn run_script(
         .and_then(|id| i32::try_from(id).ok())
         .map(Pid::from_raw);
 
-    let deadline = Instant::now() + script.timeout;
+    let deadline = crate::deadline::from_now(script.timeout);
     let mut stdout = OutputLines::new(child.stdout.take());
     let mut stderr = OutputLines::new(child.stderr.take());
     let mut status: Option<ExitStatus> = None;
@@ -415,7 +415,7 @@ async fn terminate(
 ) {
     let _ = killpg(group, Signal::SIGTERM);
     confinement.signal_all(Signal::SIGTERM);
-    let deadline = Instant::now() + grace;
+    let deadline = crate::deadline::from_now(grace);
     loop {
         // A reaped leader no longer counts as a member of its group.
         let _ = child.try_wait();

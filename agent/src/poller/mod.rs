@@ -96,7 +96,7 @@ impl Poller {
         while !shutdown.is_triggered() {
             // Wait for the poll's time and a free slot, seeing commands end meanwhile.
             let wake = tokio::select! {
-                _ = tokio::time::sleep_until((clock + next_poll).into()) => Wake::Due,
+                _ = tokio::time::sleep_until(crate::deadline::after(clock, next_poll).into()) => Wake::Due,
                 Some(id) = running.next(), if !running.is_empty() => Wake::Finished(id),
                 _ = shutdown.triggered() => Wake::Stop,
                 // A reloaded schedule applies from the next poll on, at once.
