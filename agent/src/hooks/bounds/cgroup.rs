@@ -401,9 +401,15 @@ impl HookCgroup {
 }
 
 impl Drop for HookCgroup {
-    /// A group abandoned half-made (or by a cancelled run) is removed if it
-    /// can be; the kernel refuses while processes remain, which is right.
+    /// A group abandoned while its script runs (a cancelled run, a panic
+    /// unwinding through the runner) is killed: nobody enforces its timeout
+    /// any more. Then it is removed if it can be; the kernel refuses while
+    /// processes are still exiting, which is right.
     fn drop(&mut self) {
+        if !self.dirs.is_empty() && !self.is_empty() {
+            tracing::warn!(left = ?self.pids(), "the hook's cgroup was abandoned: killing what is in it");
+            self.signal_all(Signal::SIGKILL);
+        }
         for (_, dir, _) in &self.dirs {
             remove_dir(dir);
         }
