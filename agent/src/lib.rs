@@ -10,6 +10,7 @@ pub mod appspec;
 pub mod bundle;
 pub mod config;
 pub mod daemon;
+pub mod deadline;
 pub mod diagnostics;
 pub mod event;
 mod folder_chain;

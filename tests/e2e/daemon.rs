@@ -3,7 +3,7 @@
 //! for, then stopped; at once on a second SIGTERM), a second agent refused
 //! by the pid lock, the agent log's lines (format, deployment id, no
 //! secrets) and its rotation, and SIGHUP re-reading the configuration while
-//! a command runs.
+//! a command runs; a panic in one command (a test-only step) contained to it.
 
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
@@ -735,5 +735,80 @@ fn a_second_sigterm_stops_an_unpack_in_progress_at_the_next_entry() {
         bed,
         !archive.exists(),
         "the half-unpacked archive is removed"
+    );
+}
+
+#[test]
+fn a_panic_in_one_command_fails_it_stops_its_scripts_and_the_agent_deploys_again() {
+    let bed = TestBed::start("panic");
+    let install = bed.path().join("srv/app");
+    let pid_file = bed.path().join("hook.pid");
+    let child_pid_file = bed.path().join("hook-child.pid");
+    // Test builds of the agent panic when a hook prints this line (the
+    // `test-panic` feature); the hook and a child it started are running then.
+    let panicking = deploy(
+        &bed,
+        "app/panics.tgz",
+        &revision_with_before_install(
+            &install,
+            &format!(
+                "sleep 1000 &\necho $! > '{}'\necho $$ > '{}'\necho 'codedeploy-agent-test: panic'\nsleep 1000",
+                child_pid_file.display(),
+                pid_file.display()
+            ),
+        ),
+    );
+    bed.start_agent(&agent_binary());
+    expect_failure_at(&bed, &panicking, "BeforeInstall");
+    let diagnostics = reported_failure(
+        &bed,
+        &panicking,
+        "BeforeInstall",
+        "the panicked command is reported",
+    );
+    ensure!(
+        bed,
+        diagnostics.error_code == 5
+            && diagnostics
+                .message
+                .contains("internal error while running BeforeInstall")
+            && diagnostics
+                .message
+                .contains("panic: deliberate panic for a test"),
+        "the diagnostics name the panic: {diagnostics:?}"
+    );
+    let pids: Vec<u32> = [&pid_file, &child_pid_file]
+        .iter()
+        .filter_map(|file| read_pid(file, Duration::from_secs(1)))
+        .collect();
+    ensure_eq!(
+        bed,
+        pids.len(),
+        2,
+        "the hook and its child wrote their pids"
+    );
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while pids.iter().any(|pid| pid_alive(*pid)) && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let survivors: Vec<u32> = pids.iter().copied().filter(|pid| pid_alive(*pid)).collect();
+    survivors.iter().for_each(|pid| kill_pid(*pid));
+    ensure!(
+        bed,
+        survivors.is_empty(),
+        "the hook processes running at the panic are stopped: {survivors:?} survived"
+    );
+    ensure!(bed, bed.agent_running(), "the agent survives the panic");
+
+    let next = deploy(
+        &bed,
+        "app/next.tgz",
+        &revision_with_before_install(&install, "echo fine"),
+    );
+    expect_success(&bed, &next);
+    ensure!(
+        bed,
+        install.join("index.html").is_file(),
+        "the next deployment installed its files"
     );
 }

@@ -958,3 +958,49 @@ fn a_sparse_file_lands_with_its_holes_and_counts_its_full_size_against_the_cap()
     );
     assert!(!install.exists(), "nothing is installed");
 }
+
+#[test]
+fn a_timeout_too_large_for_a_deadline_is_refused_with_its_line_before_any_script_runs() {
+    let host = LocalHost::new("huge-timeout");
+    let install = host.path().join("srv/app");
+    let bundle = host.path().join("bundle");
+    let started = host.path().join("hook-started");
+    let mut text = appspec("content", &install, &[]);
+    text.push_str(
+        "hooks:\n  BeforeInstall:\n    - location: scripts/long.sh\n      timeout: 9223372036854775807\n",
+    );
+    let revision = Revision::new()
+        .file("appspec.yml", text)
+        .file("content/index.html", "x\n")
+        .script(
+            "scripts/long.sh",
+            format!("#!/bin/sh\necho $$ > {}\nsleep 1000\n", started.display()),
+        );
+    write_tree(&revision, &bundle);
+    let run = host.run(&["-l", &bundle.display().to_string()]);
+    assert_eq!(
+        run.code,
+        Some(1),
+        "a failed deployment, not a panic\n{}",
+        run.describe()
+    );
+    let refused = run
+        .stdout
+        .lines()
+        .find(|l| {
+            l.starts_with("Your local deployment failed during BeforeInstall: Invalid AppSpec file")
+        })
+        .unwrap_or_else(|| panic!("no BeforeInstall failure\n{}", run.describe()));
+    for part in [
+        "deployment-archive/appspec.yml: hooks.BeforeInstall[0].timeout: the number 9223372036854775807 is above the longest timeout this agent accepts, 86400 seconds",
+        "at line 9",
+    ] {
+        assert!(refused.contains(part), "file, key, bound and line: {part:?} in {refused}");
+    }
+    std::thread::sleep(Duration::from_millis(300));
+    assert!(
+        !started.exists(),
+        "the script must not run under an appspec that failed to parse\n{}",
+        run.describe()
+    );
+}

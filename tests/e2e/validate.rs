@@ -251,6 +251,19 @@ fn the_corpus_of_broken_bundles() {
             ],
         },
         Case {
+            name: "timeout-beyond-a-day",
+            revision: Revision::new()
+                .file("appspec.yml", "version: 0.0\nos: linux\nhooks:\n  AfterInstall:\n    - location: a.sh\n      timeout: 9223372036854775807\n")
+                .script("a.sh", "#!/bin/sh\n"),
+            args: &[],
+            shown: "appspec.yml",
+            exit: 1,
+            report: &[
+                "<file>:6: error: hooks.AfterInstall[0].timeout: the number 9223372036854775807 is above the longest timeout this agent accepts, 86400 seconds (24 hours, its limit for one command); give at most that (the service documents one hour, 3600 seconds, for each lifecycle event's scripts)",
+                "<file>: 1 problem, 0 warnings",
+            ],
+        },
+        Case {
             name: "link-outside",
             revision: Revision::new()
                 .file("appspec.yml", "version: 0.0\nos: linux\nhooks:\n  ApplicationStop:\n    - location: scripts/stop.sh\n")

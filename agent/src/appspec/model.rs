@@ -82,6 +82,15 @@ pub struct HookScript {
 impl HookScript {
     pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(3600);
 
+    /// The longest `timeout` accepted. The official agent sets no maximum
+    /// (the service's documented limit is an hour per event), so revisions
+    /// with a few hours deploy there and must here too; a day is this
+    /// agent's ceiling for one command elsewhere (the graceful-stop wait is
+    /// clamped to it, and a tracking file older than that is not reported
+    /// after a crash). Beyond it a deadline would be meaningless, and near
+    /// `u64::MAX` seconds it cannot even be represented.
+    pub const MAX_TIMEOUT: Duration = Duration::from_secs(24 * 3600);
+
     /// The location as a normalised path below the revision root; `None` when it
     /// would climb out (the parser refuses those, but the fields are public).
     pub fn revision_path(&self) -> Option<RevisionPath> {

@@ -668,8 +668,16 @@ impl FromScalar for Timeout {
             Scalar::Str(s) => s.trim().parse().ok(),
             _ => None,
         };
-        match seconds.and_then(|s| u64::try_from(s).ok()) {
-            Some(s) if s > 0 => Ok(Timeout(Duration::from_secs(s))),
+        let max = HookScript::MAX_TIMEOUT.as_secs();
+        match seconds {
+            Some(s) if s > i128::from(max) => Err(format!(
+                "{} is above the longest timeout this agent accepts, {max} seconds (24 hours, \
+                 its limit for one command); give at most that (the service documents one hour, \
+                 3600 seconds, for each lifecycle event's scripts)",
+                scalar.describe()
+            )),
+            // In 1..=max here: the cast cannot truncate.
+            Some(s) if s > 0 => Ok(Timeout(Duration::from_secs(s as u64))),
             _ => Err(format!(
                 "{} is not valid; it must be a whole number of seconds greater than 0",
                 scalar.describe()

@@ -115,7 +115,8 @@ fn timeouts_follow_ruby_to_i() {
         ("7200", 7200),
         ("\"300\"", 300),
         ("1.9", 1),
-        ("100000", 100000),
+        ("86400", 86400),
+        ("\"86400\"", 86400),
     ];
     for (written, seconds) in cases {
         let spec = parse_ok(&format!(
@@ -304,6 +305,14 @@ const INVALID: &[(&str, &str, usize)] = &[
     ("version: 0.0\nos: linux\nhooks:\n  BeforeInstall:\n    - location: a.sh\n      timeout: -5\n", "greater than 0", 6),
     ("version: 0.0\nos: linux\nhooks:\n  BeforeInstall:\n    - location: a.sh\n      timeout: 0.5\n", "greater than 0", 6),
     ("version: 0.0\nos: linux\nhooks:\n  BeforeInstall:\n    - location: a.sh\n      timeout: soon\n", "the string \"soon\"", 6),
+    (
+        "version: 0.0\nos: linux\nhooks:\n  BeforeInstall:\n    - location: a.sh\n      timeout: 9223372036854775807\n",
+        "hooks.BeforeInstall[0].timeout: the number 9223372036854775807 is above the longest timeout this agent accepts, 86400 seconds (24 hours",
+        6,
+    ),
+    ("version: 0.0\nos: linux\nhooks:\n  BeforeInstall:\n    - location: a.sh\n      timeout: 86401\n", "above the longest timeout", 6),
+    ("version: 0.0\nos: linux\nhooks:\n  BeforeInstall:\n    - location: a.sh\n      timeout: '100000'\n", "above the longest timeout", 6),
+    ("version: 0.0\nos: linux\nhooks:\n  BeforeInstall:\n    - location: a.sh\n      timeout: 1.0e30\n", "above the longest timeout", 6),
     ("version: 0.0\nos: linux\nhooks:\n  BeforeInstall:\n    - location: a.sh\n      runas: -root\n", "runas: '-root' is not a valid user name", 6),
     ("version: 0.0\nos: linux\nhooks:\n  BeforeInstall:\n    - location: a.sh\n      runas: 'a b'\n", "not a valid user name", 6),
     ("version: 0.0\nos: linux\nhooks:\n  BeforeInstall:\n    - location: a.sh\n      runas: ''\n", "not a valid user name", 6),

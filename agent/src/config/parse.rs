@@ -466,10 +466,19 @@ impl Field<'_> {
         .ok_or_else(|| self.invalid("a number"))
     }
 
+    /// At most a year: every waiting time is added to a clock reading or to
+    /// another waiting time, and a sum that does not fit would panic.
     fn seconds(&self) -> Result<Duration, ConfigError> {
+        const MAX_SECONDS: u64 = 365 * 86_400;
         self.integer()
+            .ok()
+            .filter(|s| *s <= MAX_SECONDS)
             .map(Duration::from_secs)
-            .map_err(|_| self.invalid("a whole number of seconds"))
+            .ok_or_else(|| {
+                self.invalid(&format!(
+                    "a whole number of seconds from 0 to {MAX_SECONDS} (a year)"
+                ))
+            })
     }
 
     fn string(&self) -> Result<String, ConfigError> {
@@ -801,6 +810,14 @@ mod tests {
             ),
             (":max_concurrent_commands: 0\n", "from 1 to 256"),
             (":max_concurrent_commands: 1000\n", "from 1 to 256"),
+            (
+                ":wait_between_runs: 18446744073709551615\n",
+                "from 0 to 31536000 (a year)",
+            ),
+            (
+                ":wait_after_throttle_error: 31536001\n",
+                "from 0 to 31536000 (a year)",
+            ),
         ];
         for (text, expected) in refused {
             let error = read(text).unwrap_err().to_string();

@@ -251,8 +251,9 @@ async fn run_script(
         .id()
         .and_then(|id| i32::try_from(id).ok())
         .map(Pid::from_raw);
+    let mut abandoned = StopIfAbandoned(group);
 
-    let deadline = Instant::now() + script.timeout;
+    let deadline = crate::deadline::from_now(script.timeout);
     let mut stdout = OutputLines::new(child.stdout.take());
     let mut stderr = OutputLines::new(child.stderr.take());
     let mut status: Option<ExitStatus> = None;
@@ -265,6 +266,8 @@ async fn run_script(
         tokio::select! {
             line = stdout.next_line(), if !stdout.done() => {
                 if let Some(line) = line {
+                    #[cfg(feature = "test-panic")]
+                    panic_if_asked(&line);
                     log.line(&format!("[stdout]{}", clean_output(&line)));
                 }
             }
@@ -293,6 +296,8 @@ async fn run_script(
             terminate(group, &mut child, kill_grace, &confinement).await;
         }
     }
+    // The script is over; what it left running is decided below.
+    abandoned.0 = None;
     let leftovers = match &ending {
         // Usually the application the hook started: it outlives the hook.
         Ending::Exited(status) if status.success() => Leftovers::Release,
@@ -344,6 +349,30 @@ async fn run_script(
                 e.kind()
             ),
         }),
+    }
+}
+
+/// Kills a script's process group when its run is abandoned while the script
+/// runs (a panic unwinding through the runner, a dropped command future):
+/// nobody would read its output or enforce its timeout any more. Forgotten
+/// once the script is over.
+struct StopIfAbandoned(Option<Pid>);
+
+impl Drop for StopIfAbandoned {
+    fn drop(&mut self) {
+        if let Some(group) = self.0 {
+            tracing::warn!("the hook's run was abandoned: killing its process group {group}");
+            let _ = killpg(group, Signal::SIGKILL);
+        }
+    }
+}
+
+/// Test builds only: a hook printing this line makes the agent panic while
+/// the hook runs, so that the tests can show the panic contained.
+#[cfg(feature = "test-panic")]
+fn panic_if_asked(line: &[u8]) {
+    if line == b"codedeploy-agent-test: panic" {
+        panic!("deliberate panic for a test: a hook asked for one");
     }
 }
 
@@ -415,7 +444,7 @@ async fn terminate(
 ) {
     let _ = killpg(group, Signal::SIGTERM);
     confinement.signal_all(Signal::SIGTERM);
-    let deadline = Instant::now() + grace;
+    let deadline = crate::deadline::from_now(grace);
     loop {
         // A reaped leader no longer counts as a member of its group.
         let _ = child.try_wait();

@@ -15,11 +15,14 @@ pub mod schedule;
 #[cfg(test)]
 mod fleet_sim;
 
+use std::any::Any;
 use std::collections::{HashMap, HashSet};
 use std::future::Future;
+use std::panic::AssertUnwindSafe;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime};
 
+use futures_util::future::FutureExt;
 use futures_util::stream::{FuturesUnordered, StreamExt};
 use tokio::sync::{watch, OwnedMutexGuard, OwnedSemaphorePermit, Semaphore};
 use tracing::Instrument;
@@ -96,7 +99,7 @@ impl Poller {
         while !shutdown.is_triggered() {
             // Wait for the poll's time and a free slot, seeing commands end meanwhile.
             let wake = tokio::select! {
-                _ = tokio::time::sleep_until((clock + next_poll).into()) => Wake::Due,
+                _ = tokio::time::sleep_until(crate::deadline::after(clock, next_poll).into()) => Wake::Due,
                 Some(id) = running.next(), if !running.is_empty() => Wake::Finished(id),
                 _ = shutdown.triggered() => Wake::Stop,
                 // A reloaded schedule applies from the next poll on, at once.
@@ -241,7 +244,10 @@ impl Poller {
     }
 
     /// Runs one command holding one of the concurrency slots; its identifier
-    /// once it is over.
+    /// once it is over. A panic is contained here: the commands share the
+    /// poll loop's thread, and one command's bug must not stop the others or
+    /// the polling. (Panics in the deployment's steps are reported by
+    /// `handle` itself; this catches the rest.)
     async fn run_command(
         &self,
         command: HostCommand,
@@ -251,7 +257,15 @@ impl Poller {
         abort: Shutdown,
     ) -> String {
         let id = command.host_command_identifier.clone();
-        self.handle(command, groups, shutdown, abort).await;
+        let handled = AssertUnwindSafe(self.handle(command, groups, shutdown.clone(), abort))
+            .catch_unwind()
+            .await;
+        if let Err(panic) = handled {
+            let diagnostic = panic_diagnostic("handling the command", panic.as_ref());
+            tracing::error!("{}", diagnostic.message);
+            self.complete(&id, CommandStatus::Failed, &diagnostic, &shutdown)
+                .await;
+        }
         id
     }
 
@@ -360,14 +374,23 @@ impl Poller {
         }
 
         let started = Instant::now();
-        let (status, diagnostic) = match self.executor.execute(&event, &spec, abort).await {
-            Ok(()) => {
+        // Unwinding drops the hook runner, which kills a script still running.
+        let executed = AssertUnwindSafe(self.executor.execute(&event, &spec, abort))
+            .catch_unwind()
+            .await;
+        let (status, diagnostic) = match executed {
+            Ok(Ok(())) => {
                 tracing::info!("{event} succeeded in {} ms", started.elapsed().as_millis());
                 (CommandStatus::Succeeded, Diagnostic::succeeded(""))
             }
-            Err(error) => {
+            Ok(Err(error)) => {
                 tracing::error!("{event} failed: {error}");
                 (CommandStatus::Failed, error.to_diagnostic())
+            }
+            Err(panic) => {
+                let diagnostic = panic_diagnostic(&format!("running {event}"), panic.as_ref());
+                tracing::error!("{}", diagnostic.message);
+                (CommandStatus::Failed, diagnostic)
             }
         };
         self.complete(
@@ -534,6 +557,21 @@ impl Poller {
             .await;
         }
     }
+}
+
+/// The Failed diagnostic of a command whose `doing` panicked (a bug in the
+/// agent, not in the revision).
+fn panic_diagnostic(doing: &str, panic: &(dyn Any + Send)) -> Diagnostic {
+    let reason = panic
+        .downcast_ref::<&str>()
+        .map(|s| s.to_string())
+        .or_else(|| panic.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "no message".to_string());
+    Diagnostic::unknown_error(format!(
+        "The CodeDeploy agent hit an internal error while {doing} (panic: {reason}); \
+         the command was stopped, with any hook script it was running, and the agent goes on. \
+         This is a bug in the agent: please report it with the agent's log"
+    ))
 }
 
 /// Whether a failed request may succeed if sent again unchanged.

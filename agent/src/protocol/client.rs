@@ -150,7 +150,7 @@ impl GateState {
             return None;
         }
         let closed_for = self.delay.mul_f64(1.0 + GATE_JITTER * draw.clamp(0.0, 1.0));
-        self.open_at = Some(now + closed_for);
+        self.open_at = Some(crate::deadline::after(now, closed_for));
         self.delay = (self.delay * 2).min(GATE_MAX_DELAY);
         self.generation += 1;
         Some(closed_for)

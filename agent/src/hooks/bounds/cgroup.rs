@@ -301,7 +301,7 @@ impl HookCgroup {
             .then(|| self.dirs.first().map(|(_, dir, _)| dir.join("cgroup.kill")))
             .flatten()
             .filter(|path| path.exists());
-        let deadline = tokio::time::Instant::now() + EMPTY_LIMIT;
+        let deadline = crate::deadline::from_now(EMPTY_LIMIT);
         loop {
             match &cgroup_kill {
                 Some(path) => {
@@ -327,7 +327,7 @@ impl HookCgroup {
     /// Moves what a hook left running (typically the application it started)
     /// into the agent's own group, out of the hook's bounds.
     pub async fn release_leftovers(&self) {
-        let deadline = tokio::time::Instant::now() + EMPTY_LIMIT;
+        let deadline = crate::deadline::from_now(EMPTY_LIMIT);
         loop {
             let mut moved_any = false;
             for (_, dir, home) in &self.dirs {
@@ -382,7 +382,7 @@ impl HookCgroup {
     /// counts exiting processes in them.
     pub async fn remove(mut self) {
         self.procs.clear();
-        let deadline = tokio::time::Instant::now() + EMPTY_LIMIT;
+        let deadline = crate::deadline::from_now(EMPTY_LIMIT);
         while !self.dirs.is_empty() {
             self.dirs.retain(|(_, dir, _)| !remove_dir(dir));
             if self.dirs.is_empty() {
@@ -401,9 +401,15 @@ impl HookCgroup {
 }
 
 impl Drop for HookCgroup {
-    /// A group abandoned half-made (or by a cancelled run) is removed if it
-    /// can be; the kernel refuses while processes remain, which is right.
+    /// A group abandoned while its script runs (a cancelled run, a panic
+    /// unwinding through the runner) is killed: nobody enforces its timeout
+    /// any more. Then it is removed if it can be; the kernel refuses while
+    /// processes are still exiting, which is right.
     fn drop(&mut self) {
+        if !self.dirs.is_empty() && !self.is_empty() {
+            tracing::warn!(left = ?self.pids(), "the hook's cgroup was abandoned: killing what is in it");
+            self.signal_all(Signal::SIGKILL);
+        }
         for (_, dir, _) in &self.dirs {
             remove_dir(dir);
         }
