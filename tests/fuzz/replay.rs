@@ -10,6 +10,8 @@ mod appspec_target;
 mod archive_target;
 #[path = "targets/deployment_spec.rs"]
 mod deployment_spec_target;
+#[path = "targets/hostile_revision.rs"]
+mod hostile_revision_target;
 
 fn corpus(target: &str) -> Vec<PathBuf> {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -50,4 +52,9 @@ fn deployment_spec_corpus_replays_without_a_crash() {
 #[test]
 fn archive_corpus_replays_without_a_crash() {
     replay("archive", archive_target::run);
+}
+
+#[test]
+fn hostile_revision_corpus_replays_without_a_crash() {
+    replay("hostile_revision", hostile_revision_target::run);
 }
