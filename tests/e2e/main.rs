@@ -43,4 +43,5 @@ mod names;
 mod parity;
 mod polling;
 mod proxy;
+mod systemd;
 mod validate;

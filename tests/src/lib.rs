@@ -3,14 +3,16 @@
 //! (`s3`, moto), a test PKI for signed deployment specifications (`ca`),
 //! revision bundles (`bundle`), an instance-metadata emulator (`imds`), a
 //! scripted HTTP service for health checks (`http_target`), a
-//! real forward proxy (`proxy`, tinyproxy), the real agent process (`agent`), and
-//! `testbed`, which wires them together for one test.
+//! real forward proxy (`proxy`, tinyproxy), the real agent process (`agent`),
+//! `testbed`, which wires them together for one test, and a Debian root booted
+//! with systemd as its PID 1 (`container`) for the tests of the packaged service.
 //!
 //! Everything listens on and talks to 127.0.0.1 only.
 
 pub mod agent;
 pub mod bundle;
 pub mod ca;
+pub mod container;
 pub mod emulator;
 pub mod github;
 pub mod http_target;
