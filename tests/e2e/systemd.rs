@@ -10,9 +10,10 @@
 
 use std::path::{Path, PathBuf};
 use std::sync::{Mutex, OnceLock};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use codedeploy_e2e::container::{target_dir, CommandOutput, Container};
+use codedeploy_e2e::emulator::{CommandRecord, Diagnostics};
 use codedeploy_e2e::{AgentConfig, BundleType, Deployment, Revision, TestBed};
 
 use crate::support::*;
@@ -447,5 +448,271 @@ fn an_application_a_hook_started_survives_systemctl_stop_and_the_next_deployment
         host,
         restarted.is_some_and(|pid| pid != app && host.alive(pid)),
         "the second revision's ApplicationStart started it again ({restarted:?})"
+    );
+}
+
+const HOOK_PID: &str = "/var/tmp/hook.pid";
+const FAILED_AFTER_RESTART: &str =
+    "Failed: Failing in-progress lifecycle event after an agent restart.";
+
+/// A revision whose BeforeInstall hook writes its pid to [`HOOK_PID`], then
+/// sleeps `seconds`.
+fn sleeping_revision(tag: &str, seconds: u32) -> Revision {
+    revision(
+        tag,
+        &[(
+            "BeforeInstall",
+            &format!(
+                "echo $$ > {HOOK_PID}.tmp && mv {HOOK_PID}.tmp {HOOK_PID}\nsleep {seconds}\necho slept"
+            ),
+        )],
+    )
+}
+
+impl Host {
+    /// The record of `deployment`'s command `name`.
+    fn command(&self, deployment: &Deployment, name: &str) -> Option<CommandRecord> {
+        self.bed
+            .emulator
+            .deployment(&deployment.deployment_id)
+            .and_then(|d| d.command(name).cloned())
+    }
+
+    /// The status and diagnostics `name` was completed with.
+    fn completion(&self, deployment: &Deployment, name: &str) -> Option<(String, Diagnostics)> {
+        self.command(deployment, name).and_then(|c| {
+            c.completion()
+                .map(|completion| completion.status.clone())
+                .zip(c.diagnostics().cloned())
+        })
+    }
+
+    /// Installs the package with `extra_lines` in the configuration, starts
+    /// `revision` and waits until its BeforeInstall hook runs; the hook's pid.
+    fn deploy_until_hook_runs(
+        &self,
+        extra_lines: &[&str],
+        revision: &Revision,
+    ) -> (Deployment, u32) {
+        self.configure(extra_lines);
+        self.dpkg_install(Package::Deb);
+        let deployment = self.deploy("app/hook.tgz", revision, None);
+        let hook = self.read_pid(HOOK_PID, DEPLOYMENT_DEADLINE);
+        ensure!(self, hook.is_some(), "the BeforeInstall hook started");
+        (deployment, hook.unwrap())
+    }
+}
+
+#[test]
+fn systemctl_stop_waits_for_the_running_hook_and_reports_it_before_the_agent_exits() {
+    let Some(host) = Host::start("stop-waits") else {
+        return;
+    };
+    let (deployment, hook) = host.deploy_until_hook_runs(
+        &[":kill_agent_max_wait_time_seconds: 60"],
+        &sleeping_revision("waits", 4),
+    );
+    let agent = host.main_pid();
+    let started = Instant::now();
+    host.systemctl("stop");
+    let took = started.elapsed();
+    let stopped_at = std::time::SystemTime::now();
+    ensure!(
+        host,
+        took >= Duration::from_secs(2) && took < Duration::from_secs(30),
+        "systemctl stop waits for the hook's 4 s (took {took:?})"
+    );
+    ensure!(
+        host,
+        !host.alive(hook) && !host.alive(agent),
+        "the hook ended, then the agent exited"
+    );
+    let completion = host
+        .command(&deployment, "BeforeInstall")
+        .and_then(|c| c.completion().cloned());
+    ensure!(
+        host,
+        completion
+            .as_ref()
+            .is_some_and(|c| c.status == "Succeeded" && c.at <= stopped_at),
+        "BeforeInstall was reported Succeeded before systemctl stop returned: {completion:?}"
+    );
+    ensure_eq!(
+        host,
+        host.unit_state(),
+        "inactive",
+        "a clean stop (not failed)"
+    );
+    ensure!(
+        host,
+        host.command(&deployment, "Install")
+            .is_some_and(|c| c.times_issued == 0),
+        "the stopping agent takes no further command"
+    );
+}
+
+#[test]
+fn systemctl_stop_stops_a_hook_outlasting_the_max_wait_and_reports_it_failed_before_exit() {
+    let Some(host) = Host::start("stop-max-wait") else {
+        return;
+    };
+    let (deployment, hook) = host.deploy_until_hook_runs(
+        &[":kill_agent_max_wait_time_seconds: 3"],
+        &sleeping_revision("outlasts", 300),
+    );
+    let started = Instant::now();
+    host.systemctl("stop");
+    let took = started.elapsed();
+    let stopped_at = std::time::SystemTime::now();
+    ensure!(
+        host,
+        took >= Duration::from_secs(3) && took < Duration::from_secs(20),
+        "systemctl stop waits the 3 s of :kill_agent_max_wait_time_seconds:, no longer (took {took:?})"
+    );
+    ensure!(
+        host,
+        !host.alive(hook),
+        "the agent stopped the hook before it exited"
+    );
+    let completion = host
+        .command(&deployment, "BeforeInstall")
+        .and_then(|c| c.completion().cloned());
+    ensure!(
+        host,
+        completion
+            .as_ref()
+            .is_some_and(|c| c.status == "Failed" && c.at <= stopped_at),
+        "BeforeInstall was reported Failed before systemctl stop returned: {completion:?}"
+    );
+    let (_, diagnostics) = host
+        .completion(&deployment, "BeforeInstall")
+        .expect("completed above");
+    ensure!(
+        host,
+        diagnostics.message.contains("shutting down"),
+        "the diagnostics say the agent stopped it: {diagnostics:?}"
+    );
+    ensure_eq!(host, host.unit_state(), "inactive", "a clean stop");
+}
+
+#[test]
+fn systemctl_restart_mid_hook_reports_the_cut_short_command_failed_then_the_new_agent_deploys() {
+    let Some(host) = Host::start("restart-mid-hook") else {
+        return;
+    };
+    let (first, hook) = host.deploy_until_hook_runs(
+        &[":kill_agent_max_wait_time_seconds: 3"],
+        &sleeping_revision("cut-short", 300),
+    );
+    let old_agent = host.main_pid();
+    let started = Instant::now();
+    host.systemctl("restart");
+    let took = started.elapsed();
+    let restarted_at = std::time::SystemTime::now();
+    let new_agent = host.main_pid();
+    ensure!(
+        host,
+        host.unit_state() == "active" && new_agent != old_agent && new_agent != 0,
+        "a new agent runs (pid {old_agent} -> {new_agent})"
+    );
+    ensure!(
+        host,
+        took >= Duration::from_secs(3) && took < Duration::from_secs(20),
+        "the restart's stop waits the 3 s max wait for the hook (took {took:?})"
+    );
+    ensure!(host, !host.alive(hook), "the cut-short hook no longer runs");
+    // The stopping agent reports the command it cut short itself, before it
+    // exits: ScriptFailed (4), "shutting down". FailedAfterRestart (7), from
+    // the next agent, is for an agent that could not report (kill -9, below).
+    let completion = host.completion(&first, "BeforeInstall");
+    ensure!(
+        host,
+        completion
+            .as_ref()
+            .is_some_and(|(status, d)| status == "Failed"
+                && d.error_code == 4
+                && d.message.contains("shutting down")),
+        "BeforeInstall is reported Failed by the stopping agent: {completion:?}"
+    );
+    let completed_at = host
+        .command(&first, "BeforeInstall")
+        .and_then(|c| c.completion().map(|c| c.at))
+        .expect("reported above");
+    ensure!(
+        host,
+        completed_at <= restarted_at,
+        "reported before systemctl restart returned"
+    );
+
+    let second = host.deploy("app/second.tgz", &revision("second", &[]), Some(&first));
+    host.expect_success(&second);
+    ensure_eq!(
+        host,
+        host.container.read("/srv/app/index.html"),
+        "<p>second</p>\n",
+        "the next deployment installs"
+    );
+}
+
+#[test]
+fn agent_killed_mid_hook_is_restarted_by_systemd_and_reports_the_command_failed_after_restart() {
+    let Some(host) = Host::start("kill-9") else {
+        return;
+    };
+    let (first, hook) = host.deploy_until_hook_runs(&[], &sleeping_revision("killed", 300));
+    let old_agent = host.main_pid();
+    let kill = host.container.run(&["kill", "-9", &old_agent.to_string()]);
+    ensure!(host, kill.success(), "kill -9 the agent:\n{kill}");
+    let killed_at = Instant::now();
+    // Restart=on-failure, RestartSec=10s.
+    let restarted = wait_until(Duration::from_secs(40), || {
+        let pid = host.main_pid();
+        pid != 0 && pid != old_agent && host.unit_state() == "active"
+    });
+    ensure!(
+        host,
+        restarted,
+        "systemd restarts the agent after kill -9 (Restart=on-failure)"
+    );
+    let waited = killed_at.elapsed();
+    ensure!(
+        host,
+        waited >= Duration::from_secs(9),
+        "after RestartSec=10s (restarted after {waited:?})"
+    );
+    let reported = host.bed.emulator.wait_until(Duration::from_secs(30), |_| {
+        host.completion(&first, "BeforeInstall").is_some()
+    });
+    ensure!(
+        host,
+        reported,
+        "the restarted agent reports the interrupted command"
+    );
+    let (status, diagnostics) = host
+        .completion(&first, "BeforeInstall")
+        .expect("reported above");
+    ensure_eq!(
+        host,
+        (
+            status.as_str(),
+            diagnostics.error_code,
+            diagnostics.message.as_str()
+        ),
+        ("Failed", 7, FAILED_AFTER_RESTART),
+        "FailedAfterRestart"
+    );
+    // KillMode=process: the hook a SIGKILLed agent left behind still runs in
+    // the unit's cgroup, as on a host; it is this test's to end.
+    if host.alive(hook) {
+        host.container.run(&["kill", "-9", &hook.to_string()]);
+    }
+
+    let second = host.deploy("app/second.tgz", &revision("second", &[]), Some(&first));
+    host.expect_success(&second);
+    ensure_eq!(
+        host,
+        host.container.read("/srv/app/index.html"),
+        "<p>second</p>\n",
+        "the next deployment installs"
     );
 }
