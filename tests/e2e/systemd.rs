@@ -13,7 +13,7 @@ use std::sync::{Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
 use codedeploy_e2e::container::{target_dir, CommandOutput, Container};
-use codedeploy_e2e::emulator::{CommandRecord, Diagnostics};
+use codedeploy_e2e::emulator::{CommandRecord, Diagnostics, Operation};
 use codedeploy_e2e::{AgentConfig, BundleType, Deployment, Revision, TestBed};
 
 use crate::support::*;
@@ -32,7 +32,6 @@ enum Package {
     /// The workspace's version.
     Deb,
     /// A higher version, to upgrade to.
-    #[allow(dead_code)] // the upgrade test
     DebNewer,
     #[allow(dead_code)] // the .rpm test
     Rpm,
@@ -218,6 +217,14 @@ impl Host {
         let output = self
             .container
             .run(&["dpkg", "-i", "--force-confold", &inside]);
+        ensure!(self, output.success(), "dpkg -i succeeds:\n{output}");
+        output
+    }
+
+    /// `dpkg -i` of `package` as it is, which must succeed without a question.
+    fn dpkg_install_plain(&self, package: Package) -> CommandOutput {
+        let inside = self.copy_package(package);
+        let output = self.container.run(&["dpkg", "-i", &inside]);
         ensure!(self, output.success(), "dpkg -i succeeds:\n{output}");
         output
     }
@@ -714,5 +721,220 @@ fn agent_killed_mid_hook_is_restarted_by_systemd_and_reports_the_command_failed_
         host.container.read("/srv/app/index.html"),
         "<p>second</p>\n",
         "the next deployment installs"
+    );
+}
+
+#[test]
+fn systemctl_reload_applies_a_changed_wait_between_runs_without_restarting_the_agent() {
+    let Some(host) = Host::start("reload") else {
+        return;
+    };
+    host.configure(&[]);
+    host.dpkg_install(Package::Deb);
+    let polled = host.bed.emulator.wait_until(Duration::from_secs(30), |e| {
+        e.count(Operation::PollHostCommand) >= 2
+    });
+    ensure!(host, polled, "the agent polls every second");
+    let agent = host.main_pid();
+
+    let mut config = host.agent_config(&[]);
+    config.wait_between_runs = 3;
+    host.container
+        .write(CONFIG, config.agent_yaml(), 0o644)
+        .expect("the configuration can be rewritten");
+    host.systemctl("reload");
+    let reloaded = std::time::SystemTime::now();
+    let polls_since = |e: &codedeploy_e2e::Emulator| {
+        e.calls_of(Operation::PollHostCommand)
+            .into_iter()
+            .filter(|c| c.at > reloaded)
+            .collect::<Vec<_>>()
+    };
+    host.bed
+        .emulator
+        .wait_until(Duration::from_secs(30), |e| polls_since(e).len() >= 4);
+    let polls = polls_since(&host.bed.emulator);
+    ensure!(host, polls.len() >= 4, "the agent goes on polling");
+    // The first gap may straddle the reload; each idle poll is held 0.5 s
+    // by the emulator, then the agent waits.
+    for pair in polls.windows(2).skip(1) {
+        let gap = pair[1].at.duration_since(pair[0].at).unwrap_or_default();
+        ensure!(
+            host,
+            gap >= Duration::from_millis(2900),
+            "polls are now 3 s apart, not 1 s (gap {gap:?})"
+        );
+    }
+    ensure_eq!(
+        host,
+        host.main_pid(),
+        agent,
+        "reload did not restart the agent"
+    );
+    ensure!(
+        host,
+        host.container
+            .read(AGENT_LOG)
+            .contains("SIGHUP: configuration reloaded"),
+        "the agent logs the reload"
+    );
+}
+
+/// The names in the container's /etc/codedeploy-agent/conf, sorted.
+fn conf_files(host: &Host) -> Vec<String> {
+    let mut names: Vec<String> =
+        std::fs::read_dir(host.container.host_path("/etc/codedeploy-agent/conf"))
+            .map(|entries| {
+                entries
+                    .flatten()
+                    .map(|e| e.file_name().to_string_lossy().into_owned())
+                    .collect()
+            })
+            .unwrap_or_default();
+    names.sort();
+    names
+}
+
+/// Is `path` a file or folder in the container?
+fn present(host: &Host, path: &str) -> bool {
+    host.container.exists(path)
+}
+
+#[test]
+fn dpkg_upgrade_restarts_the_service_keeping_the_operators_configuration_and_remove_and_purge_do_what_readme_says(
+) {
+    let Some(host) = Host::start("upgrade-remove") else {
+        return;
+    };
+    host.configure(&[]);
+    host.dpkg_install(Package::Deb);
+    let first = host.deploy("app/first.tgz", &revision("first", &[]), None);
+    host.expect_success(&first);
+    let deployment_dir = format!("{ROOT_DIR}/{}/{}", first.group_id, first.deployment_id);
+    ensure!(
+        host,
+        present(&host, &deployment_dir),
+        "{deployment_dir} exists"
+    );
+
+    // The operator changes the configuration; the upgrade is a plain dpkg -i,
+    // which must neither prompt nor replace it.
+    host.configure(&[":max_revisions: 3"]);
+    let operators = host.container.read(CONFIG);
+    // (The first install's --force-confold left the package's file beside
+    // the seeded one as .dpkg-dist.)
+    let conf_before = conf_files(&host);
+    let old_agent = host.main_pid();
+    let upgrade = host.dpkg_install_plain(Package::DebNewer);
+    let restarted = wait_until(Duration::from_secs(30), || {
+        let pid = host.main_pid();
+        pid != 0 && pid != old_agent && host.unit_state() == "active"
+    });
+    ensure!(
+        host,
+        restarted,
+        "the upgrade restarted the running agent:\n{upgrade}"
+    );
+    // Not /opt/codedeploy-agent/.version: the restarted agent writes its
+    // own version there, and both packages hold the same binary.
+    let installed = host
+        .container
+        .run(&["dpkg-query", "-W", "-f=${Version}", "codedeploy-agent"]);
+    ensure_eq!(
+        host,
+        installed.stdout,
+        format!("{}-1", newer_version()),
+        "the new version is installed"
+    );
+    ensure_eq!(
+        host,
+        host.container.read(CONFIG),
+        operators,
+        "the operator's configuration is kept"
+    );
+    ensure_eq!(
+        host,
+        conf_files(&host),
+        conf_before,
+        "no new configuration file beside it"
+    );
+    let second = host.deploy("app/second.tgz", &revision("second", &[]), Some(&first));
+    host.expect_success(&second);
+
+    let agent = host.main_pid();
+    let remove = host
+        .container
+        .run(&["apt-get", "remove", "-y", "codedeploy-agent"]);
+    ensure!(host, remove.success(), "apt-get remove:\n{remove}");
+    ensure!(
+        host,
+        !host.alive(agent),
+        "apt-get remove stopped the agent (pid {agent})"
+    );
+    let status = host.container.run(&[
+        "dpkg-query",
+        "-W",
+        "-f=${db:Status-Abbrev}",
+        "codedeploy-agent",
+    ]);
+    ensure_eq!(host, status.stdout, "rc ", "removed, configuration kept");
+    ensure!(
+        host,
+        !present(&host, "/opt/codedeploy-agent/bin/codedeploy-agent")
+            && !present(&host, "/lib/systemd/system/codedeploy-agent.service")
+            && !present(
+                &host,
+                "/etc/systemd/system/multi-user.target.wants/codedeploy-agent.service"
+            ),
+        "the binary, the unit and its enablement are gone"
+    );
+    ensure_eq!(
+        host,
+        host.container.read(CONFIG),
+        operators,
+        "the configuration stays"
+    );
+    ensure!(
+        host,
+        present(&host, &deployment_dir)
+            && present(&host, &format!("{ROOT_DIR}/deployment-instructions"))
+            && present(&host, AGENT_LOG),
+        "the deployment root and the log stay"
+    );
+
+    let purge = host
+        .container
+        .run(&["apt-get", "remove", "--purge", "-y", "codedeploy-agent"]);
+    ensure!(host, purge.success(), "apt-get remove --purge:\n{purge}");
+    let status = host.container.run(&[
+        "dpkg-query",
+        "-W",
+        "-f=${db:Status-Abbrev}",
+        "codedeploy-agent",
+    ]);
+    ensure!(
+        host,
+        status.stdout.is_empty() || status.stdout == "un ",
+        "purged: '{}'",
+        status.stdout
+    );
+    for gone in [
+        "/opt/codedeploy-agent",
+        "/var/log/aws/codedeploy-agent",
+        CONFIG,
+        "/etc/default/codedeploy-agent",
+    ] {
+        ensure!(host, !present(&host, gone), "purge removes {gone}");
+    }
+    ensure!(
+        host,
+        present(&host, ON_PREMISES),
+        "purge keeps the on-premises registration"
+    );
+    ensure_eq!(
+        host,
+        host.container.read("/srv/app/index.html"),
+        "<p>second</p>\n",
+        "files deployments installed elsewhere stay"
     );
 }
