@@ -87,27 +87,42 @@ fn a_hook_past_hook_memory_limit_mb_fails_the_deployment_as_out_of_memory() {
         bed.agent_running(),
         "a failed deployment does not stop the agent"
     );
+    let agent_pid = bed.agent_pid().expect("the agent runs");
     bed.stop_agent(std::time::Duration::from_secs(10));
+    let left = hook_groups_left(agent_pid);
     ensure!(
         bed,
-        !hook_groups_left(),
-        "the agent removed its hook cgroups when it stopped"
+        left.is_empty(),
+        "the agent removed its hook cgroups when it stopped: {left:?}"
     );
 }
 
-/// Whether a `codedeploy-hooks` group is left in this process's cgroups (the
-/// agent's, since the test bed starts it from here).
-fn hook_groups_left() -> bool {
+/// The hook groups of the agent `pid` left in this process's cgroups (the
+/// agent's, since the test bed starts it from here). Other tests' agents,
+/// running at the same time in the same cgroups, have groups of their own
+/// there: a group's name ends with `-<agent pid>-<n>`.
+fn hook_groups_left(pid: u32) -> Vec<std::path::PathBuf> {
     let own = std::fs::read_to_string("/proc/self/cgroup").unwrap_or_default();
+    let marker = format!("-{pid}-");
     own.lines()
         .filter_map(|l| l.splitn(3, ':').nth(2))
-        .any(|path| {
-            ["memory", "cpuacct", "unified", ""].iter().any(|mount| {
+        .flat_map(|path| {
+            ["memory", "cpuacct", "unified", "systemd", ""].map(|mount| {
                 Path::new("/sys/fs/cgroup")
                     .join(mount)
                     .join(path.trim_start_matches('/'))
                     .join("codedeploy-hooks")
-                    .exists()
             })
         })
+        .filter_map(|parent| std::fs::read_dir(parent).ok())
+        .flat_map(|entries| entries.flatten().map(|e| e.path()))
+        .filter(|group| {
+            group.is_dir()
+                && group
+                    .file_name()
+                    .and_then(|n| n.to_str())
+                    .and_then(|n| n.rsplit_once('-'))
+                    .is_some_and(|(head, _)| format!("{head}-").ends_with(&marker))
+        })
+        .collect()
 }

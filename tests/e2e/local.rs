@@ -1004,3 +1004,63 @@ fn a_timeout_too_large_for_a_deadline_is_refused_with_its_line_before_any_script
         run.describe()
     );
 }
+
+#[test]
+fn a_panic_in_codedeploy_local_fails_the_deployment_and_stops_its_scripts() {
+    let host = LocalHost::new("panic");
+    let install = host.path().join("srv/app");
+    let bundle = host.path().join("bundle");
+    let pid_file = host.path().join("hook.pid");
+    let child_pid_file = host.path().join("hook-child.pid");
+    // Test builds panic when a hook prints this line (the `test-panic`
+    // feature); the hook and a child it started are running then.
+    let script = format!(
+        "#!/bin/sh\nsleep 1000 &\necho $! > '{}'\necho $$ > '{}'\necho 'codedeploy-agent-test: panic'\nsleep 1000\n",
+        child_pid_file.display(),
+        pid_file.display()
+    );
+    write_tree(
+        &Revision::new()
+            .file(
+                "appspec.yml",
+                appspec(
+                    "content",
+                    &install,
+                    &[hook("BeforeInstall", "scripts/b.sh")],
+                ),
+            )
+            .file("content/index.html", "hi\n")
+            .script("scripts/b.sh", script),
+        &bundle,
+    );
+    let run = host.run(&["-l", &bundle.display().to_string()]);
+    assert_eq!(run.code, Some(1), "a failed deployment\n{}", run.describe());
+    assert!(
+        run.stdout.contains("BeforeInstall: FAILED")
+            && run.stdout.contains(
+                "internal error while running BeforeInstall (panic: deliberate panic for a test"
+            ),
+        "the panic is reported as the event's failure\n{}",
+        run.describe()
+    );
+    for file in [&pid_file, &child_pid_file] {
+        let pid = read_pid(file, Duration::from_secs(1))
+            .unwrap_or_else(|| panic!("{} was written\n{}", file.display(), run.describe()));
+        let gone = wait_until(Duration::from_secs(5), || !pid_alive(pid));
+        if !gone {
+            let _ = nix::sys::signal::kill(
+                nix::unistd::Pid::from_raw(pid as i32),
+                nix::sys::signal::Signal::SIGKILL,
+            );
+        }
+        assert!(
+            gone,
+            "hook process {pid} outlived the panic\n{}",
+            run.describe()
+        );
+    }
+    assert!(
+        !install.join("index.html").exists(),
+        "nothing after the failed event ran"
+    );
+}

@@ -111,11 +111,10 @@ pub(crate) fn pax_layout<'r>(
             "realsize" => real_size = Some(number(key, value)?),
             "name" => name = Some(PathBuf::from(value)),
             "map" => map = Some(value.to_string()),
-            "offset" => {
-                if pending_offset.replace(number(key, value)?).is_some() {
-                    return Err(SparseError::UnpairedChunk);
-                }
+            "offset" if pending_offset.replace(number(key, value)?).is_some() => {
+                return Err(SparseError::UnpairedChunk);
             }
+            "offset" => {}
             "numbytes" => {
                 let offset = pending_offset.take().ok_or(SparseError::UnpairedChunk)?;
                 push_chunk(&mut listed, offset, number(key, value)?)?;
@@ -319,11 +318,12 @@ mod tests {
 
     #[test]
     fn pax_records_name_the_layout_of_each_version() {
-        let cases: Vec<(
-            &str,
-            Vec<(&str, &str)>,
+        type Case<'a> = (
+            &'a str,
+            Vec<(&'a str, &'a str)>,
             Result<Option<SparseLayout>, SparseError>,
-        )> = vec![
+        );
+        let cases: Vec<Case> = vec![
             (
                 "not sparse",
                 vec![("path", "a/b"), ("mtime", "1")],

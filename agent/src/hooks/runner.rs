@@ -304,6 +304,13 @@ async fn run_script(
         Ending::LeftOpen(_) => Leftovers::Release,
         _ => Leftovers::Kill,
     };
+    if leftovers == Leftovers::Kill && !confinement.tracks_descendants() {
+        // Without a cgroup, what the script left in its process group is all
+        // that can be reached (a timeout or a shutdown has killed it already).
+        if let Some(group) = group {
+            let _ = killpg(group, Signal::SIGKILL);
+        }
+    }
     let memory_limit_mb = confinement.memory_limit_mb();
     let accounting = confinement.finish(leftovers).await;
     if let Some(cpu) = accounting.cpu {

@@ -49,6 +49,10 @@ pub enum ExecutionError {
     Unsupported(String),
     #[error("{0}")]
     Credentials(String),
+    /// A panic in the agent stopped the step (`codedeploy-local`; the daemon
+    /// reports it to the service directly): the message names it.
+    #[error("{0}")]
+    Internal(String),
 }
 
 impl ExecutionError {

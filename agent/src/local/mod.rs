@@ -13,13 +13,16 @@ pub mod report;
 pub mod spec;
 
 use std::io::{Read, Write};
+use std::panic::AssertUnwindSafe;
 use std::path::Path;
 use std::sync::Arc;
 
 use aws_credential_types::Credentials;
+use futures_util::FutureExt;
 use tracing::Instrument;
 
 use crate::config::{self, AgentConfig};
+use crate::diagnostics::internal_error_message;
 use crate::event::LifecycleEvent;
 use crate::identity::{self, CredentialSource};
 use crate::lifecycle::executor::{CommandOrigin, ExecutionError, Executor, S3Settings};
@@ -207,7 +210,16 @@ async fn deploy_as(
 
     let mut exit = LocalExit::Succeeded;
     for event in &deployment.events {
-        let outcome = run_event(&executor, event, &spec, shutdown.clone()).await;
+        // Unwinding drops the hook runner, which kills a script still running.
+        let outcome = AssertUnwindSafe(run_event(&executor, event, &spec, shutdown.clone()))
+            .catch_unwind()
+            .await
+            .unwrap_or_else(|panic| {
+                Err(ExecutionError::Internal(internal_error_message(
+                    &format!("running {event}"),
+                    panic.as_ref(),
+                )))
+            });
         let result = match &outcome {
             Ok(result) => result.clone(),
             Err(_) => EventResult::Failed,

@@ -15,7 +15,6 @@ pub mod schedule;
 #[cfg(test)]
 mod fleet_sim;
 
-use std::any::Any;
 use std::collections::{HashMap, HashSet};
 use std::future::Future;
 use std::panic::AssertUnwindSafe;
@@ -261,7 +260,7 @@ impl Poller {
             .catch_unwind()
             .await;
         if let Err(panic) = handled {
-            let diagnostic = panic_diagnostic("handling the command", panic.as_ref());
+            let diagnostic = Diagnostic::internal_error("handling the command", panic.as_ref());
             tracing::error!("{}", diagnostic.message);
             self.complete(&id, CommandStatus::Failed, &diagnostic, &shutdown)
                 .await;
@@ -388,7 +387,8 @@ impl Poller {
                 (CommandStatus::Failed, error.to_diagnostic())
             }
             Err(panic) => {
-                let diagnostic = panic_diagnostic(&format!("running {event}"), panic.as_ref());
+                let diagnostic =
+                    Diagnostic::internal_error(&format!("running {event}"), panic.as_ref());
                 tracing::error!("{}", diagnostic.message);
                 (CommandStatus::Failed, diagnostic)
             }
@@ -557,21 +557,6 @@ impl Poller {
             .await;
         }
     }
-}
-
-/// The Failed diagnostic of a command whose `doing` panicked (a bug in the
-/// agent, not in the revision).
-fn panic_diagnostic(doing: &str, panic: &(dyn Any + Send)) -> Diagnostic {
-    let reason = panic
-        .downcast_ref::<&str>()
-        .map(|s| s.to_string())
-        .or_else(|| panic.downcast_ref::<String>().cloned())
-        .unwrap_or_else(|| "no message".to_string());
-    Diagnostic::unknown_error(format!(
-        "The CodeDeploy agent hit an internal error while {doing} (panic: {reason}); \
-         the command was stopped, with any hook script it was running, and the agent goes on. \
-         This is a bug in the agent: please report it with the agent's log"
-    ))
 }
 
 /// Whether a failed request may succeed if sent again unchanged.

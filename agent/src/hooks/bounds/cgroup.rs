@@ -38,6 +38,36 @@ struct Slot {
     home: PathBuf,
 }
 
+impl Slot {
+    /// Creates a hook's group, and the hooks' parent again first if it went
+    /// missing (another agent in the same cgroup, such as a `codedeploy-local`
+    /// run beside the daemon, removes the shared parent when it stops).
+    fn create_child(&self, version: Version, dir: &Path) -> io::Result<()> {
+        match create_dir(dir) {
+            Err(e) if e.kind() == ErrorKind::NotFound => {
+                create_dir(&self.parent)?;
+                if version == Version::V2 && !self.controllers.is_empty() {
+                    write_file(
+                        &self.parent.join("cgroup.subtree_control"),
+                        &enabling(&self.controllers),
+                    )?;
+                }
+                create_dir(dir)
+            }
+            other => other,
+        }
+    }
+}
+
+/// `+cpu +memory`: what `cgroup.subtree_control` takes to enable them.
+fn enabling(controllers: &[Controller]) -> String {
+    controllers
+        .iter()
+        .map(|c| format!("+{}", c.name()))
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
 /// Where the hook groups go, set up once for the agent's lifetime.
 #[derive(Debug, Clone)]
 pub struct Placement {
@@ -57,6 +87,9 @@ impl Placement {
         group_name: &str,
     ) -> Result<Placement, String> {
         let needed = plan::needed_controllers(bounds);
+        if needed.is_empty() {
+            return establish_tracking(layout, group_name);
+        }
         if needed.iter().any(|c| layout.v1_dir(*c).is_some()) {
             return establish_v1(layout, &needed, group_name);
         }
@@ -79,6 +112,46 @@ impl Placement {
             let _ = fs::remove_dir(&slot.parent);
         }
     }
+}
+
+/// No bound asked for: groups without controllers, only so that every
+/// process a hook starts stays known and can be killed. The unified hierarchy
+/// first (its `cgroup.kill` is atomic), then systemd's named v1 hierarchy,
+/// then a v1 hierarchy whose controller limits nothing unless told to.
+fn establish_tracking(layout: &CgroupLayout, group_name: &str) -> Result<Placement, String> {
+    let candidates = layout
+        .v2
+        .iter()
+        .map(|dir| (Version::V2, dir))
+        .chain(layout.named.iter().map(|dir| (Version::V1, dir)))
+        .chain(
+            [Controller::Pids, Controller::CpuAcct]
+                .into_iter()
+                .filter_map(|c| layout.v1.iter().find(|h| h.controllers.contains(&c)))
+                .map(|h| (Version::V1, &h.dir)),
+        );
+    let mut refused = Vec::new();
+    for (version, dir) in candidates {
+        let parent = dir.join(group_name);
+        match create_dir(&parent) {
+            Ok(()) => {
+                return Ok(Placement {
+                    version,
+                    slots: vec![Slot {
+                        controllers: Vec::new(),
+                        parent,
+                        home: dir.clone(),
+                    }],
+                    missing: Vec::new(),
+                })
+            }
+            Err(e) => refused.push(format!("cannot create {}: {e}", parent.display())),
+        }
+    }
+    if refused.is_empty() {
+        return Err("no cgroup hierarchy is mounted".into());
+    }
+    Err(refused.join("; "))
 }
 
 fn names(controllers: &[Controller]) -> String {
@@ -153,11 +226,7 @@ fn establish_v2(dir: &Path, needed: &[Controller], group_name: &str) -> Result<P
             dir.display()
         ));
     }
-    let enable: String = usable
-        .iter()
-        .map(|c| format!("+{}", c.name()))
-        .collect::<Vec<_>>()
-        .join(" ");
+    let enable = enabling(&usable);
     let mut home = dir.to_path_buf();
     if let Err(e) = write_file(&dir.join("cgroup.subtree_control"), &enable) {
         if e.raw_os_error() != Some(Errno::EBUSY as i32) {
@@ -230,7 +299,8 @@ impl HookCgroup {
         };
         for slot in &placement.slots {
             let dir = slot.parent.join(name);
-            create_dir(&dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
+            slot.create_child(placement.version, &dir)
+                .map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
             group
                 .dirs
                 .push((slot.controllers.clone(), dir.clone(), slot.home.clone()));

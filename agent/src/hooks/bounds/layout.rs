@@ -53,6 +53,10 @@ pub struct CgroupLayout {
     pub v1: Vec<V1Hierarchy>,
     /// This process's directory in the unified hierarchy.
     pub v2: Option<PathBuf>,
+    /// This process's directory in systemd's named v1 hierarchy
+    /// (`name=systemd`), which holds no controller: on a v1-only host it is
+    /// where a hook's processes can be tracked when no bound is configured.
+    pub named: Option<PathBuf>,
 }
 
 impl CgroupLayout {
@@ -64,6 +68,9 @@ impl CgroupLayout {
             .map(|h| h.dir.as_path())
     }
 }
+
+/// The named v1 hierarchy systemd mounts to track its units' processes.
+const SYSTEMD_HIERARCHY: &str = "name=systemd";
 
 /// One cgroup file-system mount.
 #[derive(Debug)]
@@ -97,6 +104,17 @@ pub fn detect(mountinfo: &str, self_cgroup: &str) -> CgroupLayout {
             continue;
         }
         let listed: Vec<&str> = controllers.split(',').collect();
+        if listed.contains(&SYSTEMD_HIERARCHY) {
+            let mount = mounts.iter().find(|m| {
+                m.v1_options
+                    .as_ref()
+                    .is_some_and(|options| options.iter().any(|o| o == SYSTEMD_HIERARCHY))
+            });
+            if layout.named.is_none() {
+                layout.named = mount.and_then(|m| dir_in(m, path));
+            }
+            continue;
+        }
         let ours: Vec<Controller> = Controller::ALL
             .into_iter()
             .filter(|c| listed.contains(&c.name()))

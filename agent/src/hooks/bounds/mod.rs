@@ -13,6 +13,13 @@
 //!   processes, CPU share is not applied, and one warning for the agent's
 //!   lifetime says so.
 //!
+//! Without any bound configured, each script still gets a group of its own,
+//! with no controller (v2 first, else systemd's named v1 hierarchy): it only
+//! tracks the processes, so that a timeout, a failure or a shutdown reaches
+//! those that left the script's process group (`setsid`, `setpgid`). Where
+//! no group can be made, the process group is all that is stopped, and one
+//! warning says so.
+//!
 //! Nice and I/O priority are applied in every mode. The child joins its cgroup
 //! itself between fork and exec, so nothing it starts is ever outside it.
 //!
@@ -73,22 +80,29 @@ pub struct Enforcer {
 
 #[derive(Debug)]
 enum Mode {
-    /// No cgroup bound configured: at most nice and I/O priority.
+    /// No cgroup can be made: the script's process group is what is stopped,
+    /// with at most nice and I/O priority applied.
     NoCgroup,
     Cgroups(Placement),
 }
 
+/// Why a script's descendants cannot all be reached, for the one warning.
+const UNTRACKED: &str = "a script's process group is stopped on a timeout, a failed exit or a shutdown, but a process that leaves it (setsid, setpgid) is not. Run the agent as root under systemd (the unit's Delegate=yes) to track every process a hook starts";
+
 impl Enforcer {
-    /// Bounds nothing: scripts run as the agent runs.
+    /// Bounds and tracks nothing: scripts run as the agent runs, in a
+    /// process group of their own (tests, and steps that run no hook).
     pub fn disabled() -> Enforcer {
-        Enforcer::with_layout(HookBounds::default(), &CgroupLayout::default(), HOOKS_GROUP)
+        Enforcer {
+            bounds: HookBounds::default(),
+            mode: Mode::NoCgroup,
+            fallback: HookBounds::default(),
+            warned: AtomicBool::new(true),
+        }
     }
 
     /// Finds this process's cgroups in /proc and sets up the hooks' group.
     pub fn new(bounds: HookBounds) -> Enforcer {
-        if !bounds.needs_cgroup() {
-            return Enforcer::with_layout(bounds, &CgroupLayout::default(), HOOKS_GROUP);
-        }
         let mountinfo = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
         let self_cgroup = std::fs::read_to_string("/proc/self/cgroup").unwrap_or_default();
         Enforcer::with_layout(bounds, &detect(&mountinfo, &self_cgroup), HOOKS_GROUP)
@@ -104,6 +118,16 @@ impl Enforcer {
             warned: AtomicBool::new(false),
         };
         if !bounds.needs_cgroup() {
+            match Placement::establish(layout, &bounds, group_name) {
+                Ok(placement) => {
+                    tracing::debug!(
+                        version = ?placement.version(),
+                        "hook scripts are tracked in cgroups of their own"
+                    );
+                    enforcer.mode = Mode::Cgroups(placement);
+                }
+                Err(why) => enforcer.warn_untracked(&why),
+            }
             return enforcer;
         }
         match Placement::establish(layout, &bounds, group_name) {
@@ -132,6 +156,13 @@ impl Enforcer {
 
     pub fn bounds(&self) -> &HookBounds {
         &self.bounds
+    }
+
+    /// Logs, once, that hooks run without a tracking cgroup.
+    fn warn_untracked(&self, why: &str) {
+        if !self.warned.swap(true, Ordering::Relaxed) {
+            tracing::warn!("hook scripts cannot be tracked in cgroups ({why}): {UNTRACKED}.");
+        }
     }
 
     /// Logs the fallback warning for `fallback` unless one was logged
@@ -163,10 +194,11 @@ impl Enforcer {
                     pre_exec.join = group.join_fds();
                     cgroup = Some(group);
                 }
-                Err(why) => {
+                Err(why) if self.bounds.needs_cgroup() => {
                     fallback = self.bounds;
                     self.warn_once(&fallback, &why);
                 }
+                Err(why) => self.warn_untracked(&why),
             }
         }
         pre_exec.rlimits = plan::fallback_rlimits(&fallback);
@@ -255,6 +287,12 @@ impl Confinement {
         if let Some(group) = &self.cgroup {
             group.signal_all(signal);
         }
+    }
+
+    /// Whether a cgroup holds every process the script starts; without one
+    /// only its process group can be reached.
+    pub fn tracks_descendants(&self) -> bool {
+        self.cgroup.is_some()
     }
 
     /// Whether nothing but zombies is left in the group (`true` without one).

@@ -56,12 +56,14 @@ fn layouts_are_read_from_mountinfo_and_proc_cgroup() {
                     v1(&[Cpu], "/sys/fs/cgroup/cpu"),
                 ],
                 v2: Some(PathBuf::from("/sys/fs/cgroup/unified")),
+                named: Some(PathBuf::from("/sys/fs/cgroup/systemd")),
             },
         ),
         (
             "Amazon Linux 2: cpu and cpuacct mounted together",
             "30 25 0:26 / /sys/fs/cgroup/cpu,cpuacct rw shared:11 - cgroup cgroup rw,cpu,cpuacct\n\
-             31 25 0:27 / /sys/fs/cgroup/memory rw shared:12 - cgroup cgroup rw,memory\n",
+             31 25 0:27 / /sys/fs/cgroup/memory rw shared:12 - cgroup cgroup rw,memory\n\
+             24 23 0:21 / /sys/fs/cgroup/systemd rw shared:6 - cgroup cgroup rw,xattr,release_agent=/usr/lib/systemd/systemd-cgroups-agent,name=systemd\n",
             "4:memory:/system.slice/codedeploy-agent.service\n3:cpu,cpuacct:/system.slice/codedeploy-agent.service\n1:name=systemd:/system.slice/codedeploy-agent.service\n",
             CgroupLayout {
                 v1: vec![
@@ -72,6 +74,9 @@ fn layouts_are_read_from_mountinfo_and_proc_cgroup() {
                     ),
                 ],
                 v2: None,
+                named: Some(PathBuf::from(
+                    "/sys/fs/cgroup/systemd/system.slice/codedeploy-agent.service",
+                )),
             },
         ),
         (
@@ -83,6 +88,7 @@ fn layouts_are_read_from_mountinfo_and_proc_cgroup() {
                 v2: Some(PathBuf::from(
                     "/sys/fs/cgroup/system.slice/codedeploy-agent.service",
                 )),
+                named: None,
             },
         ),
         (
@@ -92,6 +98,7 @@ fn layouts_are_read_from_mountinfo_and_proc_cgroup() {
             CgroupLayout {
                 v1: vec![v1(&[Memory], "/sys/fs/cgroup/memory")],
                 v2: None,
+                named: None,
             },
         ),
         (
@@ -107,6 +114,7 @@ fn layouts_are_read_from_mountinfo_and_proc_cgroup() {
             CgroupLayout {
                 v1: vec![],
                 v2: Some(PathBuf::from("/mnt/cg v2/a b")),
+                named: None,
             },
         ),
         (
@@ -266,6 +274,7 @@ fn the_v2_writer_enables_controllers_and_writes_each_bound() {
     let layout = CgroupLayout {
         v1: vec![],
         v2: Some(tree.path().to_path_buf()),
+        named: None,
     };
     let bounds = bounds(Some(20), Some(64), Some(32));
     let placement = Placement::establish(&layout, &bounds, "codedeploy-hooks").unwrap();
@@ -324,6 +333,7 @@ fn a_v2_group_without_the_controllers_is_refused_or_partly_used() {
     let layout = CgroupLayout {
         v1: vec![],
         v2: Some(none.path().to_path_buf()),
+        named: None,
     };
     let why = Placement::establish(&layout, &bounds, "codedeploy-hooks").unwrap_err();
     assert!(
@@ -335,6 +345,7 @@ fn a_v2_group_without_the_controllers_is_refused_or_partly_used() {
     let layout = CgroupLayout {
         v1: vec![],
         v2: Some(some.path().to_path_buf()),
+        named: None,
     };
     let placement = Placement::establish(&layout, &bounds, "codedeploy-hooks").unwrap();
     assert_eq!(placement.missing, [Controller::Pids]);
@@ -356,6 +367,7 @@ fn without_a_writable_cgroup_rlimits_and_priorities_stand_in() {
     let layout = CgroupLayout {
         v1: vec![],
         v2: Some(PathBuf::from("/nonexistent/cgroup")),
+        named: None,
     };
     let enforcer = Enforcer::with_layout(bounds, &layout, "codedeploy-hooks");
     assert!(!enforcer.uses_cgroups_fully());

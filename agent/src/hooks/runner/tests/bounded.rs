@@ -247,40 +247,35 @@ async fn a_double_forked_sleeper_dies_with_its_timed_out_hook() {
     assert_eq!(processes_with(&marker), []);
 }
 
+/// With bounds or only tracked, what a successful hook leaves running is the
+/// application: it keeps running, outside the hook's group.
 #[tokio::test]
-async fn what_a_successful_hook_leaves_running_keeps_running_outside_its_bounds() {
+async fn what_a_successful_hook_leaves_running_keeps_running_outside_its_group() {
     let _serial = SERIAL.lock().await;
-    let mut fixture = Fixture::new();
-    if !on_real_cgroups(&mut fixture, bounds(None, Some(64), Some(64))) {
-        return;
-    }
-    let (sleep, marker) = marked_sleep(&fixture, "app");
-    fixture.script(
-        "start.sh",
-        &format!(
-            "(setsid '{}' 300 >/dev/null 2>&1 &)\necho started",
-            sleep.display()
-        ),
-        0o755,
-    );
-    fixture.run(&[hook("start.sh", 30)]).await.unwrap();
-    // The hook may exit before its forked child has exec'd the application
-    // (the child still runs as `sh` then): give the exec a moment.
-    let mut left = processes_with(&marker);
-    for _ in 0..50 {
-        if !left.is_empty() {
-            break;
+    for bounds in [bounds(None, Some(64), Some(64)), HookBounds::default()] {
+        let mut fixture = Fixture::new();
+        if !on_real_cgroups(&mut fixture, bounds) {
+            return;
         }
-        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
-        left = processes_with(&marker);
+        let (sleep, marker) = marked_sleep(&fixture, "app");
+        fixture.script(
+            "start.sh",
+            &format!(
+                "{}\necho started",
+                escaping_sleep(Escape::NewSession, &sleep)
+            ),
+            0o755,
+        );
+        fixture.run(&[hook("start.sh", 30)]).await.unwrap();
+        let left = started(&marker).await;
+        assert_eq!(left.len(), 1, "the application keeps running ({bounds:?})");
+        let cgroups = fs::read_to_string(format!("/proc/{}/cgroup", left[0])).unwrap();
+        let _ = nix::sys::signal::kill(left[0], Signal::SIGKILL);
+        assert!(
+            !cgroups.contains(HOOKS_GROUP),
+            "the application is still inside the hook's group ({bounds:?}):\n{cgroups}"
+        );
     }
-    assert_eq!(left.len(), 1, "the application keeps running");
-    let cgroups = fs::read_to_string(format!("/proc/{}/cgroup", left[0])).unwrap();
-    let _ = nix::sys::signal::kill(left[0], Signal::SIGKILL);
-    assert!(
-        !cgroups.contains(HOOKS_GROUP),
-        "the application is still inside the hook's bounds:\n{cgroups}"
-    );
 }
 
 #[tokio::test]
@@ -298,6 +293,7 @@ async fn without_a_writable_cgroup_rlimits_and_nice_apply_and_one_warning_says_s
     let layout = CgroupLayout {
         v1: vec![],
         v2: Some(PathBuf::from("/nonexistent/cgroup")),
+        named: None,
     };
     fixture.bounds = Enforcer::with_layout(bounds, &layout, HOOKS_GROUP);
     fixture.script(
@@ -323,4 +319,144 @@ async fn without_a_writable_cgroup_rlimits_and_nice_apply_and_one_warning_says_s
         "{logs}"
     );
     assert!(logs.contains("/nonexistent/cgroup"), "{logs}");
+}
+
+/// Starts `sleep` in the background the way a daemonizing hook does: out of
+/// the script's process group, its output closed so the hook can end.
+fn escaping_sleep(how: Escape, sleep: &Path) -> String {
+    let sleep = sleep.display();
+    match how {
+        Escape::NewSession => format!("(setsid '{sleep}' 300 >/dev/null 2>&1 &)"),
+        Escape::NewProcessGroup => {
+            format!("perl -e 'setpgrp(0, 0); exec @ARGV' '{sleep}' 300 >/dev/null 2>&1 &")
+        }
+        Escape::None => format!("'{sleep}' 300 >/dev/null 2>&1 &"),
+    }
+}
+
+#[derive(Debug, Clone, Copy)]
+enum Escape {
+    NewSession,
+    NewProcessGroup,
+    None,
+}
+
+/// Waits for a marked process to show up (the hook may end before its
+/// forked child has exec'd the marked program).
+async fn started(marker: &str) -> Vec<Pid> {
+    for _ in 0..50 {
+        let found = processes_with(marker);
+        if !found.is_empty() {
+            return found;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    Vec::new()
+}
+
+#[tokio::test]
+async fn without_bounds_a_hook_that_times_out_takes_every_descendant_with_it() {
+    let _serial = SERIAL.lock().await;
+    for escape in [Escape::NewSession, Escape::NewProcessGroup] {
+        let mut fixture = Fixture::new();
+        if !on_real_cgroups(&mut fixture, HookBounds::default()) {
+            return;
+        }
+        let (sleep, marker) = marked_sleep(&fixture, "timeout");
+        fixture.script(
+            "escape.sh",
+            &format!("{}\nsleep 300", escaping_sleep(escape, &sleep)),
+            0o755,
+        );
+        let failure = fixture.run(&[hook("escape.sh", 2)]).await.unwrap_err();
+        assert_eq!(failure.code, ErrorCode::ScriptTimedOut, "{escape:?}");
+        assert_eq!(
+            processes_with(&marker),
+            [],
+            "{escape:?} survived the timeout"
+        );
+    }
+}
+
+#[tokio::test]
+async fn without_bounds_a_daemon_started_by_a_failing_hook_is_killed() {
+    let _serial = SERIAL.lock().await;
+    for escape in [Escape::NewSession, Escape::NewProcessGroup, Escape::None] {
+        let mut fixture = Fixture::new();
+        if !on_real_cgroups(&mut fixture, HookBounds::default()) {
+            return;
+        }
+        let (sleep, marker) = marked_sleep(&fixture, "failing");
+        fixture.script(
+            "fail.sh",
+            &format!(
+                "{}\nwhile ! pgrep -f '{marker}' >/dev/null; do sleep 0.05; done\nexit 3",
+                escaping_sleep(escape, &sleep)
+            ),
+            0o755,
+        );
+        let failure = fixture.run(&[hook("fail.sh", 30)]).await.unwrap_err();
+        assert_eq!(failure.code, ErrorCode::ScriptFailed, "{escape:?}");
+        assert_eq!(
+            processes_with(&marker),
+            [],
+            "{escape:?} survived the failed hook"
+        );
+    }
+}
+
+/// Where no cgroup can be made, the README promises exactly this: the
+/// script's process group is stopped on a timeout and on a failed exit, a
+/// process that left it is not.
+#[tokio::test]
+async fn without_a_cgroup_the_process_group_is_stopped_and_what_left_it_is_not() {
+    let _serial = SERIAL.lock().await;
+    let (logs, _guard) = capture_logs();
+    let mut fixture = Fixture::new();
+    let layout = CgroupLayout {
+        v1: vec![],
+        v2: Some(PathBuf::from("/nonexistent/cgroup")),
+        named: None,
+    };
+    fixture.bounds = Enforcer::with_layout(HookBounds::default(), &layout, HOOKS_GROUP);
+    let (sleep, in_group) = marked_sleep(&fixture, "in-group");
+    let (escaper, escaped) = marked_sleep(&fixture, "escaped");
+    fixture.script(
+        "fail.sh",
+        &format!(
+            "{}\n{}\nwhile ! pgrep -f '{escaped}' >/dev/null || ! pgrep -f '{in_group}' >/dev/null; do sleep 0.05; done\nexit 3",
+            escaping_sleep(Escape::None, &sleep),
+            escaping_sleep(Escape::NewSession, &escaper),
+        ),
+        0o755,
+    );
+    let failure = fixture.run(&[hook("fail.sh", 30)]).await.unwrap_err();
+    assert_eq!(failure.code, ErrorCode::ScriptFailed);
+    let survivors = processes_with(&escaped);
+    for pid in &survivors {
+        let _ = nix::sys::signal::kill(*pid, Signal::SIGKILL);
+    }
+    assert!(
+        wait_gone(&in_group).await,
+        "the script's process group outlived its failure"
+    );
+    assert_eq!(survivors.len(), 1, "the setsid process is out of reach");
+    let logs = logs.text();
+    assert_eq!(
+        logs.matches("hook scripts cannot be tracked in cgroups")
+            .count(),
+        1,
+        "{logs}"
+    );
+    assert!(logs.contains("setsid"), "{logs}");
+}
+
+async fn wait_gone(marker: &str) -> bool {
+    for _ in 0..50 {
+        if processes_with(marker).is_empty() {
+            return true;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    false
 }
