@@ -33,8 +33,9 @@ enum Package {
     Deb,
     /// A higher version, to upgrade to.
     DebNewer,
-    #[allow(dead_code)] // the .rpm test
     Rpm,
+    /// A higher version, to upgrade to.
+    RpmNewer,
 }
 
 impl Package {
@@ -48,6 +49,7 @@ impl Package {
             Package::Deb => ("deb", None),
             Package::DebNewer => ("deb", Some(newer_version())),
             Package::Rpm => ("rpm", None),
+            Package::RpmNewer => ("rpm", Some(newer_version())),
         };
         let workspace = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
         let mut command = std::process::Command::new(workspace.join("packaging/build"));
@@ -936,5 +938,125 @@ fn dpkg_upgrade_restarts_the_service_keeping_the_operators_configuration_and_rem
         host.container.read("/srv/app/index.html"),
         "<p>second</p>\n",
         "files deployments installed elsewhere stay"
+    );
+}
+
+/// `rpm -q --qf <format> codedeploy-agent` in the container.
+fn rpm_query(host: &Host, format: &str) -> String {
+    host.container
+        .run(&["rpm", "-q", "--qf", format, "codedeploy-agent"])
+        .stdout
+}
+
+/// There is no RPM-based root to be had here (packaging/README.md): the .rpm
+/// goes into the Debian container with `--nodeps`, its scriptlets run
+/// against the same real systemd.
+#[test]
+fn rpm_scriptlets_start_the_service_restart_it_on_upgrade_and_stop_it_on_erase() {
+    let Some(host) = Host::start("rpm") else {
+        return;
+    };
+    host.configure(&[]);
+    let package = host.copy_package(Package::Rpm);
+    let install = host.container.run(&["rpm", "-i", "--nodeps", &package]);
+    ensure!(host, install.success(), "rpm -i:\n{install}");
+    ensure!(
+        host,
+        !install.stderr.contains("refuse to start") && !install.stderr.contains("not running here"),
+        "%post finds the CA chain and systemd:\n{install}"
+    );
+    let enabled = host.container.run(&["systemctl", "is-enabled", UNIT]);
+    ensure_eq!(
+        host,
+        enabled.stdout_line(),
+        "enabled",
+        "%post enables the unit"
+    );
+    ensure_eq!(
+        host,
+        host.unit_state(),
+        "active",
+        "%post started the service"
+    );
+    ensure!(
+        host,
+        present(&host, "/usr/lib/systemd/system/codedeploy-agent.service")
+            && present(&host, "/etc/sysconfig/codedeploy-agent"),
+        "the rpm's unit and environment file are in the rpm places"
+    );
+    let first = host.deploy("app/first.tgz", &revision("first", &[]), None);
+    host.expect_success(&first);
+
+    host.configure(&[":max_revisions: 3"]);
+    let operators = host.container.read(CONFIG);
+    let conf_before = conf_files(&host);
+    let old_agent = host.main_pid();
+    let newer = host.copy_package(Package::RpmNewer);
+    let upgrade = host.container.run(&["rpm", "-U", "--nodeps", &newer]);
+    ensure!(host, upgrade.success(), "rpm -U:\n{upgrade}");
+    let restarted = wait_until(Duration::from_secs(30), || {
+        let pid = host.main_pid();
+        pid != 0 && pid != old_agent && host.unit_state() == "active"
+    });
+    ensure!(
+        host,
+        restarted,
+        "%post restarted the running agent:\n{upgrade}"
+    );
+    ensure_eq!(
+        host,
+        rpm_query(&host, "%{VERSION}"),
+        newer_version().replace('-', "~"),
+        "the new version is installed"
+    );
+    ensure_eq!(
+        host,
+        host.container.read(CONFIG),
+        operators,
+        "the operator's configuration is kept"
+    );
+    ensure_eq!(host, conf_files(&host), conf_before, "no .rpmnew beside it");
+    let second = host.deploy("app/second.tgz", &revision("second", &[]), Some(&first));
+    host.expect_success(&second);
+
+    let agent = host.main_pid();
+    let erase = host.container.run(&["rpm", "-e", "codedeploy-agent"]);
+    ensure!(host, erase.success(), "rpm -e:\n{erase}");
+    ensure!(
+        host,
+        !host.alive(agent),
+        "%preun stopped the agent (pid {agent})"
+    );
+    let state = host.container.run(&["systemctl", "is-enabled", UNIT]);
+    ensure!(
+        host,
+        !state.success(),
+        "the unit is gone or disabled: {}",
+        state.stdout_line()
+    );
+    ensure!(
+        host,
+        !present(&host, "/opt/codedeploy-agent/bin/codedeploy-agent")
+            && !present(&host, "/usr/lib/systemd/system/codedeploy-agent.service"),
+        "the binary and the unit are gone"
+    );
+    ensure_eq!(
+        host,
+        host.container.read(CONFIG),
+        operators,
+        "the changed configuration stays in place"
+    );
+    ensure!(
+        host,
+        !present(&host, &format!("{CONFIG}.rpmsave")),
+        "not as .rpmsave"
+    );
+    ensure!(
+        host,
+        present(
+            &host,
+            &format!("{ROOT_DIR}/{}/{}", second.group_id, second.deployment_id)
+        ),
+        "the deployment root stays"
     );
 }
