@@ -1060,3 +1060,102 @@ fn rpm_scriptlets_start_the_service_restart_it_on_upgrade_and_stop_it_on_erase()
         "the deployment root stays"
     );
 }
+
+/// A revision installing `webshop.service` (its `[Service]` lines) into
+/// /etc/systemd/system, whose ApplicationStop and ApplicationStart run the
+/// hook library's `systemd-unit.sh` (the event picks the action).
+fn unit_revision(service: &str) -> Revision {
+    let library = Path::new(env!("CARGO_MANIFEST_DIR")).join("../hooks/systemd-unit.sh");
+    let script = std::fs::read(&library).expect("hooks/systemd-unit.sh can be read");
+    Revision::new()
+        .file(
+            "appspec.yml",
+            "version: 0.0\nos: linux\nfiles:\n  - source: unit\n    destination: /etc/systemd/system\n\
+             hooks:\n  ApplicationStop:\n    - location: scripts/systemd-unit.sh\n\
+             \x20 ApplicationStart:\n    - location: scripts/systemd-unit.sh\n",
+        )
+        .file(
+            "unit/webshop.service",
+            format!("[Service]\n{service}\n"),
+        )
+        .script("scripts/systemd-unit.sh", script)
+        .file(
+            "scripts/hooks.conf",
+            "SERVICE_UNIT=webshop.service\nSERVICE_DAEMON_RELOAD=yes\nSERVICE_WAIT=15\n",
+        )
+}
+
+#[test]
+fn hook_library_systemd_unit_starts_stops_and_reports_a_failing_unit_with_the_real_systemctl() {
+    let Some(host) = Host::start("systemd-unit") else {
+        return;
+    };
+    host.configure(&[]);
+    host.dpkg_install(Package::Deb);
+    let first = host.deploy(
+        "app/unit.tgz",
+        &unit_revision("ExecStart=/bin/sleep 3600"),
+        None,
+    );
+    host.expect_success(&first);
+    let webshop = host
+        .container
+        .run(&["systemctl", "is-active", "webshop.service"]);
+    ensure_eq!(
+        host,
+        webshop.stdout_line(),
+        "active",
+        "ApplicationStart started the revision's unit (daemon-reload first)"
+    );
+    let webshop_pid: u32 = host
+        .container
+        .run(&["systemctl", "show", "-P", "MainPID", "webshop.service"])
+        .stdout_line()
+        .parse()
+        .unwrap_or(0);
+
+    // The next revision's unit cannot start (Type=exec: systemctl start
+    // waits for the exec, which fails): its ApplicationStart fails the
+    // deployment, after the first revision's ApplicationStop stopped the
+    // running one.
+    let second = host.deploy(
+        "app/unit-failing.tgz",
+        &unit_revision("Type=exec\nExecStart=/opt/webshop/missing-binary"),
+        Some(&first),
+    );
+    let outcome = host
+        .bed
+        .emulator
+        .wait_for_deployment_end(&second.deployment_id, DEPLOYMENT_DEADLINE);
+    let failed = outcome.failed_command().cloned();
+    ensure_eq!(
+        host,
+        failed.as_ref().map(|c| c.command_name.as_str()),
+        Some("ApplicationStart"),
+        "the deployment fails at ApplicationStart: {outcome}"
+    );
+    let stop = host.command(&second, "ApplicationStop");
+    ensure_eq!(
+        host,
+        stop.as_ref()
+            .and_then(|c| c.completion().map(|c| c.status.as_str())),
+        Some("Succeeded"),
+        "ApplicationStop stopped the first revision's unit"
+    );
+    ensure!(
+        host,
+        webshop_pid != 0 && !host.alive(webshop_pid),
+        "the first unit's process (pid {webshop_pid}) is gone"
+    );
+    let diagnostics = failed
+        .and_then(|c| c.diagnostics().cloned())
+        .expect("a failed command has diagnostics");
+    ensure!(
+        host,
+        diagnostics
+            .log
+            .contains("systemctl start webshop.service failed")
+            && diagnostics.log.contains("Active: failed"),
+        "the script says the unit failed and shows its status: {diagnostics:?}"
+    );
+}
