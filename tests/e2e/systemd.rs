@@ -1159,3 +1159,55 @@ fn hook_library_systemd_unit_starts_stops_and_reports_a_failing_unit_with_the_re
         "the script says the unit failed and shows its status: {diagnostics:?}"
     );
 }
+
+/// The overall exposure score `systemd-analyze security` ends with
+/// ("→ Overall exposure level for codedeploy-agent.service: 9.6 UNSAFE :-{").
+fn exposure(output: &str) -> Option<(f64, String)> {
+    let line = output
+        .lines()
+        .find(|l| l.contains("Overall exposure level"))?;
+    let mut words = line.split_once(".service: ")?.1.split_whitespace();
+    let score = words.next()?.parse().ok()?;
+    Some((score, words.next().unwrap_or_default().to_string()))
+}
+
+/// `systemd-analyze security codedeploy-agent.service`, as packaging/README.md
+/// records it.
+const RECORDED_EXPOSURE: f64 = 9.6;
+
+#[test]
+fn systemd_analyze_security_scores_the_installed_unit_as_recorded() {
+    let Some(host) = Host::start("security") else {
+        return;
+    };
+    host.configure(&[]);
+    host.dpkg_install(Package::Deb);
+    let analysis = host.container.run(&[
+        "systemd-analyze",
+        "security",
+        "--no-pager",
+        &format!("{UNIT}.service"),
+    ]);
+    let score = exposure(&analysis.stdout);
+    ensure!(
+        host,
+        score.is_some(),
+        "systemd-analyze security gives an exposure score:\n{analysis}"
+    );
+    let (score, verdict) = score.unwrap();
+    eprintln!("codedeploy-e2e: systemd-analyze security {UNIT}.service: {score} {verdict}");
+    // Recorded in packaging/README.md (bookworm's systemd 252), beside the
+    // unit's reason for each directive left out: a unit change that moves
+    // the score updates the record.
+    ensure!(
+        host,
+        (score - RECORDED_EXPOSURE).abs() < 0.05,
+        "the exposure score recorded in packaging/README.md ({RECORDED_EXPOSURE}) still holds: \
+         {score} {verdict}\n{analysis}"
+    );
+    ensure!(
+        host,
+        analysis.stdout.contains("✓ LockPersonality="),
+        "LockPersonality=yes, the one directive that is on, counts:\n{analysis}"
+    );
+}
