@@ -17,6 +17,9 @@
 #   SERVICE_WAIT      seconds to wait for the unit to become active (start,
 #                     restart) or inactive (stop)                            default 60
 #   SERVICE_INTERVAL  seconds between two looks at the unit                   default 1
+#   SERVICE_SETTLE    seconds the unit must stay active once it is (a Type=simple
+#                     unit is active as soon as its process is forked, and may
+#                     die a moment later)                                   default 3
 #   SERVICE_DAEMON_RELOAD  yes: `systemctl daemon-reload` first (when the
 #                     revision installs or changes unit files)                default no
 #   SYSTEMCTL         the systemctl command                                   default systemctl
@@ -36,6 +39,7 @@ action="${1:-${SERVICE_ACTION:-}}"
 unit="${2:-${SERVICE_UNIT:-}}"
 wait_limit="${SERVICE_WAIT:-60}"
 interval="${SERVICE_INTERVAL:-1}"
+settle="${SERVICE_SETTLE:-3}"
 systemctl="${SYSTEMCTL:-systemctl}"
 
 usage() {
@@ -56,6 +60,7 @@ start | stop | restart) ;;
 esac
 [ -n "$unit" ] || usage "no unit: give it as the second argument or in SERVICE_UNIT"
 case "$wait_limit" in '' | *[!0-9]*) usage "SERVICE_WAIT must be a whole number of seconds" ;; esac
+case "$settle" in '' | *[!0-9]*) usage "SERVICE_SETTLE must be a whole number of seconds" ;; esac
 command -v "$systemctl" >/dev/null 2>&1 || usage "$systemctl is not installed"
 
 state() {
@@ -117,6 +122,21 @@ start | restart)
         exit 1
     fi
     wait_for active || exit 1
+    # Active may only mean "forked": it must still be active, with the same
+    # main process, once the settle time is over.
+    main_pid=$("$systemctl" show -P MainPID "$unit" 2>/dev/null)
+    settled=0
+    while [ "$settled" -lt "$settle" ]; do
+        sleep 1
+        settled=$((settled + 1))
+        now_state=$(state)
+        now_pid=$("$systemctl" show -P MainPID "$unit" 2>/dev/null)
+        if [ "$now_state" != active ] || [ "$now_pid" != "$main_pid" ]; then
+            echo "$me: $unit was active, then ${now_state:-unknown} within ${settled}s (main pid ${main_pid:-?} -> ${now_pid:-none})" >&2
+            show_status >&2
+            exit 1
+        fi
+    done
     echo "$me: $unit is active"
     ;;
 esac

@@ -358,7 +358,7 @@ async fn build_poller(
         client,
         host_identifier: identity.host_identifier,
         verifier,
-        tracker: Tracker::new(root.ongoing_dir()),
+        tracker: Tracker::new(root.clone()),
         executor: Executor {
             root,
             max_revisions: config.max_revisions,

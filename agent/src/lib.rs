@@ -9,6 +9,7 @@
 pub mod appspec;
 pub mod bundle;
 pub mod config;
+pub mod control;
 pub mod daemon;
 pub mod deadline;
 pub mod diagnostics;
@@ -27,6 +28,7 @@ pub mod poller;
 pub mod protocol;
 pub mod shutdown;
 pub mod spec;
+pub mod status;
 pub mod validate;
 
 /// The agent's version, sent to the service and written to `.version`.

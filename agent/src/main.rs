@@ -10,21 +10,40 @@ use codedeploy_agent::config::DEFAULT_CONFIG_FILE;
 #[derive(Parser)]
 #[command(
     name = "codedeploy-agent",
-    version,
-    about = "A CodeDeploy-compatible host agent"
+    about = "A CodeDeploy-compatible host agent",
+    disable_version_flag = true,
+    arg_required_else_help = true
 )]
 struct Cli {
     /// The agent configuration file (codedeployagent.yml).
     #[arg(long, short = 'c', global = true, default_value = DEFAULT_CONFIG_FILE)]
     config: PathBuf,
+    /// Print the version as `.version` holds it (`agent_version: X.Y.Z`).
+    #[arg(long, short = 'V')]
+    version: bool,
     #[command(subcommand)]
-    command: Command,
+    command: Option<Command>,
 }
 
 #[derive(Subcommand)]
 enum Command {
     /// Run the agent in the foreground: poll for commands and deploy.
     Run,
+    /// Start the agent: `systemctl start` under systemd, else `run` in the
+    /// background (exit 0 started or already running, 1 failed).
+    Start,
+    /// Stop the agent as its unit would: a running command may finish within
+    /// :kill_agent_max_wait_time_seconds: (exit 0 stopped or not running).
+    Stop,
+    /// Stop, then start.
+    Restart,
+    /// What the agent is doing, read from disk (exit 0 running, 3 not
+    /// running, 4 unknown).
+    Status {
+        /// One JSON object instead of text.
+        #[arg(long)]
+        json: bool,
+    },
     /// Check a bundle directory, archive or appspec file for everything that
     /// would fail its deployment on this host (exit 0 valid, 1 problems, 2 usage).
     Validate(codedeploy_agent::validate::ValidateArgs),
@@ -35,7 +54,35 @@ enum Command {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    match cli.command {
+    let Some(command) = cli.command else {
+        if cli.version {
+            print!(
+                "{}",
+                codedeploy_agent::hygiene::version_text(codedeploy_agent::VERSION)
+            );
+            return ExitCode::SUCCESS;
+        }
+        eprintln!("codedeploy-agent: a command is needed (see --help)");
+        return ExitCode::from(2);
+    };
+    let verb = |verb| {
+        ExitCode::from(codedeploy_agent::control::run_cli(
+            verb,
+            &cli.config,
+            &mut std::io::stdout(),
+            &mut std::io::stderr(),
+        ))
+    };
+    match command {
+        Command::Start => verb(codedeploy_agent::control::Verb::Start),
+        Command::Stop => verb(codedeploy_agent::control::Verb::Stop),
+        Command::Restart => verb(codedeploy_agent::control::Verb::Restart),
+        Command::Status { json } => ExitCode::from(codedeploy_agent::status::run_cli(
+            &cli.config,
+            json,
+            &mut std::io::stdout(),
+            &mut std::io::stderr(),
+        )),
         Command::Validate(args) => ExitCode::from(codedeploy_agent::validate::run_cli(
             &args,
             &cli.config,

@@ -93,14 +93,6 @@ fn ongoing_files(bed: &TestBed) -> Vec<String> {
         .unwrap_or_default()
 }
 
-/// Kills a leftover hook process (started by the agent this test started).
-fn kill_pid(pid: u32) {
-    let _ = std::process::Command::new("kill")
-        .arg("-KILL")
-        .arg(pid.to_string())
-        .status();
-}
-
 #[test]
 fn killed_agent_reports_the_interrupted_command_after_restart_and_deploys_again() {
     let bed = TestBed::start("kill-9");

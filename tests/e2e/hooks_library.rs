@@ -265,8 +265,16 @@ is-active)
             echo $((left - 1)) > "$polls_file"
         fi ;;
     esac
+    # FAKE_DIES=yes: active once, failed from the next look on (a Type=simple
+    # unit whose process exits just after the fork).
+    if [ "$state" = active ] && [ "${FAKE_DIES:-no}" = yes ]; then
+        if [ -f "$dir/$unit.seen" ]; then state=failed; echo failed > "$state_file"; fi
+        touch "$dir/$unit.seen"
+    fi
     echo "$state"
     [ "$state" = active ] ;;
+show)
+    echo "${FAKE_MAIN_PID:-4242}" ;;
 status)
     echo "* $unit - fake unit"; echo "   Active: $state" ;;
 daemon-reload) ;;
@@ -290,6 +298,7 @@ fn fake_systemd(dir: &Path) -> Env {
         ("PATH", &format!("{}:{}", bin.display(), system_path())),
         ("FAKE_SYSTEMD_DIR", &state.display().to_string()),
         ("SERVICE_INTERVAL", "0.1"),
+        ("SERVICE_SETTLE", "1"),
     ])
 }
 
@@ -314,7 +323,8 @@ fn systemd_unit_starts_and_waits_until_the_unit_is_active() {
         "{}",
         run.describe()
     );
-    // Two polls see it activating, the third active.
+    // Two polls see it activating, the third active; a second later it is
+    // still active with the same main process.
     assert_eq!(
         calls(tmp.path()),
         [
@@ -323,6 +333,9 @@ fn systemd_unit_starts_and_waits_until_the_unit_is_active() {
             "is-active webshop.service",
             "is-active webshop.service",
             "is-active webshop.service",
+            "show -P MainPID webshop.service",
+            "is-active webshop.service",
+            "show -P MainPID webshop.service",
         ]
     );
 
@@ -362,6 +375,22 @@ fn systemd_unit_fails_for_a_unit_that_fails_or_never_gets_active() {
     assert!(
         run.stderr.contains("Active: failed"),
         "the unit's status is shown\n{}",
+        run.describe()
+    );
+
+    let mut dies = vars.clone();
+    dies.push(("FAKE_DIES".to_string(), "yes".to_string()));
+    let run = run_hook(
+        tmp.path(),
+        "systemd-unit.sh",
+        &["start", "flaky.service"],
+        &dies,
+    );
+    assert_eq!(run.code, Some(1), "{}", run.describe());
+    assert!(
+        run.stderr
+            .contains("flaky.service was active, then failed within 1s"),
+        "a unit that dies just after it became active fails the hook\n{}",
         run.describe()
     );
 

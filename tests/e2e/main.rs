@@ -27,6 +27,7 @@ mod support;
 mod bounds;
 mod bundles;
 mod concurrency;
+mod control;
 mod daemon;
 mod failures;
 mod faults;

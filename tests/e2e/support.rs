@@ -104,6 +104,14 @@ pub fn deployment_dir(bed: &TestBed, deployment: &Deployment) -> PathBuf {
         .join(&deployment.deployment_id)
 }
 
+/// Kills a process a test left behind (a hook's child, a started agent).
+pub fn kill_pid(pid: u32) {
+    let _ = std::process::Command::new("kill")
+        .arg("-KILL")
+        .arg(pid.to_string())
+        .status();
+}
+
 /// Is the process alive (running, not a zombie)?
 pub fn pid_alive(pid: u32) -> bool {
     match std::fs::read_to_string(format!("/proc/{pid}/stat")) {

@@ -1158,6 +1158,34 @@ fn hook_library_systemd_unit_starts_stops_and_reports_a_failing_unit_with_the_re
             && diagnostics.log.contains("Active: failed"),
         "the script says the unit failed and shows its status: {diagnostics:?}"
     );
+
+    // A Type=simple unit is active as soon as it is forked: one whose
+    // process exits a moment later still fails ApplicationStart.
+    let third = host.deploy(
+        "app/unit-dying.tgz",
+        &unit_revision("ExecStart=/bin/sh -c 'sleep 1; exit 3'"),
+        Some(&second),
+    );
+    let outcome = host
+        .bed
+        .emulator
+        .wait_for_deployment_end(&third.deployment_id, DEPLOYMENT_DEADLINE);
+    let failed = outcome.failed_command().cloned();
+    ensure_eq!(
+        host,
+        failed.as_ref().map(|c| c.command_name.as_str()),
+        Some("ApplicationStart"),
+        "a unit dying after its start fails ApplicationStart: {outcome}"
+    );
+    let log = failed
+        .and_then(|c| c.diagnostics().cloned())
+        .map(|d| d.log)
+        .unwrap_or_default();
+    ensure!(
+        host,
+        log.contains("webshop.service was active, then"),
+        "the script says the unit died after it was active: {log}"
+    );
 }
 
 /// The overall exposure score `systemd-analyze security` ends with
@@ -1209,5 +1237,113 @@ fn systemd_analyze_security_scores_the_installed_unit_as_recorded() {
         host,
         analysis.stdout.contains("✓ LockPersonality="),
         "LockPersonality=yes, the one directive that is on, counts:\n{analysis}"
+    );
+}
+
+/// `/opt/codedeploy-agent/bin/codedeploy-agent VERB` inside the container.
+fn agent_verb(host: &Host, args: &[&str]) -> CommandOutput {
+    let mut argv = vec!["/opt/codedeploy-agent/bin/codedeploy-agent"];
+    argv.extend_from_slice(args);
+    host.container.run(&argv)
+}
+
+#[test]
+fn the_official_verbs_act_through_systemctl_and_status_reads_the_disk() {
+    let Some(host) = Host::start("verbs") else {
+        return;
+    };
+    let (deployment, hook) = host.deploy_until_hook_runs(
+        &[":kill_agent_max_wait_time_seconds: 60"],
+        &sleeping_revision("verbs", 600),
+    );
+    let agent = host.main_pid();
+
+    let status = agent_verb(&host, &["status"]);
+    ensure_eq!(
+        host,
+        status.code(),
+        Some(0),
+        "status while a hook runs:\n{status}"
+    );
+    ensure!(
+        host,
+        status
+            .stdout
+            .starts_with(&format!("codedeploy-agent: running (pid {agent}, since "))
+            && status.stdout.contains(&format!(
+                "  {} BeforeInstall for ",
+                deployment.deployment_id
+            ))
+            && status
+                .stdout
+                .contains("script scripts/BeforeInstall.sh since "),
+        "status names the agent, the command and the hook in progress:\n{status}"
+    );
+    let json = agent_verb(&host, &["status", "--json"]);
+    let parsed: serde_json::Value = serde_json::from_str(&json.stdout).unwrap_or_default();
+    ensure_eq!(
+        host,
+        parsed["in_progress"][0]["deployment_id"].as_str(),
+        Some(deployment.deployment_id.as_str()),
+        "status --json parses and names the deployment:\n{json}"
+    );
+
+    // `restart` goes through systemd: a new main process, the unit active.
+    let _ = host.container.run(&["kill", "-KILL", &hook.to_string()]);
+    let restarted = agent_verb(&host, &["restart"]);
+    ensure!(
+        host,
+        restarted.success()
+            && restarted
+                .stdout
+                .contains("systemctl restart codedeploy-agent.service"),
+        "restart is systemctl restart:\n{restarted}"
+    );
+    let new_agent = host.main_pid();
+    ensure!(
+        host,
+        new_agent != 0 && new_agent != agent && host.unit_state() == "active",
+        "a new agent runs under the unit (was {agent}, now {new_agent})"
+    );
+
+    let stopped = agent_verb(&host, &["stop"]);
+    ensure!(host, stopped.success(), "stop:\n{stopped}");
+    ensure_eq!(
+        host,
+        host.unit_state(),
+        "inactive",
+        "stop is systemctl stop"
+    );
+    let status = agent_verb(&host, &["status"]);
+    ensure_eq!(
+        host,
+        status.code(),
+        Some(3),
+        "status once stopped:\n{status}"
+    );
+    ensure!(
+        host,
+        status.stdout.contains(&format!(
+            "{} FAILED at BeforeInstall",
+            deployment.deployment_id
+        )) && status
+            .stdout
+            .contains("scripts.log: /opt/codedeploy-agent/deployment-root/"),
+        "status keeps the last deployment's result and its scripts.log:\n{status}"
+    );
+
+    let started = agent_verb(&host, &["start"]);
+    ensure!(
+        host,
+        started.success() && host.unit_state() == "active",
+        "start is systemctl start:\n{started}"
+    );
+    let version = agent_verb(&host, &["--version"]);
+    let on_disk = host.container.read("/opt/codedeploy-agent/.version");
+    ensure_eq!(
+        host,
+        version.stdout,
+        on_disk,
+        "--version prints what .version holds"
     );
 }

@@ -117,6 +117,19 @@ impl AgentConfig {
         self
     }
 
+    /// The environment the agent under test runs with: the developer's AWS
+    /// set-up and proxies removed, loopback never proxied, `env` added.
+    pub fn apply_env(&self, command: &mut Command) {
+        for name in SCRUBBED_ENV {
+            command.env_remove(name);
+        }
+        command.env("NO_PROXY", "127.0.0.1,localhost");
+        command.env("RUST_BACKTRACE", "1");
+        for (name, value) in &self.env {
+            command.env(name, value);
+        }
+    }
+
     pub fn config_path(&self) -> PathBuf {
         self.dir.join("codedeployagent.yml")
     }
@@ -249,14 +262,7 @@ impl AgentProcess {
             .stdin(Stdio::null())
             .stdout(File::create(&stdout_path)?)
             .stderr(File::create(&stderr_path)?);
-        for name in SCRUBBED_ENV {
-            command.env_remove(name);
-        }
-        command.env("NO_PROXY", "127.0.0.1,localhost");
-        command.env("RUST_BACKTRACE", "1");
-        for (name, value) in &config.env {
-            command.env(name, value);
-        }
+        config.apply_env(&mut command);
         let child = command.spawn().map_err(|e| {
             io::Error::new(
                 e.kind(),

@@ -26,7 +26,8 @@ pub use agent::{AgentConfig, AgentProcess, OnPremisesIdentity};
 pub use bundle::{BundleType, Revision};
 pub use ca::TestPki;
 pub use emulator::{
-    CommandRecord, Deployment, Diagnostics, Emulator, Operation, Outcome, S3Location, SpecFormat,
+    CommandRecord, Deployment, DeploymentStatus, Diagnostics, Emulator, Operation, Outcome,
+    S3Location, SpecFormat,
 };
 pub use s3::S3Server;
 pub use testbed::{HostRegistration, TestBed};

@@ -257,6 +257,20 @@ impl TestBed {
     /// Writes the CA chain where `config` expects it and starts the agent
     /// (stopping one started before).
     pub fn start_agent_with(&self, binary: &str, config: &AgentConfig) {
+        self.write_agent_files(config);
+        let mut slot = self.agent.lock().expect("agent lock");
+        if let Some(mut old) = slot.take() {
+            old.kill();
+        }
+        let process =
+            AgentProcess::spawn(Path::new(binary), config).unwrap_or_else(|e| panic!("{e}"));
+        *slot = Some(process);
+    }
+
+    /// Writes what an agent with `config` needs (its configuration, the CA
+    /// chain, a session's credentials file) without starting it, for tests
+    /// that start it their own way; returns the configuration file.
+    pub fn write_agent_files(&self, config: &AgentConfig) -> PathBuf {
         std::fs::create_dir_all(&config.dir).expect("agent directory");
         if let OnPremisesIdentity::IamSession {
             credentials_file, ..
@@ -275,13 +289,9 @@ impl TestBed {
         self.pki
             .write_ca_chain(&config.ca_file)
             .expect("the CA chain can be written");
-        let mut slot = self.agent.lock().expect("agent lock");
-        if let Some(mut old) = slot.take() {
-            old.kill();
-        }
-        let process =
-            AgentProcess::spawn(Path::new(binary), config).unwrap_or_else(|e| panic!("{e}"));
-        *slot = Some(process);
+        config
+            .write()
+            .expect("the agent's configuration can be written")
     }
 
     /// Stops the agent (SIGTERM, then SIGKILL after `grace`).

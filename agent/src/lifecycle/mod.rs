@@ -3,6 +3,7 @@
 
 pub mod executor;
 pub mod layout;
+pub mod record;
 pub mod retention;
 pub mod revision;
 pub mod tracking;

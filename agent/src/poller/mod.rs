@@ -29,7 +29,8 @@ use tracing::Instrument;
 use crate::diagnostics::{Diagnostic, ErrorCode};
 use crate::event::LifecycleEvent;
 use crate::lifecycle::executor::{event_for_command, Executor};
-use crate::lifecycle::tracking::Tracker;
+use crate::lifecycle::record::CommandState;
+use crate::lifecycle::tracking::{Ending, TrackedCommand, Tracker};
 use crate::protocol::{CommandStatus, CommandsClient, CommandsError, ErrorClass, HostCommand};
 use crate::shutdown::Shutdown;
 use crate::spec::{parse_spec, DeploymentSpec, SpecVerifier, UnsignedSpecs};
@@ -320,64 +321,101 @@ impl Poller {
         // Tracked before the acknowledgement: an agent killed right after the
         // service hears "InProgress" must still find the command on restart
         // and report it, or the service would wait for it until its timeout.
-        if let Err(error) = self
-            .tracker
-            .start(&spec.deployment_id, &command.host_command_identifier)
-        {
+        let event_name = event.to_string();
+        let tracked = TrackedCommand {
+            group_id: &spec.deployment_group_id,
+            deployment_id: &spec.deployment_id,
+            command: &event_name,
+            host_command_identifier: &command.host_command_identifier,
+        };
+        if let Err(error) = self.tracker.start(&tracked) {
             tracing::warn!("cannot write the ongoing-deployment tracking file: {error}");
         }
+        self.acknowledge_and_execute(&tracked, &event, &spec, is_noop, &shutdown, abort)
+            .await;
+        self.tracker.finish(&spec.deployment_id);
+    }
+
+    /// Acknowledges a tracked command, runs it unless the service has its
+    /// result already, and records and reports how it ended.
+    async fn acknowledge_and_execute(
+        &self,
+        tracked: &TrackedCommand<'_>,
+        event: &LifecycleEvent,
+        spec: &DeploymentSpec,
+        is_noop: bool,
+        shutdown: &Shutdown,
+        abort: Shutdown,
+    ) {
         let acknowledged = self
             .persist(
                 "acknowledging the command",
                 REQUEST_PATIENCE,
-                &shutdown,
+                shutdown,
                 || {
                     self.client
-                        .acknowledge(&command.host_command_identifier, is_noop)
+                        .acknowledge(tracked.host_command_identifier, is_noop)
                 },
             )
             .await;
-        match acknowledged {
+        let (status, diagnostic) = match acknowledged {
             Ok(Some(status @ (CommandStatus::Succeeded | CommandStatus::Failed))) => {
                 tracing::info!(
                     "the service reports the command {} already: not executing it",
                     status.name()
                 );
-                if status == CommandStatus::Failed && is_noop {
-                    let diagnostic = Diagnostic::succeeded("CompletedNoopCommand");
-                    self.complete(
-                        &command.host_command_identifier,
-                        CommandStatus::Succeeded,
-                        &diagnostic,
-                        &shutdown,
-                    )
-                    .await;
+                if !(status == CommandStatus::Failed && is_noop) {
+                    let ending = Ending {
+                        state: record_state(status),
+                        error_code: None,
+                        message: None,
+                    };
+                    self.tracker.ended(tracked, &ending);
+                    return;
                 }
-                self.tracker.finish(&spec.deployment_id);
-                return;
+                (
+                    CommandStatus::Succeeded,
+                    Diagnostic::succeeded("CompletedNoopCommand"),
+                )
             }
-            Ok(_) => {}
+            Ok(_) => self.execute(event, spec, abort).await,
             Err(error) => {
                 tracing::error!("acknowledging the command failed: {error}");
-                let diagnostic = Diagnostic::unknown_error(error.to_string());
-                self.complete(
-                    &command.host_command_identifier,
+                (
                     CommandStatus::Failed,
-                    &diagnostic,
-                    &shutdown,
+                    Diagnostic::unknown_error(error.to_string()),
                 )
-                .await;
-                self.tracker.finish(&spec.deployment_id);
-                return;
             }
-        }
+        };
+        let failed = status == CommandStatus::Failed;
+        let ending = Ending {
+            state: record_state(status),
+            error_code: failed.then_some(diagnostic.error_code),
+            message: failed.then(|| diagnostic.message.clone()),
+        };
+        self.tracker.ended(tracked, &ending);
+        self.complete(
+            tracked.host_command_identifier,
+            status,
+            &diagnostic,
+            shutdown,
+        )
+        .await;
+    }
 
+    /// Runs an acknowledged command; a panic in it is contained to it.
+    async fn execute(
+        &self,
+        event: &LifecycleEvent,
+        spec: &DeploymentSpec,
+        abort: Shutdown,
+    ) -> (CommandStatus, Diagnostic) {
         let started = Instant::now();
         // Unwinding drops the hook runner, which kills a script still running.
-        let executed = AssertUnwindSafe(self.executor.execute(&event, &spec, abort))
+        let executed = AssertUnwindSafe(self.executor.execute(event, spec, abort))
             .catch_unwind()
             .await;
-        let (status, diagnostic) = match executed {
+        match executed {
             Ok(Ok(())) => {
                 tracing::info!("{event} succeeded in {} ms", started.elapsed().as_millis());
                 (CommandStatus::Succeeded, Diagnostic::succeeded(""))
@@ -392,15 +430,7 @@ impl Poller {
                 tracing::error!("{}", diagnostic.message);
                 (CommandStatus::Failed, diagnostic)
             }
-        };
-        self.complete(
-            &command.host_command_identifier,
-            status,
-            &diagnostic,
-            &shutdown,
-        )
-        .await;
-        self.tracker.finish(&spec.deployment_id);
+        }
     }
 
     /// Fetches, verifies and parses the spec of a command; a failure is the
@@ -555,7 +585,21 @@ impl Poller {
                 shutdown,
             )
             .await;
+            self.tracker.record_interrupted(
+                &interrupted,
+                diagnostic.error_code,
+                &diagnostic.message,
+            );
         }
+    }
+}
+
+/// The record's name for what the service was told.
+fn record_state(status: CommandStatus) -> CommandState {
+    match status {
+        CommandStatus::Succeeded => CommandState::Succeeded,
+        CommandStatus::Failed => CommandState::Failed,
+        CommandStatus::Pending | CommandStatus::InProgress => CommandState::InProgress,
     }
 }
 
