@@ -56,7 +56,7 @@ impl Package {
         command
             .arg(format)
             .arg("--binary")
-            .arg(env!("CARGO_BIN_EXE_codedeploy-agent"))
+            .arg(packaged_agent_binary())
             .arg("--out")
             .arg(packages_dir())
             // The operators' format, in a fraction of the time.
@@ -1345,5 +1345,121 @@ fn the_official_verbs_act_through_systemctl_and_status_reads_the_disk() {
         version.stdout,
         on_disk,
         "--version prints what .version holds"
+    );
+}
+
+/// Names the agent binary the packages are made from; scripts/test sets it to
+/// its glibc 2.17 build (packaging/glibc-floor).
+const PACKAGE_AGENT_BINARY: &str = "PACKAGE_AGENT_BINARY";
+
+/// The glibc 2.17 build of the agent, when [`PACKAGE_AGENT_BINARY`] names it.
+fn glibc_floor_binary() -> Option<PathBuf> {
+    std::env::var_os(PACKAGE_AGENT_BINARY)
+        .filter(|path| !path.is_empty())
+        .map(PathBuf::from)
+}
+
+/// The agent binary the packages are made from: the glibc 2.17 build, else
+/// (plain `cargo test`) this test build's own, which needs the build host's
+/// glibc; that is said once.
+fn packaged_agent_binary() -> PathBuf {
+    glibc_floor_binary().unwrap_or_else(|| {
+        static NOTED: std::sync::Once = std::sync::Once::new();
+        NOTED.call_once(|| {
+            eprintln!(
+                "codedeploy-e2e: {PACKAGE_AGENT_BINARY} is not set: the packages hold this test \
+                 build's codedeploy-agent, not the glibc 2.17 build scripts/test makes"
+            )
+        });
+        PathBuf::from(env!("CARGO_BIN_EXE_codedeploy-agent"))
+    })
+}
+
+impl Host {
+    /// [`Host::start`] on a container of `release`.
+    fn start_on(name: &str, release: codedeploy_e2e::container::Release) -> Option<Host> {
+        let container = match Container::boot_on(name, release) {
+            Ok(container) => container,
+            Err(reason) => {
+                eprintln!("skipping: {reason}");
+                return None;
+            }
+        };
+        eprintln!(
+            "codedeploy-e2e: {} container {} booted in {:.2} s",
+            release.suite,
+            container.machine(),
+            container.booted_in().as_secs_f64()
+        );
+        let bed = TestBed::start(name);
+        Some(Host { container, bed })
+    }
+}
+
+#[test]
+fn the_glibc_2_17_build_installs_and_deploys_on_debian_11() {
+    if glibc_floor_binary().is_none() {
+        eprintln!(
+            "skipping: {PACKAGE_AGENT_BINARY} is not set (scripts/test sets it to the glibc 2.17 \
+             build; this test build needs the host's glibc, newer than Debian 11's 2.31)"
+        );
+        return;
+    }
+    let Some(host) = Host::start_on("bullseye", codedeploy_e2e::container::BULLSEYE) else {
+        return;
+    };
+    let debian = host.container.read("/etc/debian_version");
+    ensure!(
+        host,
+        debian.starts_with("11."),
+        "the container is Debian 11: {debian}"
+    );
+    let ldd = host.container.run(&["ldd", "--version"]);
+    let glibc = ldd.stdout.lines().next().unwrap_or_default();
+    ensure!(
+        host,
+        glibc.ends_with(" 2.31"),
+        "its glibc is 2.31, older than the 2.34 a native build needs:\n{ldd}"
+    );
+
+    host.configure(&[]);
+    host.dpkg_install(Package::Deb);
+    for binary in ["codedeploy-agent", "codedeploy-local"] {
+        let version = host
+            .container
+            .run(&[&format!("/opt/codedeploy-agent/bin/{binary}"), "--version"]);
+        ensure!(
+            host,
+            version.success() && version.stdout.contains(workspace_version()),
+            "{binary} starts on glibc 2.31:\n{version}"
+        );
+    }
+    ensure_eq!(
+        host,
+        host.unit_state(),
+        "active",
+        "dpkg -i started the service under systemd 247"
+    );
+
+    let deployment = host.deploy(
+        "app/bullseye.tgz",
+        &revision(
+            "bullseye",
+            &[("AfterInstall", "systemctl is-active codedeploy-agent")],
+        ),
+        None,
+    );
+    host.expect_success(&deployment);
+    ensure_eq!(
+        host,
+        host.container.read("/srv/app/index.html"),
+        "<p>bullseye</p>\n",
+        "the revision is installed in the Debian 11 container"
+    );
+    ensure_eq!(
+        host,
+        host.unit_state(),
+        "active",
+        "the service runs on after the deployment"
     );
 }

@@ -5,7 +5,8 @@
 //!
 //! One tree is debootstrapped once (bookworm minbase with systemd, dbus,
 //! procps and rpm; [`base_tree`]) and cached under `<target>/packaging/`, as
-//! `packaging/check` caches its own. No container ever writes to it: each boots
+//! `packaging/check` caches its own; a bullseye one ([`BULLSEYE`]) likewise,
+//! for the glibc-floor build. No container ever writes to it: each boots
 //! an overlay of it whose writable layer is a tmpfs, mounted in a mount
 //! namespace of the container's own, so that its changes vanish with it (also
 //! when the test process is killed) and any number of containers run side by
@@ -36,6 +37,30 @@ pub const SUITE: &str = "bookworm";
 /// `journalctl` need, `ps`/`pgrep` for the tests, and rpm for the .rpm's
 /// scriptlets.
 const INCLUDE: &str = "systemd,systemd-sysv,dbus,procps,rpm";
+/// A Debian release whose tree containers boot: [`BOOKWORM`] (the tier's) or
+/// [`BULLSEYE`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Release {
+    /// debootstrap's suite name.
+    pub suite: &'static str,
+    /// Packages beyond minbase (debootstrap's `--include=`).
+    include: &'static str,
+}
+
+/// Debian 12 (glibc 2.36, systemd 252): every test of the tier but one.
+pub const BOOKWORM: Release = Release {
+    suite: SUITE,
+    include: INCLUDE,
+};
+
+/// Debian 11 (glibc 2.31, systemd 247), the oldest Debian the packages support
+/// (packaging/glibc-floor). The same package names as bookworm's; no rpm, whose
+/// scriptlets are tested on bookworm.
+pub const BULLSEYE: Release = Release {
+    suite: "bullseye",
+    include: "systemd,systemd-sysv,dbus,procps",
+};
+
 /// How long a boot may take before it is a failure (about 1 s here).
 const BOOT_TIMEOUT: Duration = Duration::from_secs(90);
 /// How long a clean power-off may take before the container is killed.
@@ -124,32 +149,40 @@ pub fn target_dir() -> PathBuf {
 /// of their own and the first to finish wins, as in `packaging/check`; the
 /// mirror is the one this machine's apt uses, else debootstrap's default.
 pub fn base_tree() -> Result<PathBuf, String> {
-    static BUILT: Mutex<Option<PathBuf>> = Mutex::new(None);
+    base_tree_of(BOOKWORM)
+}
+
+/// The cached tree of `release`, as [`base_tree`] does for bookworm. Every
+/// release comes from the mirror this machine's apt uses for bookworm: one
+/// archive holds them all.
+pub fn base_tree_of(release: Release) -> Result<PathBuf, String> {
+    static BUILT: Mutex<Vec<(Release, PathBuf)>> = Mutex::new(Vec::new());
     let mut built = BUILT.lock().unwrap_or_else(|e| e.into_inner());
-    if let Some(tree) = built.as_ref() {
+    if let Some((_, tree)) = built.iter().find(|(r, _)| *r == release) {
         return Ok(tree.clone());
     }
+    let Release { suite, include } = release;
     let packaging = target_dir().join("packaging");
-    let tree = packaging.join(format!("debootstrap-{SUITE}-systemd"));
+    let tree = packaging.join(format!("debootstrap-{suite}-systemd"));
     // A tree is renamed into place only once debootstrap has finished.
     if !tree.join("usr/lib/systemd/systemd").exists() {
         std::fs::create_dir_all(&packaging)
             .map_err(|e| format!("cannot create {}: {e}", packaging.display()))?;
         let partial = tempfile::Builder::new()
-            .prefix(&format!("debootstrap-{SUITE}-systemd.partial."))
+            .prefix(&format!("debootstrap-{suite}-systemd.partial."))
             .tempdir_in(&packaging)
             .map_err(|e| format!("cannot create a directory in {}: {e}", packaging.display()))?;
         let mirror = apt_mirror();
         eprintln!(
-            "codedeploy-e2e: debootstrap --variant=minbase --include={INCLUDE} {SUITE} {} into {} \
-             (once; kept for later runs)",
+            "codedeploy-e2e: debootstrap --variant=minbase --include={include} {suite} {} \
+             into {} (once; kept for later runs)",
             mirror.as_deref().unwrap_or("(default mirror)"),
             tree.display()
         );
         let output = Command::new("debootstrap")
             .arg("--variant=minbase")
-            .arg(format!("--include={INCLUDE}"))
-            .arg(SUITE)
+            .arg(format!("--include={include}"))
+            .arg(suite)
             .arg(partial.path())
             .args(mirror.as_deref())
             .stdin(Stdio::null())
@@ -179,7 +212,7 @@ pub fn base_tree() -> Result<PathBuf, String> {
     if !tree.join("usr/lib/systemd/systemd").exists() {
         return Err(format!("{} holds no systemd", tree.display()));
     }
-    *built = Some(tree.clone());
+    built.push((release, tree.clone()));
     Ok(tree)
 }
 
@@ -251,8 +284,13 @@ impl Container {
     /// `Err` when containers cannot boot here ([`availability`]); panics when
     /// they should but this one does not.
     pub fn boot(name: &str) -> Result<Container, Unavailable> {
+        Self::boot_on(name, BOOKWORM)
+    }
+
+    /// [`Container::boot`] of `release`'s tree.
+    pub fn boot_on(name: &str, release: Release) -> Result<Container, Unavailable> {
         availability()?;
-        let tree = base_tree().unwrap_or_else(|e| panic!("{e}"));
+        let tree = base_tree_of(release).unwrap_or_else(|e| panic!("{e}"));
         let started = Instant::now();
         static COUNTER: AtomicUsize = AtomicUsize::new(0);
         let mut machine: String = name
