@@ -22,6 +22,14 @@ use crate::config::HookBounds;
 /// process stuck in the kernel must not hold the deployment.
 const EMPTY_LIMIT: Duration = Duration::from_secs(5);
 const EMPTY_POLL: Duration = Duration::from_millis(10);
+/// The first wait between two looks: a group is usually empty (or removable)
+/// a moment after its last process is reaped, and every hook pays this wait.
+const FIRST_POLL: Duration = Duration::from_millis(1);
+
+/// 1 ms, 2 ms, 4 ms, 8 ms, then every 10 ms.
+fn next_poll(previous: Duration) -> Duration {
+    (previous * 2).min(EMPTY_POLL)
+}
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Version {
@@ -372,6 +380,7 @@ impl HookCgroup {
             .flatten()
             .filter(|path| path.exists());
         let deadline = crate::deadline::from_now(EMPTY_LIMIT);
+        let mut poll = FIRST_POLL;
         loop {
             match &cgroup_kill {
                 Some(path) => {
@@ -390,7 +399,8 @@ impl HookCgroup {
                 );
                 return;
             }
-            tokio::time::sleep(EMPTY_POLL).await;
+            tokio::time::sleep(poll).await;
+            poll = next_poll(poll);
         }
     }
 
@@ -398,6 +408,7 @@ impl HookCgroup {
     /// into the agent's own group, out of the hook's bounds.
     pub async fn release_leftovers(&self) {
         let deadline = crate::deadline::from_now(EMPTY_LIMIT);
+        let mut poll = FIRST_POLL;
         loop {
             let mut moved_any = false;
             for (_, dir, home) in &self.dirs {
@@ -417,7 +428,8 @@ impl HookCgroup {
                 tracing::warn!(left = ?self.pids(), "cannot move the hook's leftover processes out of its cgroup");
                 return;
             }
-            tokio::time::sleep(EMPTY_POLL).await;
+            tokio::time::sleep(poll).await;
+            poll = next_poll(poll);
         }
     }
 
@@ -453,6 +465,7 @@ impl HookCgroup {
     pub async fn remove(mut self) {
         self.procs.clear();
         let deadline = crate::deadline::from_now(EMPTY_LIMIT);
+        let mut poll = FIRST_POLL;
         while !self.dirs.is_empty() {
             self.dirs.retain(|(_, dir, _)| !remove_dir(dir));
             if self.dirs.is_empty() {
@@ -465,7 +478,8 @@ impl HookCgroup {
                 self.dirs.clear();
                 return;
             }
-            tokio::time::sleep(EMPTY_POLL).await;
+            tokio::time::sleep(poll).await;
+            poll = next_poll(poll);
         }
     }
 }

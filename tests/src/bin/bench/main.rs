@@ -799,12 +799,18 @@ fn many_files(args: &Args, figures: &mut Vec<Figure>) -> Result<(), String> {
                 std::thread::sleep(Duration::from_millis(50));
             }
             // What may remain: the downloaded bundle.tar (the official layout
-            // keeps it) and the deployment's logs.
+            // keeps it) and the deployment's logs (scripts.log, the agent's
+            // record of its commands in logs/commands.jsonl, which `status`
+            // reads).
             let left: Vec<PathBuf> = large::file_paths(&config.root_dir)
                 .into_iter()
                 .filter(|path| {
                     let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("");
-                    name != "bundle.tar" && !name.ends_with(".log")
+                    let in_logs = path
+                        .parent()
+                        .and_then(|p| p.file_name())
+                        .is_some_and(|p| p == "logs");
+                    name != "bundle.tar" && !name.ends_with(".log") && !in_logs
                 })
                 .collect();
             let message = recorded
