@@ -2,10 +2,12 @@
 #
 #   make deb [CA_CHAIN=chain.pem] [PACKAGE_VERSION=x.y.z] [PROFILE=release]
 #   make rpm [CA_CHAIN=chain.pem] [PACKAGE_VERSION=x.y.z] [PROFILE=release]
-#   make check-packages      what CI runs (after the test suite built the agent)
+#   make check-packages      what CI runs, on the dev-profile glibc 2.17 build
 #
-# Packages land in target/packages/. CA_CHAIN ships the deployment-spec signer
-# CA chain; without it the agent refuses to start until the file is provided.
+# Packages land in target/packages/. The agent in them is built for glibc 2.17
+# with cargo-zigbuild (packaging/glibc-floor; scripts/setup installs it). CA_CHAIN
+# ships the deployment-spec signer CA chain; without it the agent refuses to
+# start until the file is provided.
 
 PROFILE ?= release
 CA_CHAIN ?=
@@ -26,4 +28,4 @@ rpm:
 packages: deb rpm
 
 check-packages:
-	packaging/check
+	bash -c '. packaging/glibc-floor && dir=$$(glibc_floor_build dev codedeploy-agent codedeploy-local) && PACKAGE_AGENT_BINARY=$$dir/codedeploy-agent packaging/check'
