@@ -17,6 +17,7 @@ pub mod event;
 mod folder_chain;
 pub mod health;
 pub mod hooks;
+pub mod http;
 pub mod hygiene;
 pub mod identity;
 pub mod install;

@@ -23,7 +23,7 @@ use super::error::BundleError;
 use super::sniff::sniff_archive;
 use super::stream::PARTIAL_PREFIX;
 use crate::config::ProxyUri;
-use crate::protocol::client::{error_chain, explicit_proxy};
+use crate::http::{error_chain, ClientSettings, Proxying, Redirects};
 use crate::spec::{BundleType, GitHubRevision};
 
 /// Where GitHub revisions come from unless `:github_endpoint_override:` says
@@ -174,20 +174,21 @@ impl GitHubClient {
         endpoint_override: Option<&str>,
         proxy: Option<&ProxyUri>,
     ) -> Result<GitHubClient, GitHubError> {
-        let mut builder = reqwest::Client::builder()
+        let http = ClientSettings {
             // GitHub refuses API requests without a User-Agent.
-            .user_agent(format!("codedeploy-agent-rs/{}", crate::VERSION))
-            .connect_timeout(CONNECT_TIMEOUT)
-            .read_timeout(READ_TIMEOUT)
+            user_agent: Some(format!("codedeploy-agent-rs/{}", crate::VERSION)),
+            connect_timeout: CONNECT_TIMEOUT,
+            read_timeout: Some(READ_TIMEOUT),
+            total_timeout: None,
+            proxy: Proxying::configured(proxy),
             // The API answers 302 to the archive host (codeload). reqwest
             // drops the Authorization header when a redirect changes host.
-            .redirect(reqwest::redirect::Policy::limited(10));
-        if let Some(proxy) = proxy {
-            builder = builder.proxy(explicit_proxy(proxy).map_err(GitHubError::Client)?);
+            redirects: Redirects::Follow(10),
+            max_idle_per_host: None,
+            keepalive: None,
         }
-        let http = builder
-            .build()
-            .map_err(|e| GitHubError::Client(e.to_string()))?;
+        .build("GitHub")
+        .map_err(GitHubError::Client)?;
         Ok(GitHubClient {
             http,
             endpoint: endpoint_override

@@ -11,6 +11,7 @@ use nix::unistd::Pid;
 use tokio::time::Instant;
 
 use super::check::{human, AttemptReport, BodyMatch, Probe, StatusMatch};
+use crate::http::{error_chain, ClientSettings, Proxying, Redirects};
 
 /// The most of a response body read for `--expect-body`; a health endpoint
 /// that sends more is not one.
@@ -25,11 +26,17 @@ impl Prober {
     pub fn new(probe: &Probe, timeout: Duration) -> Result<Prober, String> {
         let http = match probe {
             Probe::Http { .. } => Some(
-                reqwest::Client::builder()
-                    .timeout(timeout)
-                    .user_agent(format!("codedeploy-agent-health/{}", crate::VERSION))
-                    .build()
-                    .map_err(|e| format!("cannot build the HTTP client: {e}"))?,
+                ClientSettings {
+                    user_agent: Some(format!("codedeploy-agent-health/{}", crate::VERSION)),
+                    connect_timeout: timeout,
+                    read_timeout: None,
+                    total_timeout: Some(timeout),
+                    proxy: Proxying::FromEnvironment,
+                    redirects: Redirects::Follow(10),
+                    max_idle_per_host: None,
+                    keepalive: None,
+                }
+                .build("the health probe")?,
             ),
             _ => None,
         };
@@ -115,18 +122,6 @@ async fn http_attempt(
             format!("HTTP {status}, body does not match /{expected}/"),
         )
     }
-}
-
-/// reqwest's top-level message hides the cause (refused, reset, ...).
-fn error_chain(error: &dyn std::error::Error) -> String {
-    let mut text = error.to_string();
-    let mut source = error.source();
-    while let Some(cause) = source {
-        text.push_str(": ");
-        text.push_str(&cause.to_string());
-        source = cause.source();
-    }
-    text
 }
 
 async fn exec_attempt(command: &str, timeout: Duration) -> (bool, String) {

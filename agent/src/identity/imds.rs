@@ -11,6 +11,8 @@ use aws_credential_types::Credentials;
 use serde::Deserialize;
 use tokio::sync::Mutex;
 
+use crate::http::{ClientSettings, Proxying, Redirects};
+
 /// The metadata service address; `AWS_EC2_METADATA_SERVICE_ENDPOINT` overrides it.
 pub const DEFAULT_ENDPOINT: &str = "http://169.254.169.254";
 const TOKEN_TTL_SECONDS: &str = "21600";
@@ -106,12 +108,18 @@ impl Imds {
             .unwrap_or_else(|| DEFAULT_ENDPOINT.to_string())
             .trim_end_matches('/')
             .to_string();
-        let http = reqwest::Client::builder()
-            .no_proxy()
-            .connect_timeout(timeout.min(Duration::from_secs(2)))
-            .timeout(timeout)
-            .build()
-            .map_err(|e| format!("cannot set up the metadata client: {e}"))?;
+        let http = ClientSettings {
+            user_agent: None,
+            connect_timeout: timeout.min(Duration::from_secs(2)),
+            read_timeout: None,
+            total_timeout: Some(timeout),
+            // Link-local: never through a proxy.
+            proxy: Proxying::Direct,
+            redirects: Redirects::Follow(10),
+            max_idle_per_host: None,
+            keepalive: None,
+        }
+        .build("instance metadata")?;
         Ok(Imds {
             http,
             endpoint,
@@ -247,7 +255,7 @@ impl Imds {
                 // Nothing answered: that is not a refusal, and may pass on retry.
                 return Err(self.unreachable("/latest/api/token", e));
             }
-            Err(e) => crate::protocol::client::error_chain(&e),
+            Err(e) => crate::http::error_chain(&e),
         };
         *cached = None;
         match self.v1 {
@@ -270,7 +278,7 @@ impl Imds {
             detail: if error.is_timeout() {
                 "timed out".to_string()
             } else {
-                crate::protocol::client::error_chain(&error)
+                crate::http::error_chain(&error)
             },
         }
     }

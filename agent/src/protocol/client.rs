@@ -20,6 +20,7 @@ use super::endpoint::CommandsService;
 use super::signing::sign_request;
 use super::types::*;
 use crate::config::ProxyUri;
+use crate::http::{error_chain, stale_connection, ClientSettings, Proxying, Redirects};
 use crate::identity::CredentialSource;
 
 /// The largest answer the agent reads from the Commands service. A signed
@@ -236,20 +237,17 @@ impl CommandsClient {
         transport: &TransportSettings,
         agent_version: String,
     ) -> Result<CommandsClient, String> {
-        let mut builder = reqwest::Client::builder()
-            .user_agent(transport.user_agent.clone())
-            .connect_timeout(Duration::from_secs(10))
-            .read_timeout(transport.read_timeout)
-            .timeout(transport.read_timeout + Duration::from_secs(10))
-            .pool_max_idle_per_host(1)
-            .tcp_keepalive(Duration::from_secs(60))
-            .https_only(false);
-        if let Some(proxy) = &transport.proxy_uri {
-            builder = builder.proxy(explicit_proxy(proxy)?);
+        let http = ClientSettings {
+            user_agent: Some(transport.user_agent.clone()),
+            connect_timeout: Duration::from_secs(10),
+            read_timeout: Some(transport.read_timeout),
+            total_timeout: Some(transport.read_timeout + Duration::from_secs(10)),
+            proxy: Proxying::configured(transport.proxy_uri.as_ref()),
+            redirects: Redirects::Follow(10),
+            max_idle_per_host: Some(1),
+            keepalive: Some(Duration::from_secs(60)),
         }
-        let http = builder
-            .build()
-            .map_err(|e| format!("cannot set up the HTTPS client: {e}"))?;
+        .build("the CodeDeploy Commands service")?;
         let url = if service.endpoint.ends_with('/') {
             service.endpoint.clone()
         } else {
@@ -501,123 +499,9 @@ fn service_error(operation: &'static str, status: u16, body: &[u8]) -> CommandsE
     }
 }
 
-/// Whether a transport error means the connection was closed under a request
-/// it carried (the server or a proxy dropped a kept-alive connection), as
-/// opposed to a refused connection or a timeout (pure: reads the error chain).
-pub fn stale_connection(error: &(dyn std::error::Error + 'static)) -> bool {
-    let mut current = Some(error);
-    while let Some(e) = current {
-        if let Some(io) = e.downcast_ref::<std::io::Error>() {
-            use std::io::ErrorKind::*;
-            if matches!(
-                io.kind(),
-                ConnectionReset | ConnectionAborted | BrokenPipe | UnexpectedEof
-            ) {
-                return true;
-            }
-        }
-        // hyper's "incomplete message" has no io::Error of its own.
-        if e.to_string()
-            .contains("connection closed before message completed")
-        {
-            return true;
-        }
-        current = e.source();
-    }
-    false
-}
-
-/// `:proxy_uri:` for a reqwest client. An explicit proxy replaces the
-/// environment's, NO_PROXY included: it is for all AWS traffic, as in the
-/// official agent. Every HTTP client of the agent (Commands, S3, GitHub)
-/// builds its proxy here.
-pub fn explicit_proxy(proxy: &ProxyUri) -> Result<reqwest::Proxy, String> {
-    reqwest::Proxy::all(proxy.as_str()).map_err(|e| {
-        format!(
-            "proxy_uri {} is not a usable proxy URL: {e}",
-            proxy.redacted()
-        )
-    })
-}
-
-/// The error with its causes, which reqwest keeps in the source chain.
-pub fn error_chain(error: &dyn std::error::Error) -> String {
-    let mut text = error.to_string();
-    let mut source = error.source();
-    while let Some(cause) = source {
-        text.push_str(": ");
-        text.push_str(&cause.to_string());
-        source = cause.source();
-    }
-    text
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[derive(Debug)]
-    struct Wrapped(&'static str, Option<std::io::Error>);
-
-    impl std::fmt::Display for Wrapped {
-        fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-            f.write_str(self.0)
-        }
-    }
-
-    impl std::error::Error for Wrapped {
-        fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
-            self.1.as_ref().map(|e| e as _)
-        }
-    }
-
-    #[test]
-    fn only_connections_closed_under_a_request_are_stale() {
-        use std::io::{Error, ErrorKind};
-        let cases = [
-            (
-                Wrapped(
-                    "client error (SendRequest)",
-                    Some(Error::from(ErrorKind::ConnectionReset)),
-                ),
-                true,
-            ),
-            (
-                Wrapped("connection closed before message completed", None),
-                true,
-            ),
-            (
-                Wrapped(
-                    "client error (SendRequest)",
-                    Some(Error::from(ErrorKind::BrokenPipe)),
-                ),
-                true,
-            ),
-            (
-                Wrapped(
-                    "client error (Connect)",
-                    Some(Error::from(ErrorKind::ConnectionRefused)),
-                ),
-                false,
-            ),
-            (
-                Wrapped(
-                    "operation timed out",
-                    Some(Error::from(ErrorKind::TimedOut)),
-                ),
-                false,
-            ),
-            (Wrapped("dns error", None), false),
-        ];
-        for (error, expected) in cases {
-            assert_eq!(
-                stale_connection(&error),
-                expected,
-                "{error} / {:?}",
-                error.1
-            );
-        }
-    }
 
     #[test]
     fn the_throttle_gate_doubles_with_jitter_up_to_its_cap_and_resets_on_an_answer() {

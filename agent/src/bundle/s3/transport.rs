@@ -17,7 +17,7 @@ use aws_smithy_runtime_api::http::HttpError;
 use aws_smithy_types::body::SdkBody;
 
 use crate::config::ProxyUri;
-use crate::protocol::client::explicit_proxy;
+use crate::http::{ClientSettings, Proxying, Redirects};
 
 /// Time to set up the TCP and TLS connection to S3.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
@@ -36,19 +36,19 @@ impl S3Http {
     /// With `proxy` (`:proxy_uri:`) every request goes through it, whatever
     /// `NO_PROXY` says; without it the environment's proxy variables apply.
     pub fn new(proxy: Option<&ProxyUri>) -> Result<S3Http, String> {
-        // No User-Agent here: the SDK sets its own on each request.
-        let mut builder = reqwest::Client::builder()
-            .connect_timeout(CONNECT_TIMEOUT)
-            .read_timeout(READ_TIMEOUT)
-            .pool_max_idle_per_host(1)
+        let http = ClientSettings {
+            // None here: the SDK sets its own on each request.
+            user_agent: None,
+            connect_timeout: CONNECT_TIMEOUT,
+            read_timeout: Some(READ_TIMEOUT),
+            total_timeout: None,
+            proxy: Proxying::configured(proxy),
             // The SDK decides redirects (S3 answers 301 for a wrong region).
-            .redirect(reqwest::redirect::Policy::none());
-        if let Some(proxy) = proxy {
-            builder = builder.proxy(explicit_proxy(proxy)?);
+            redirects: Redirects::Return,
+            max_idle_per_host: Some(1),
+            keepalive: None,
         }
-        let http = builder
-            .build()
-            .map_err(|e| format!("cannot set up the HTTPS client for S3: {e}"))?;
+        .build("S3")?;
         Ok(S3Http {
             connector: SharedHttpConnector::new(Connector { http }),
         })
