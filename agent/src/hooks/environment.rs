@@ -115,7 +115,7 @@ mod tests {
             deployment_group_id: "g-1".into(),
             deployment_group_name: "fleet".into(),
             application_name: "app".into(),
-            deployment_creator: "user".into(),
+            deployment_creator: crate::spec::DeploymentCreator::user(),
             deployment_type: DeploymentType::InPlace,
             appspec_filename: "appspec.yml".into(),
             revision,

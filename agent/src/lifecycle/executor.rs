@@ -395,7 +395,7 @@ impl Executor {
         spec: &DeploymentSpec,
     ) -> Result<ScriptSource, ExecutionError> {
         let current = self.deployment_dir(spec);
-        match revision_for(event, spec.is_blue_green_rollback()) {
+        match revision_for(event, spec.direction()) {
             RevisionChoice::Current => Ok(ScriptSource::Revision(current)),
             RevisionChoice::Previous(_) if current.archive_dir().exists() => {
                 Ok(ScriptSource::Revision(current))
@@ -522,7 +522,7 @@ mod tests {
             deployment_group_id: "g-local".into(),
             deployment_group_name: "LocalFleet".into(),
             application_name: "app".into(),
-            deployment_creator: "user".into(),
+            deployment_creator: crate::spec::DeploymentCreator::user(),
             deployment_type: crate::spec::DeploymentType::InPlace,
             appspec_filename: "appspec.yml".into(),
             revision,

@@ -2,6 +2,7 @@
 //! last successfully installed one, or the most recently downloaded one.
 
 use crate::event::LifecycleEvent;
+use crate::spec::Direction;
 
 /// A revision named by the deployment-instructions files.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -19,14 +20,21 @@ pub enum RevisionChoice {
     Previous(PreviousRevision),
 }
 
-pub fn revision_for(event: &LifecycleEvent, blue_green_rollback: bool) -> RevisionChoice {
+pub fn revision_for(event: &LifecycleEvent, direction: Direction) -> RevisionChoice {
+    use Direction::*;
     use LifecycleEvent::*;
     use PreviousRevision::*;
-    match (event, blue_green_rollback) {
+    match (event, direction) {
         (ApplicationStop, _) => RevisionChoice::Previous(LastSuccessful),
-        (BeforeBlockTraffic | AfterBlockTraffic, false) => RevisionChoice::Previous(LastSuccessful),
-        (BeforeBlockTraffic | AfterBlockTraffic, true) => RevisionChoice::Previous(MostRecent),
-        (BeforeAllowTraffic | AfterAllowTraffic, true) => RevisionChoice::Previous(LastSuccessful),
+        (BeforeBlockTraffic | AfterBlockTraffic, Forward) => {
+            RevisionChoice::Previous(LastSuccessful)
+        }
+        (BeforeBlockTraffic | AfterBlockTraffic, BlueGreenRollback) => {
+            RevisionChoice::Previous(MostRecent)
+        }
+        (BeforeAllowTraffic | AfterAllowTraffic, BlueGreenRollback) => {
+            RevisionChoice::Previous(LastSuccessful)
+        }
         _ => RevisionChoice::Current,
     }
 }
@@ -38,31 +46,40 @@ mod tests {
 
     #[test]
     fn revision_table_of_the_spec() {
+        use Direction::*;
         use PreviousRevision::*;
         use RevisionChoice::*;
         let cases = [
-            (ApplicationStop, false, Previous(LastSuccessful)),
-            (BeforeBlockTraffic, false, Previous(LastSuccessful)),
-            (AfterBlockTraffic, false, Previous(LastSuccessful)),
-            (BeforeInstall, false, Current),
-            (AfterInstall, false, Current),
-            (ApplicationStart, false, Current),
-            (ValidateService, false, Current),
-            (BeforeAllowTraffic, false, Current),
-            (AfterAllowTraffic, false, Current),
-            (ApplicationStop, true, Previous(LastSuccessful)),
-            (BeforeBlockTraffic, true, Previous(MostRecent)),
-            (AfterBlockTraffic, true, Previous(MostRecent)),
-            (BeforeInstall, true, Current),
-            (ValidateService, true, Current),
-            (BeforeAllowTraffic, true, Previous(LastSuccessful)),
-            (AfterAllowTraffic, true, Previous(LastSuccessful)),
+            (ApplicationStop, Forward, Previous(LastSuccessful)),
+            (BeforeBlockTraffic, Forward, Previous(LastSuccessful)),
+            (AfterBlockTraffic, Forward, Previous(LastSuccessful)),
+            (BeforeInstall, Forward, Current),
+            (AfterInstall, Forward, Current),
+            (ApplicationStart, Forward, Current),
+            (ValidateService, Forward, Current),
+            (BeforeAllowTraffic, Forward, Current),
+            (AfterAllowTraffic, Forward, Current),
+            (ApplicationStop, BlueGreenRollback, Previous(LastSuccessful)),
+            (BeforeBlockTraffic, BlueGreenRollback, Previous(MostRecent)),
+            (AfterBlockTraffic, BlueGreenRollback, Previous(MostRecent)),
+            (BeforeInstall, BlueGreenRollback, Current),
+            (ValidateService, BlueGreenRollback, Current),
+            (
+                BeforeAllowTraffic,
+                BlueGreenRollback,
+                Previous(LastSuccessful),
+            ),
+            (
+                AfterAllowTraffic,
+                BlueGreenRollback,
+                Previous(LastSuccessful),
+            ),
         ];
-        for (event, rollback, expected) in cases {
+        for (event, direction, expected) in cases {
             assert_eq!(
-                revision_for(&event, rollback),
+                revision_for(&event, direction),
                 expected,
-                "{event} rollback={rollback}"
+                "{event} {direction:?}"
             );
         }
     }

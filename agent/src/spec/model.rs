@@ -11,7 +11,7 @@ pub struct DeploymentSpec {
     pub deployment_group_id: String,
     pub deployment_group_name: String,
     pub application_name: String,
-    pub deployment_creator: String,
+    pub deployment_creator: DeploymentCreator,
     pub deployment_type: DeploymentType,
     pub appspec_filename: String,
     pub revision: Revision,
@@ -22,11 +22,45 @@ pub struct DeploymentSpec {
 }
 
 impl DeploymentSpec {
-    /// A blue/green deployment created by the service to roll back.
-    pub fn is_blue_green_rollback(&self) -> bool {
-        self.deployment_creator == "codeDeployRollback"
-            && self.deployment_type == DeploymentType::BlueGreen
+    /// Whether the deployment undoes a blue/green one (the service created
+    /// it to roll back): its traffic hooks run from other revisions.
+    pub fn direction(&self) -> Direction {
+        match (&self.deployment_creator, self.deployment_type) {
+            (DeploymentCreator::Rollback, DeploymentType::BlueGreen) => {
+                Direction::BlueGreenRollback
+            }
+            _ => Direction::Forward,
+        }
     }
+}
+
+/// Who created the deployment (`DeploymentCreator`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum DeploymentCreator {
+    /// `codeDeployRollback`: the service, to roll back a deployment.
+    Rollback,
+    /// Anyone else, as the spec names them (`user`, `autoscaling`, ...).
+    Other(String),
+}
+
+impl DeploymentCreator {
+    pub fn parse(text: &str) -> DeploymentCreator {
+        match text {
+            "codeDeployRollback" => DeploymentCreator::Rollback,
+            other => DeploymentCreator::Other(other.to_string()),
+        }
+    }
+
+    pub fn user() -> DeploymentCreator {
+        DeploymentCreator::Other("user".to_string())
+    }
+}
+
+/// Which way a deployment goes, as far as the revision of its hooks goes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Direction {
+    Forward,
+    BlueGreenRollback,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

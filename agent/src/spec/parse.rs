@@ -86,7 +86,8 @@ pub fn parse_spec(json: &str) -> Result<DeploymentSpec, SpecError> {
         deployment_group_id,
         deployment_group_name: required("DeploymentGroupName")?,
         application_name: required("ApplicationName")?,
-        deployment_creator: text("DeploymentCreator").unwrap_or_else(|| "user".to_string()),
+        deployment_creator: text("DeploymentCreator")
+            .map_or_else(DeploymentCreator::user, |t| DeploymentCreator::parse(&t)),
         deployment_type,
         appspec_filename: text("AppSpecFilename").unwrap_or_else(|| "appspec.yml".to_string()),
         revision: parse_revision(spec.get("Revision"), spec.get("GitHubAccessToken"))?,
@@ -188,7 +189,7 @@ mod tests {
     #[test]
     fn defaults_and_s3_revision() {
         let spec = parse(&base()).unwrap();
-        assert_eq!(spec.deployment_creator, "user");
+        assert_eq!(spec.deployment_creator, DeploymentCreator::user());
         assert_eq!(spec.deployment_type, DeploymentType::InPlace);
         assert_eq!(spec.appspec_filename, "appspec.yml");
         assert_eq!(spec.file_exists_behavior, None);
@@ -318,6 +319,6 @@ mod tests {
         let mut v = base();
         v["DeploymentType"] = json!("BLUE_GREEN");
         v["DeploymentCreator"] = json!("codeDeployRollback");
-        assert!(parse(&v).unwrap().is_blue_green_rollback());
+        assert_eq!(parse(&v).unwrap().direction(), Direction::BlueGreenRollback);
     }
 }
