@@ -17,6 +17,19 @@ pub enum ErrorCode {
     FailedAfterRestart = 7,
 }
 
+impl ErrorCode {
+    /// The number the service receives.
+    pub fn number(self) -> u8 {
+        self as u8
+    }
+}
+
+impl Serialize for ErrorCode {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_u8(self.number())
+    }
+}
+
 /// What an operator reads when a panic stopped one command: what it was
 /// doing, the panic's own message, and that the agent went on.
 pub fn internal_error_message(doing: &str, panic: &(dyn std::any::Any + Send)) -> String {
@@ -37,7 +50,7 @@ pub const LOG_TAIL_LIMIT: usize = 2048;
 /// The JSON object carried (as a string) in the Complete's `Diagnostics.Payload`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Diagnostic {
-    pub error_code: u8,
+    pub error_code: ErrorCode,
     pub script_name: String,
     pub message: String,
     pub log: String,
@@ -46,7 +59,7 @@ pub struct Diagnostic {
 impl Diagnostic {
     pub fn succeeded(detail: &str) -> Diagnostic {
         Diagnostic {
-            error_code: ErrorCode::Succeeded as u8,
+            error_code: ErrorCode::Succeeded,
             script_name: String::new(),
             message: format!("Succeeded: {detail}"),
             log: String::new(),
@@ -71,7 +84,7 @@ impl Diagnostic {
         log: &str,
     ) -> Diagnostic {
         Diagnostic {
-            error_code: code as u8,
+            error_code: code,
             script_name: script_name.to_string(),
             message: message.into(),
             log: log.to_string(),

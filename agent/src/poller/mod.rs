@@ -390,7 +390,7 @@ impl Poller {
         let failed = status == CommandStatus::Failed;
         let ending = Ending {
             state: record_state(status),
-            error_code: failed.then_some(diagnostic.error_code),
+            error_code: failed.then_some(diagnostic.error_code.number()),
             message: failed.then(|| diagnostic.message.clone()),
         };
         self.tracker.ended(tracked, &ending);
@@ -516,7 +516,7 @@ impl Poller {
             Ok(()) => tracing::info!(
                 "reported {} (error code {})",
                 status.name(),
-                diagnostic.error_code
+                diagnostic.error_code.number()
             ),
             Err(error) => tracing::error!("giving up {what}: {error}"),
         }
@@ -587,7 +587,7 @@ impl Poller {
             .await;
             self.tracker.record_interrupted(
                 &interrupted,
-                diagnostic.error_code,
+                diagnostic.error_code.number(),
                 &diagnostic.message,
             );
         }

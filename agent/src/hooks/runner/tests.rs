@@ -199,7 +199,7 @@ async fn a_failing_script_stops_the_event_with_code_4_and_the_log_tail() {
     let diagnostic = failure.to_diagnostic();
     assert_eq!(
         (diagnostic.error_code, diagnostic.script_name.as_str()),
-        (4, "fail.sh")
+        (ErrorCode::ScriptFailed, "fail.sh")
     );
 }
 
