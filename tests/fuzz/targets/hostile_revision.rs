@@ -3,7 +3,10 @@
 //! built from pieces that hold control characters (a newline followed by an
 //! absolute path, NUL, ESC, CR, DEL), and the appspec's numbers from the
 //! extremes (`i64::MAX`, `2^64`, negative, exponents, `.inf`). The tar is
-//! written with PAX `path` records so that any byte reaches the unpacker.
+//! written with PAX `path` records, and a name holding a newline as a GNU
+//! long name (the tar crate splits PAX records at every newline, so a PAX
+//! `path` holding one is refused as malformed before its name is looked at),
+//! so that any byte reaches the unpacker.
 //!
 //! What must hold, whatever the choice:
 //! - a parsed appspec has no path with a control character, and every hook
@@ -156,11 +159,33 @@ fn appspec_text(choices: &mut Choices, destination: &Path) -> String {
 }
 
 /// A tar whose entries' names come from [`Choices::path`], written as PAX
-/// `path` records so that every byte of them survives.
+/// `path` records so that every byte of them survives; a name holding a
+/// newline, which a PAX record cannot carry through the tar crate's reader,
+/// as a GNU long name (`././@LongLink`), which carries every byte but NUL.
+/// Names without a newline are written as before, so that a corpus input
+/// keeps its meaning.
 fn tar_of(choices: &mut Choices, appspec: &str) -> Vec<u8> {
     let mut builder = tar::Builder::new(Vec::new());
     let append =
         |builder: &mut tar::Builder<Vec<u8>>, name: &str, kind: tar::EntryType, data: &[u8]| {
+            if name.contains('\n') {
+                let mut long = name.as_bytes().to_vec();
+                long.push(0);
+                let mut header = tar::Header::new_gnu();
+                let _ = header.set_path("././@LongLink");
+                header.set_entry_type(tar::EntryType::GNULongName);
+                header.set_size(long.len() as u64);
+                header.set_cksum();
+                let _ = builder.append(&header, long.as_slice());
+                let mut header = tar::Header::new_gnu();
+                let _ = header.set_path("placeholder");
+                header.set_entry_type(kind);
+                header.set_mode(0o755);
+                header.set_size(data.len() as u64);
+                header.set_cksum();
+                let _ = builder.append(&header, data);
+                return;
+            }
             let record = format!(" path={name}\n");
             let mut length = record.len() + 1;
             while format!("{length}").len() + record.len() != length {
