@@ -178,15 +178,12 @@ pub fn version_text(version: &str) -> String {
 /// Writes `.version` atomically (temporary file, then rename), read-only for
 /// everyone (0444) as 2.x does.
 pub fn write_version_file(path: &Path, version: &str) -> io::Result<()> {
-    let dir = path.parent().unwrap_or(Path::new("/"));
-    std::fs::create_dir_all(dir)?;
-    let mut temporary = tempfile::NamedTempFile::new_in(dir)?;
-    temporary.write_all(version_text(version).as_bytes())?;
-    temporary
-        .as_file()
-        .set_permissions(std::fs::Permissions::from_mode(0o444))?;
-    temporary.persist(path).map_err(|e| e.error)?;
-    Ok(())
+    crate::atomic_file::replace(
+        path,
+        Some(0o444),
+        crate::atomic_file::Durability::Unsynced,
+        |out| out.write_all(version_text(version).as_bytes()),
+    )
 }
 
 /// Heap arenas glibc may create: one for the runtime thread and one for the

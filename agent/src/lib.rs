@@ -7,6 +7,7 @@
 //! thin and sit beside it.
 
 pub mod appspec;
+pub mod atomic_file;
 pub mod bundle;
 pub mod config;
 pub mod control;

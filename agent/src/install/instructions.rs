@@ -10,6 +10,7 @@ use serde::Serialize;
 
 use super::error::InstallError;
 use super::plan::{InstallPlan, Instruction};
+use crate::atomic_file::Durability;
 
 #[derive(Serialize)]
 struct Document<'a> {
@@ -116,22 +117,13 @@ fn step(instruction: &Instruction) -> Step<'_> {
 /// Writes the instructions file, replacing the previous Install's.
 pub fn write_instructions(plan: &InstallPlan, path: &Path) -> Result<(), InstallError> {
     let error = InstallError::io("write the install instructions", path);
-    let dir = path.parent().unwrap_or(Path::new("."));
-    let write = || -> std::io::Result<()> {
-        std::fs::create_dir_all(dir)?;
-        let mut file = tempfile::Builder::new()
-            .prefix(".install-json-")
-            .tempfile_in(dir)?;
-        {
-            let mut writer = BufWriter::new(file.as_file_mut());
-            serde_json::to_writer(&mut writer, &document(plan))?;
-            writer.flush()?;
-        }
-        file.as_file().sync_all()?;
-        file.persist(path).map_err(|e| e.error)?;
-        Ok(())
-    };
-    write().map_err(error)
+    // Synced: the next Install's cleanup trusts it to say what this one made.
+    crate::atomic_file::replace(path, None, Durability::Synced, |file| {
+        let mut writer = BufWriter::new(file);
+        serde_json::to_writer(&mut writer, &document(plan))?;
+        writer.flush()
+    })
+    .map_err(error)
 }
 
 #[cfg(test)]

@@ -10,6 +10,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use crate::appspec::{self, AppSpec, AppSpecLookup};
+use crate::atomic_file::Durability;
 use crate::bundle;
 use crate::config::Hardening;
 use crate::diagnostics::Diagnostic;
@@ -484,14 +485,13 @@ impl Executor {
     }
 }
 
-/// Writes a deployment-instructions file atomically (temp file + rename).
+/// Replaces a deployment-instructions pointer file whole.
 fn write_instruction_file(file: &Path, deployment_dir: &Path) -> Result<(), ExecutionError> {
-    let dir = file.parent().unwrap_or(Path::new("/"));
-    std::fs::create_dir_all(dir).map_err(io_error(format!("cannot create {}", dir.display())))?;
-    let temp = file.with_extension("tmp");
-    std::fs::write(&temp, deployment_dir.to_string_lossy().as_bytes())
-        .and_then(|()| std::fs::rename(&temp, file))
-        .map_err(io_error(format!("cannot write {}", file.display())))
+    use std::io::Write;
+    crate::atomic_file::replace(file, None, Durability::Unsynced, |out| {
+        out.write_all(deployment_dir.to_string_lossy().as_bytes())
+    })
+    .map_err(io_error(format!("cannot write {}", file.display())))
 }
 
 #[cfg(test)]

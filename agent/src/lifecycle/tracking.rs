@@ -10,6 +10,7 @@
 //! restart. The record is for operators; a failure to write it is logged and
 //! never fails the command.
 
+use std::io::Write;
 use std::path::PathBuf;
 use std::time::{Duration, SystemTime};
 
@@ -17,6 +18,7 @@ use chrono::Utc;
 
 use super::layout::DeploymentRoot;
 use super::record::{self, CommandLine, CommandState};
+use crate::atomic_file::Durability;
 
 /// Tracking files older than this are left over from long ago and ignored.
 pub const STALE_AFTER: Duration = Duration::from_secs(24 * 3600);
@@ -64,12 +66,13 @@ impl Tracker {
     /// and the record's start line (logged when it cannot be written).
     pub fn start(&self, command: &TrackedCommand<'_>) -> std::io::Result<()> {
         self.record(command, CommandState::InProgress, None, None);
-        let dir = self.dir();
-        std::fs::create_dir_all(&dir)?;
-        let file = dir.join(command.deployment_id);
-        let temp = dir.join(format!(".{}.tmp", command.deployment_id));
-        std::fs::write(&temp, command.host_command_identifier)?;
-        std::fs::rename(&temp, &file)
+        // Its temporary name starts with a dot, which `take_interrupted` skips.
+        crate::atomic_file::replace(
+            &self.dir().join(command.deployment_id),
+            None,
+            Durability::Unsynced,
+            |out| out.write_all(command.host_command_identifier.as_bytes()),
+        )
     }
 
     /// Records how the command ended: before the service is told, so that
