@@ -12,6 +12,7 @@ use std::path::{Path, PathBuf};
 use std::sync::{Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
+use codedeploy_e2e::agent::tail;
 use codedeploy_e2e::container::{target_dir, CommandOutput, Container};
 use codedeploy_e2e::emulator::{CommandRecord, Diagnostics, Operation};
 use codedeploy_e2e::{AgentConfig, BundleType, Deployment, Revision, TestBed};
@@ -291,14 +292,6 @@ impl Host {
             deployment.deployment_id
         );
     }
-}
-
-fn tail(text: &str, max: usize) -> &str {
-    let mut start = text.len().saturating_sub(max);
-    while !text.is_char_boundary(start) {
-        start += 1;
-    }
-    &text[start..]
 }
 
 /// A revision installing `site/` to /srv/app, with `hooks` (event, `/bin/sh`
@@ -1085,6 +1078,26 @@ fn unit_revision(service: &str) -> Revision {
         )
 }
 
+/// Waits for `deployment` to fail, which must be at ApplicationStart; the
+/// log tail the script's failure was reported with.
+fn application_start_failure_log(host: &Host, deployment: &Deployment) -> String {
+    let outcome = host
+        .bed
+        .emulator
+        .wait_for_deployment_end(&deployment.deployment_id, DEPLOYMENT_DEADLINE);
+    let failed = outcome.failed_command().cloned();
+    ensure_eq!(
+        host,
+        failed.as_ref().map(|c| c.command_name.as_str()),
+        Some("ApplicationStart"),
+        "the deployment fails at ApplicationStart: {outcome}"
+    );
+    failed
+        .and_then(|c| c.diagnostics().cloned())
+        .map(|d| d.log)
+        .unwrap_or_default()
+}
+
 #[test]
 fn hook_library_systemd_unit_starts_stops_and_reports_a_failing_unit_with_the_real_systemctl() {
     let Some(host) = Host::start("systemd-unit") else {
@@ -1123,17 +1136,7 @@ fn hook_library_systemd_unit_starts_stops_and_reports_a_failing_unit_with_the_re
         &unit_revision("Type=exec\nExecStart=/opt/webshop/missing-binary"),
         Some(&first),
     );
-    let outcome = host
-        .bed
-        .emulator
-        .wait_for_deployment_end(&second.deployment_id, DEPLOYMENT_DEADLINE);
-    let failed = outcome.failed_command().cloned();
-    ensure_eq!(
-        host,
-        failed.as_ref().map(|c| c.command_name.as_str()),
-        Some("ApplicationStart"),
-        "the deployment fails at ApplicationStart: {outcome}"
-    );
+    let log = application_start_failure_log(&host, &second);
     let stop = host.command(&second, "ApplicationStop");
     ensure_eq!(
         host,
@@ -1147,16 +1150,10 @@ fn hook_library_systemd_unit_starts_stops_and_reports_a_failing_unit_with_the_re
         webshop_pid != 0 && !host.alive(webshop_pid),
         "the first unit's process (pid {webshop_pid}) is gone"
     );
-    let diagnostics = failed
-        .and_then(|c| c.diagnostics().cloned())
-        .expect("a failed command has diagnostics");
     ensure!(
         host,
-        diagnostics
-            .log
-            .contains("systemctl start webshop.service failed")
-            && diagnostics.log.contains("Active: failed"),
-        "the script says the unit failed and shows its status: {diagnostics:?}"
+        log.contains("systemctl start webshop.service failed") && log.contains("Active: failed"),
+        "the script says the unit failed and shows its status: {log}"
     );
 
     // A Type=simple unit is active as soon as it is forked: one whose
@@ -1166,21 +1163,7 @@ fn hook_library_systemd_unit_starts_stops_and_reports_a_failing_unit_with_the_re
         &unit_revision("ExecStart=/bin/sh -c 'sleep 1; exit 3'"),
         Some(&second),
     );
-    let outcome = host
-        .bed
-        .emulator
-        .wait_for_deployment_end(&third.deployment_id, DEPLOYMENT_DEADLINE);
-    let failed = outcome.failed_command().cloned();
-    ensure_eq!(
-        host,
-        failed.as_ref().map(|c| c.command_name.as_str()),
-        Some("ApplicationStart"),
-        "a unit dying after its start fails ApplicationStart: {outcome}"
-    );
-    let log = failed
-        .and_then(|c| c.diagnostics().cloned())
-        .map(|d| d.log)
-        .unwrap_or_default();
+    let log = application_start_failure_log(&host, &third);
     ensure!(
         host,
         log.contains("webshop.service was active, then"),

@@ -387,7 +387,9 @@ fn read_lossy(path: &Path) -> String {
         .unwrap_or_default()
 }
 
-fn tail(text: &str, max: usize) -> &str {
+/// The last `max` bytes of `text`, from a character boundary on (failure
+/// reports print the end of long logs).
+pub fn tail(text: &str, max: usize) -> &str {
     if text.len() <= max {
         return text;
     }

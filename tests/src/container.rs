@@ -31,6 +31,8 @@ use std::time::{Duration, Instant};
 
 use tempfile::TempDir;
 
+use crate::agent::tail;
+
 /// The release of the cached tree.
 pub const SUITE: &str = "bookworm";
 /// What the tree holds beyond minbase: an init and what `systemctl` and
@@ -577,17 +579,6 @@ fn signal(pid: u32, name: &str) {
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .status();
-}
-
-fn tail(text: &str, max: usize) -> &str {
-    if text.len() <= max {
-        return text;
-    }
-    let mut start = text.len() - max;
-    while !text.is_char_boundary(start) {
-        start += 1;
-    }
-    &text[start..]
 }
 
 #[cfg(test)]
