@@ -46,10 +46,10 @@ enum Command {
     },
     /// Check a bundle directory, archive or appspec file for everything that
     /// would fail its deployment on this host (exit 0 valid, 1 problems, 2 usage).
-    Validate(codedeploy_agent::validate::ValidateArgs),
+    Validate(codedeploy_agent::frontends::validate::ValidateArgs),
     /// Wait until a service is healthy over HTTP, TCP or a command
     /// (exit 0 healthy, 1 unhealthy, 2 usage).
-    Health(codedeploy_agent::health::HealthArgs),
+    Health(codedeploy_agent::frontends::health::HealthArgs),
 }
 
 fn main() -> ExitCode {
@@ -66,7 +66,7 @@ fn main() -> ExitCode {
         return ExitCode::from(2);
     };
     let verb = |verb| {
-        ExitCode::from(codedeploy_agent::control::run_cli(
+        ExitCode::from(codedeploy_agent::frontends::control::run_cli(
             verb,
             &cli.config,
             &mut std::io::stdout(),
@@ -74,22 +74,22 @@ fn main() -> ExitCode {
         ))
     };
     match command {
-        Command::Start => verb(codedeploy_agent::control::Verb::Start),
-        Command::Stop => verb(codedeploy_agent::control::Verb::Stop),
-        Command::Restart => verb(codedeploy_agent::control::Verb::Restart),
-        Command::Status { json } => ExitCode::from(codedeploy_agent::status::run_cli(
+        Command::Start => verb(codedeploy_agent::frontends::control::Verb::Start),
+        Command::Stop => verb(codedeploy_agent::frontends::control::Verb::Stop),
+        Command::Restart => verb(codedeploy_agent::frontends::control::Verb::Restart),
+        Command::Status { json } => ExitCode::from(codedeploy_agent::frontends::status::run_cli(
             &cli.config,
             json,
             &mut std::io::stdout(),
             &mut std::io::stderr(),
         )),
-        Command::Validate(args) => ExitCode::from(codedeploy_agent::validate::run_cli(
+        Command::Validate(args) => ExitCode::from(codedeploy_agent::frontends::validate::run_cli(
             &args,
             &cli.config,
             &mut std::io::stdout(),
             &mut std::io::stderr(),
         ) as u8),
-        Command::Health(args) => ExitCode::from(codedeploy_agent::health::run_cli(
+        Command::Health(args) => ExitCode::from(codedeploy_agent::frontends::health::run_cli(
             &args,
             &mut std::io::stdout(),
             &mut std::io::stderr(),
@@ -106,7 +106,7 @@ fn main() -> ExitCode {
                     return ExitCode::FAILURE;
                 }
             };
-            match runtime.block_on(codedeploy_agent::daemon::run(&cli.config)) {
+            match runtime.block_on(codedeploy_agent::frontends::daemon::run(&cli.config)) {
                 Ok(()) => ExitCode::SUCCESS,
                 Err(e) => {
                     tracing::error!("{e}");

@@ -1,5 +1,5 @@
 //! `codedeploy-local`: deploys a revision on this host without the service.
-//! Argument parsing and wiring only; the work is `codedeploy_agent::local`.
+//! Argument parsing and wiring only; the work is `codedeploy_agent::frontends::local`.
 //!
 //! Exit status: 0 the deployment succeeded, 1 it failed, 2 the options or the
 //! agent configuration are unusable (nothing was deployed).
@@ -10,7 +10,7 @@ use std::process::ExitCode;
 use clap::Parser;
 
 use codedeploy_agent::config::DEFAULT_CONFIG_FILE;
-use codedeploy_agent::local::{run_cli, RawOptions};
+use codedeploy_agent::frontends::local::{run_cli, RawOptions};
 
 #[derive(Parser)]
 #[command(

@@ -8,7 +8,7 @@ use std::path::PathBuf;
 
 use thiserror::Error;
 
-use crate::spec::S3Revision;
+use crate::deployment_spec::S3Revision;
 
 #[derive(Debug, Error)]
 pub enum BundleError {

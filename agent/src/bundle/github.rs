@@ -23,8 +23,8 @@ use super::error::BundleError;
 use super::sniff::sniff_archive;
 use super::stream::PARTIAL_PREFIX;
 use crate::config::ProxyUri;
+use crate::deployment_spec::{BundleType, GitHubRevision};
 use crate::http::{error_chain, ClientSettings, Proxying, Redirects};
-use crate::spec::{BundleType, GitHubRevision};
 
 /// Where GitHub revisions come from unless `:github_endpoint_override:` says
 /// otherwise.

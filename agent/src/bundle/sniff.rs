@@ -1,7 +1,7 @@
 //! What kind of archive a file is, from its first bytes (for local bundles
 //! and `validate`, where no BundleType is given). Pure.
 
-use crate::spec::BundleType;
+use crate::deployment_spec::BundleType;
 
 /// The archive type the first 512 bytes of a file show: gzip and zip by their
 /// magic numbers, tar by the `ustar` magic of its first header.

@@ -20,8 +20,8 @@ use super::error::BundleError;
 use super::sniff::sniff_archive;
 use super::unpack::{unpack_tar_stream, unpack_with, TarCompression};
 use crate::config::BundlePolicy;
+use crate::deployment_spec::BundleType;
 use crate::shutdown::Shutdown;
-use crate::spec::BundleType;
 
 /// Chunks in flight between the body and the tar reader. A body chunk is at
 /// most a few hundred KiB, so this bounds the buffered bundle to a few MiB.

@@ -28,10 +28,10 @@ use super::error::{ArchiveFormat, BundleError};
 use super::read_ahead::{fill, read_ahead};
 use super::sparse::{self, PaxChunks, SparseLayout};
 use crate::config::{BundlePolicy, LinkPolicy, Ownership, SetIdBits};
+use crate::deployment_spec::BundleType;
 use crate::folder_chain::FolderChain;
 use crate::names::{self, Escaped};
 use crate::shutdown::{self, Shutdown};
-use crate::spec::BundleType;
 
 /// [`unpack_with`] under the default policy.
 pub fn unpack(

@@ -4,8 +4,8 @@
 use std::ffi::OsString;
 
 use crate::config::{EnvInheritance, HookEnvPolicy, LoaderVariables};
+use crate::deployment_spec::{DeploymentSpec, Revision};
 use crate::event::LifecycleEvent;
-use crate::spec::{DeploymentSpec, Revision};
 
 /// Every variable the agent may set for a hook. Those without a value for this
 /// deployment are removed from the child's environment, so that a value the
@@ -107,7 +107,7 @@ pub(crate) fn variables_to_remove(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::spec::{BundleType, DeploymentType, GitHubRevision, S3Revision};
+    use crate::deployment_spec::{BundleType, DeploymentType, GitHubRevision, S3Revision};
 
     fn spec(revision: Revision) -> DeploymentSpec {
         DeploymentSpec {
@@ -115,7 +115,7 @@ mod tests {
             deployment_group_id: "g-1".into(),
             deployment_group_name: "fleet".into(),
             application_name: "app".into(),
-            deployment_creator: crate::spec::DeploymentCreator::user(),
+            deployment_creator: crate::deployment_spec::DeploymentCreator::user(),
             deployment_type: DeploymentType::InPlace,
             appspec_filename: "appspec.yml".into(),
             revision,

@@ -13,13 +13,13 @@ use crate::appspec::{self, AppSpec, AppSpecLookup};
 use crate::atomic_file::Durability;
 use crate::bundle;
 use crate::config::Hardening;
+use crate::deployment_spec::{DeploymentSpec, Revision};
 use crate::diagnostics::Diagnostic;
 use crate::event::LifecycleEvent;
 use crate::hooks::{self, EventRun, HookPolicy, ScriptFailure};
 use crate::identity::CredentialSource;
 use crate::install::{self, InstallRequest};
 use crate::shutdown::Shutdown;
-use crate::spec::{DeploymentSpec, Revision};
 
 use super::layout::{DeploymentDir, DeploymentRoot};
 use super::retention::{folders_to_delete, DeploymentFolder};
@@ -522,8 +522,8 @@ mod tests {
             deployment_group_id: "g-local".into(),
             deployment_group_name: "LocalFleet".into(),
             application_name: "app".into(),
-            deployment_creator: crate::spec::DeploymentCreator::user(),
-            deployment_type: crate::spec::DeploymentType::InPlace,
+            deployment_creator: crate::deployment_spec::DeploymentCreator::user(),
+            deployment_type: crate::deployment_spec::DeploymentType::InPlace,
             appspec_filename: "appspec.yml".into(),
             revision,
             file_exists_behavior: None,

@@ -1,8 +1,8 @@
 //! Which revision's scripts a hook runs from (pure): the current deployment's, the
 //! last successfully installed one, or the most recently downloaded one.
 
+use crate::deployment_spec::Direction;
 use crate::event::LifecycleEvent;
-use crate::spec::Direction;
 
 /// A revision named by the deployment-instructions files.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

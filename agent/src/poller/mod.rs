@@ -26,6 +26,7 @@ use futures_util::stream::{FuturesUnordered, StreamExt};
 use tokio::sync::{watch, OwnedMutexGuard, OwnedSemaphorePermit, Semaphore};
 use tracing::Instrument;
 
+use crate::deployment_spec::{parse_spec, DeploymentSpec, SpecVerifier, UnsignedSpecs};
 use crate::diagnostics::{Diagnostic, ErrorCode};
 use crate::event::LifecycleEvent;
 use crate::lifecycle::executor::{event_for_command, Executor};
@@ -33,7 +34,6 @@ use crate::lifecycle::record::CommandState;
 use crate::lifecycle::tracking::{Ending, TrackedCommand, Tracker};
 use crate::protocol::{CommandStatus, CommandsClient, CommandsError, ErrorClass, HostCommand};
 use crate::shutdown::Shutdown;
-use crate::spec::{parse_spec, DeploymentSpec, SpecVerifier, UnsignedSpecs};
 
 use schedule::{retry_backoff, Cadence, PollOutcome, Schedule};
 

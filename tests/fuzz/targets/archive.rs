@@ -9,8 +9,8 @@ use std::path::{Path, PathBuf};
 
 use codedeploy_agent::appspec::{self, FileExistsBehavior};
 use codedeploy_agent::bundle::unpack;
+use codedeploy_agent::deployment_spec::BundleType;
 use codedeploy_agent::install::{plan, Existing, FsRevision};
-use codedeploy_agent::spec::BundleType;
 
 /// Every path below `root`, without following links.
 fn tree(root: &Path) -> Vec<PathBuf> {

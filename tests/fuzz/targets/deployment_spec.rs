@@ -8,8 +8,8 @@
 use std::sync::OnceLock;
 
 use codedeploy_agent::config::SpecVerification;
+use codedeploy_agent::deployment_spec::{parse_spec, SpecVerifier, UnsignedSpecs};
 use codedeploy_agent::protocol::Envelope;
-use codedeploy_agent::spec::{parse_spec, SpecVerifier, UnsignedSpecs};
 use openssl::asn1::Asn1Time;
 use openssl::bn::BigNum;
 use openssl::ec::{EcGroup, EcKey};

@@ -24,9 +24,9 @@ use std::time::Instant;
 use codedeploy_agent::appspec::{self, FileExistsBehavior};
 use codedeploy_agent::bundle::unpack;
 use codedeploy_agent::config::InstallPolicy;
+use codedeploy_agent::deployment_spec::BundleType;
 use codedeploy_agent::install::{self, parse_cleanup, CleanupEntry, InstallRequest};
 use codedeploy_agent::shutdown;
-use codedeploy_agent::spec::BundleType;
 
 /// Path pieces: honest ones and every kind of control character.
 const PIECES: &[&str] = &[

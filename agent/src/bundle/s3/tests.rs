@@ -9,8 +9,8 @@ use aws_sdk_s3::primitives::ByteStream;
 
 use super::*;
 use crate::config::BundlePolicy;
+use crate::deployment_spec::BundleType;
 use crate::shutdown;
-use crate::spec::BundleType;
 
 struct Moto {
     child: Child,

@@ -19,6 +19,7 @@ use tokio::signal::unix::{signal, Signal, SignalKind};
 use tokio::sync::watch;
 
 use crate::config::{self, AgentConfig, SpecVerification};
+use crate::deployment_spec::SpecVerifier;
 use crate::identity::{self, IdentityOrigin};
 use crate::lifecycle::executor::{Executor, S3Settings};
 use crate::lifecycle::layout::DeploymentRoot;
@@ -31,7 +32,6 @@ use crate::protocol::endpoint::{
 };
 use crate::protocol::{CommandsClient, TransportSettings};
 use crate::shutdown;
-use crate::spec::SpecVerifier;
 
 /// How long the scripts of an aborted command get to end and be reported.
 const ABORT_GRACE: Duration = Duration::from_secs(30);

@@ -30,10 +30,10 @@ pub use skeleton::{skeleton, Skeleton};
 
 use crate::appspec::{self, AppSpec, RevisionPath};
 use crate::config::{BundlePolicy, InstallPolicy};
+use crate::deployment_spec::BundleType;
 use crate::install::{self, Existing, FsRevision, InstallError};
 use crate::lifecycle::layout::DeploymentDir;
 use crate::shutdown::{self, Shutdown, ShutdownTrigger};
-use crate::spec::BundleType;
 
 /// The exit statuses of `codedeploy-agent validate`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -6,8 +6,8 @@
 use serde_json::{json, Map, Value};
 
 use super::options::{BundleSource, LocalDeployment};
+use crate::deployment_spec::{parse_spec, DeploymentSpec, SpecError};
 use crate::protocol::Envelope;
-use crate::spec::{parse_spec, DeploymentSpec, SpecError};
 
 /// The envelope format of specs nobody signed; only the local CLI uses it.
 pub const UNSIGNED_FORMAT: &str = "TEXT/JSON";
@@ -96,8 +96,8 @@ pub fn open(envelope: &Envelope) -> Result<DeploymentSpec, SpecError> {
 mod tests {
     use super::*;
     use crate::appspec::FileExistsBehavior;
-    use crate::local::options::{default_events, RawOptions};
-    use crate::spec::{BundleType, GitHubRevision, Revision, S3Revision};
+    use crate::deployment_spec::{BundleType, GitHubRevision, Revision, S3Revision};
+    use crate::frontends::local::options::{default_events, RawOptions};
     use std::path::PathBuf;
 
     fn deployment(source: BundleSource) -> LocalDeployment {

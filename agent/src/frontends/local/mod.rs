@@ -22,13 +22,13 @@ use futures_util::FutureExt;
 use tracing::Instrument;
 
 use crate::config::{self, AgentConfig};
+use crate::deployment_spec::{DeploymentSpec, Revision};
 use crate::diagnostics::internal_error_message;
 use crate::event::LifecycleEvent;
 use crate::identity::{self, CredentialSource};
 use crate::lifecycle::executor::{CommandOrigin, ExecutionError, Executor, S3Settings};
 use crate::lifecycle::layout::DeploymentRoot;
 use crate::shutdown::{self, Shutdown};
-use crate::spec::{DeploymentSpec, Revision};
 
 pub use options::{
     plan_events, resolve, BundleSource, LocalDeployment, LocationKind, OptionError, RawOptions,

@@ -6,8 +6,8 @@
 use std::path::{Path, PathBuf};
 
 use crate::appspec::FileExistsBehavior;
+use crate::deployment_spec::BundleType;
 use crate::event::LifecycleEvent;
-use crate::spec::BundleType;
 
 pub const DEFAULT_DEPLOYMENT_GROUP: &str = "default-local-deployment-group";
 pub const DEFAULT_DEPLOYMENT_GROUP_NAME: &str = "LocalFleet";

@@ -16,7 +16,7 @@ use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
 
 use crate::config::{self, AgentConfig};
-use crate::status::{self, AgentState};
+use crate::frontends::status::{self, AgentState};
 
 /// The packaged unit the verbs act on under systemd.
 pub const UNIT: &str = "codedeploy-agent.service";

@@ -282,7 +282,7 @@ fn interpreter_finding(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::validate::skeleton::{Located, ScriptRef};
+    use crate::frontends::validate::skeleton::{Located, ScriptRef};
 
     #[test]
     fn shebang_lines() {
