@@ -1,6 +1,8 @@
 //! The diagnostics the service receives with PutHostCommandComplete: the error
-//! codes 0–7, the message, the failing script and the tail of the script output.
-//! This is the one place where failures become service-visible codes. Pure code.
+//! codes 0–7, the message, the failing script and the tail of the script output,
+//! and how they are bounded for the wire. Which failure gets which code is
+//! decided in one place, [`lifecycle::failure`](crate::lifecycle::failure).
+//! Pure code.
 
 use serde::Serialize;
 
@@ -30,20 +32,6 @@ impl Serialize for ErrorCode {
     }
 }
 
-/// What an operator reads when a panic stopped one command: what it was
-/// doing, the panic's own message, and that the agent went on.
-pub fn internal_error_message(doing: &str, panic: &(dyn std::any::Any + Send)) -> String {
-    let reason = panic
-        .downcast_ref::<&str>()
-        .map(|s| s.to_string())
-        .or_else(|| panic.downcast_ref::<String>().cloned())
-        .unwrap_or_else(|| "no message".to_string());
-    format!(
-        "The CodeDeploy agent hit an internal error while {doing} (panic: {reason}); \
-         the command was stopped with any hook script it was running. This is a bug in the agent: please report it with the agent's log"
-    )
-}
-
 /// The longest script-output tail sent to the service, in characters.
 pub const LOG_TAIL_LIMIT: usize = 2048;
 
@@ -69,12 +57,6 @@ impl Diagnostic {
     /// A failure outside any script (spec, download, unpack, appspec, install).
     pub fn unknown_error(message: impl Into<String>) -> Diagnostic {
         Diagnostic::failed(ErrorCode::UnknownError, "", message, "")
-    }
-
-    /// A command stopped by a panic in the agent (a bug in the agent, not in
-    /// the revision) while `doing` something.
-    pub fn internal_error(doing: &str, panic: &(dyn std::any::Any + Send)) -> Diagnostic {
-        Diagnostic::unknown_error(internal_error_message(doing, panic))
     }
 
     pub fn failed(

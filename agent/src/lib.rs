@@ -8,6 +8,7 @@
 
 pub mod appspec;
 pub mod atomic_file;
+pub mod blocking;
 pub mod bundle;
 pub mod config;
 pub mod deadline;

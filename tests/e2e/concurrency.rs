@@ -288,3 +288,84 @@ fn a_throttling_storm_on_every_operation_is_ridden_out_and_every_complete_arrive
         "the revision is installed"
     );
 }
+
+/// The times (since the emulator started) of the calls of `operation` about
+/// the command `host_command_identifier`.
+fn calls_about(bed: &TestBed, operation: Operation, host_command_identifier: &str) -> Vec<f64> {
+    bed.emulator
+        .calls_of(operation)
+        .iter()
+        .filter(|call| call.request["HostCommandIdentifier"] == host_command_identifier)
+        .map(|call| call.elapsed.as_secs_f64())
+        .collect()
+}
+
+#[test]
+fn removing_old_revisions_of_many_files_does_not_hold_up_polling() {
+    let bed = TestBed::start("retention-off-runtime");
+    let install = bed.path().join("srv/app");
+    let revision = Revision::new()
+        .file("appspec.yml", appspec("site", &install, &[]))
+        .file("site/index.html", "<p>new</p>\n");
+    let location = bed.upload("retention", "app/new.tgz", &revision, BundleType::Tgz);
+    let deployment = Deployment::new("App", "App-Group", location);
+    // Four earlier revisions of 60,000 files each: removing them takes
+    // seconds, which on the agent's one runtime thread would stop its polls.
+    let group_dir = bed.root_dir().join(&deployment.group_id);
+    for old in 1..=4 {
+        let archive = group_dir.join(format!("d-OLD{old:07}/deployment-archive"));
+        for chunk in 0..60 {
+            let dir = archive.join(format!("node_modules/p{chunk}"));
+            std::fs::create_dir_all(&dir).unwrap();
+            for file in 0..1000 {
+                std::fs::File::create(dir.join(format!("f{file}.js"))).unwrap();
+            }
+        }
+    }
+    bed.emulator.add_deployment(deployment.clone());
+    let config = bed
+        .agent_config()
+        .extra_line(":max_revisions: 1")
+        .extra_line(":poll_jitter_percent: 10");
+    bed.start_agent_with(&agent_binary(), &config);
+    expect_success(&bed, &deployment);
+    ensure!(
+        bed,
+        std::fs::read_dir(&group_dir).unwrap().count() == 1,
+        "only the new revision's folder is left in {}",
+        group_dir.display()
+    );
+
+    let record = bed.emulator.deployment(&deployment.deployment_id).unwrap();
+    let download = &record
+        .command("DownloadBundle")
+        .unwrap()
+        .host_command_identifier;
+    let acknowledged = calls_about(&bed, Operation::PutHostCommandAcknowledgement, download)[0];
+    let completed = calls_about(&bed, Operation::PutHostCommandComplete, download)[0];
+    let polls: Vec<f64> = bed
+        .emulator
+        .calls_of(Operation::PollHostCommand)
+        .iter()
+        .map(|call| call.elapsed.as_secs_f64())
+        .collect();
+    // Polls go on every second (+10 % jitter) while DownloadBundle removes
+    // the old revisions: no gap in the window is longer than a slot.
+    let mut times: Vec<f64> = polls
+        .iter()
+        .copied()
+        .filter(|t| (acknowledged..=completed).contains(t))
+        .collect();
+    times.insert(0, acknowledged);
+    times.push(completed);
+    let longest = times
+        .windows(2)
+        .map(|pair| pair[1] - pair[0])
+        .fold(0.0, f64::max);
+    ensure!(
+        bed,
+        longest < 1.6,
+        "the longest wait between polls during DownloadBundle ({:.2} s, from {acknowledged:.2} to {completed:.2} s) was {longest:.2} s",
+        completed - acknowledged
+    );
+}

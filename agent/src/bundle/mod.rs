@@ -5,6 +5,7 @@
 //! content beyond the single-top-level-folder rule; the appspec is read later.
 
 mod error;
+mod fetch;
 mod github;
 mod local;
 mod read_ahead;
@@ -15,6 +16,7 @@ mod stream;
 mod unpack;
 
 pub use error::{ArchiveFormat, BundleError, S3Object};
+pub use fetch::{FetchError, FetchTarget, Fetcher, S3Settings};
 pub use github::{fetch_github, GitHubClient, GitHubError};
 pub use local::{copy_local_directory, link_local_file, refused_name};
 pub use s3::{fetch_s3, s3_client};

@@ -18,10 +18,11 @@ use std::time::Duration;
 use tokio::signal::unix::{signal, Signal, SignalKind};
 use tokio::sync::watch;
 
+use crate::bundle::{Fetcher, S3Settings};
 use crate::config::{self, AgentConfig, SpecVerification};
 use crate::deployment_spec::SpecVerifier;
 use crate::identity::{self, IdentityOrigin};
-use crate::lifecycle::executor::{Executor, S3Settings};
+use crate::lifecycle::executor::Executor;
 use crate::lifecycle::layout::DeploymentRoot;
 use crate::lifecycle::tracking::Tracker;
 use crate::logging::{self, LogControl, LogSettings};
@@ -363,14 +364,17 @@ async fn build_poller(
             root,
             max_revisions: config.max_revisions,
             deployments_log: config.enable_deployments_log,
-            s3: S3Settings {
-                region: identity.region,
-                endpoint_override: s3_endpoint,
-                proxy: config.proxy_uri.clone(),
+            fetcher: Fetcher {
+                s3: S3Settings {
+                    region: identity.region,
+                    endpoint_override: s3_endpoint,
+                    proxy: config.proxy_uri.clone(),
+                },
+                github_endpoint: config.github_endpoint_override.clone(),
+                credentials,
+                policy: config.hardening.bundle,
             },
-            github_endpoint: config.github_endpoint_override.clone(),
-            credentials,
-            hardening: config.hardening.clone(),
+            install: config.hardening.install,
             hooks: crate::hooks::HookPolicy::from_config(config, hooks_core_limit),
             hook_bounds: Arc::new(crate::hooks::bounds::Enforcer::new(config.hook_bounds)),
         },

@@ -14,19 +14,21 @@ pub mod spec;
 
 use std::io::{Read, Write};
 use std::panic::AssertUnwindSafe;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use aws_credential_types::Credentials;
 use futures_util::FutureExt;
 use tracing::Instrument;
 
+use crate::bundle::{Fetcher, S3Settings};
 use crate::config::{self, AgentConfig};
 use crate::deployment_spec::{DeploymentSpec, Revision};
-use crate::diagnostics::internal_error_message;
 use crate::event::LifecycleEvent;
 use crate::identity::{self, CredentialSource};
-use crate::lifecycle::executor::{CommandOrigin, ExecutionError, Executor, S3Settings};
+use crate::lifecycle::command::{CommandOrigin, NothingToRun};
+use crate::lifecycle::executor::Executor;
+use crate::lifecycle::failure::ExecutionError;
 use crate::lifecycle::layout::DeploymentRoot;
 use crate::shutdown::{self, Shutdown};
 
@@ -211,15 +213,14 @@ async fn deploy_as(
     let mut exit = LocalExit::Succeeded;
     for event in &deployment.events {
         // Unwinding drops the hook runner, which kills a script still running.
-        let outcome = AssertUnwindSafe(run_event(&executor, event, &spec, shutdown.clone()))
-            .catch_unwind()
-            .await
-            .unwrap_or_else(|panic| {
-                Err(ExecutionError::Internal(internal_error_message(
-                    &format!("running {event}"),
-                    panic.as_ref(),
-                )))
-            });
+        let (archive, outcome) =
+            AssertUnwindSafe(run_event(&executor, event, &spec, shutdown.clone()))
+                .catch_unwind()
+                .await
+                .unwrap_or_else(|panic| {
+                    let doing = format!("running {event}");
+                    (None, Err(ExecutionError::panic(doing, panic.as_ref())))
+                });
         let result = match &outcome {
             Ok(result) => result.clone(),
             Err(_) => EventResult::Failed,
@@ -229,11 +230,7 @@ async fn deploy_as(
             tracing::error!(event = %event, "{error}");
             let lines = match &error {
                 ExecutionError::Script(failure) => {
-                    let archive = executor
-                        .scripts_archive_dir(event, &spec)
-                        .ok()
-                        .flatten()
-                        .unwrap_or_else(|| dir.archive_dir());
+                    let archive = archive.clone().unwrap_or_else(|| dir.archive_dir());
                     report::script_failure_lines(&archive, failure)
                 }
                 other => vec![report::failure_line(event, &other.to_string())],
@@ -255,24 +252,30 @@ async fn deploy_as(
     exit
 }
 
+/// Runs one event; what it ran from (the `deployment-archive/` its scripts
+/// are in, if any) comes back with the result for the failure report.
 async fn run_event(
     executor: &Executor,
     event: &LifecycleEvent,
     spec: &DeploymentSpec,
     shutdown: Shutdown,
-) -> Result<EventResult, ExecutionError> {
-    if !event.is_agent_action() {
-        if executor.scripts_archive_dir(event, spec)?.is_none() {
-            return Ok(EventResult::Skipped(SkipReason::NoEarlierRevision));
+) -> (Option<PathBuf>, Result<EventResult, ExecutionError>) {
+    let command = match executor.prepare(CommandOrigin::LocalCli, event.clone(), spec.clone()) {
+        Ok(command) => command,
+        Err(error) => return (None, Err(error)),
+    };
+    let archive = command.scripts_archive_dir();
+    let result = match command.nothing_to_run() {
+        Some(NothingToRun::NoEarlierRevision) => {
+            Ok(EventResult::Skipped(SkipReason::NoEarlierRevision))
         }
-        if executor.is_noop(event, spec)? {
-            return Ok(EventResult::Skipped(SkipReason::NoScripts));
-        }
-    }
-    executor
-        .execute_for(CommandOrigin::LocalCli, event, spec, shutdown)
-        .await?;
-    Ok(EventResult::Succeeded)
+        Some(NothingToRun::NoScripts) => Ok(EventResult::Skipped(SkipReason::NoScripts)),
+        None => executor
+            .execute(&command, shutdown)
+            .await
+            .map(|()| EventResult::Succeeded),
+    };
+    (archive, result)
 }
 
 /// The daemon's executor over the configured deployment root. Only an S3
@@ -313,14 +316,17 @@ async fn executor_for(config: &AgentConfig, spec: &DeploymentSpec) -> Result<Exe
         root: DeploymentRoot::new(&config.root_dir, &config.ongoing_deployment_tracking),
         max_revisions: config.max_revisions,
         deployments_log: config.enable_deployments_log,
-        s3: S3Settings {
-            region,
-            endpoint_override,
-            proxy: config.proxy_uri.clone(),
+        fetcher: Fetcher {
+            s3: S3Settings {
+                region,
+                endpoint_override,
+                proxy: config.proxy_uri.clone(),
+            },
+            github_endpoint: config.github_endpoint_override.clone(),
+            credentials: Arc::new(credentials),
+            policy: config.hardening.bundle,
         },
-        github_endpoint: config.github_endpoint_override.clone(),
-        credentials: Arc::new(credentials),
-        hardening: config.hardening.clone(),
+        install: config.hardening.install,
         hooks: crate::hooks::HookPolicy::from_config(config, None),
         hook_bounds: Arc::new(crate::hooks::bounds::Enforcer::new(config.hook_bounds)),
     })

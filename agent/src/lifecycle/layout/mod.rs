@@ -1,5 +1,8 @@
 //! The deployment-root layout shared with the official agent, so that a host can
-//! switch agents between two deployments. Paths only: no file access here.
+//! switch agents between two deployments. This file is paths only, with no
+//! file access; [`disk`] holds the few file operations on them.
+
+pub mod disk;
 
 use std::path::{Path, PathBuf};
 
