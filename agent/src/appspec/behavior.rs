@@ -3,6 +3,8 @@
 use std::fmt;
 use std::str::FromStr;
 
+use super::error::Problem;
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum FileExistsBehavior {
     /// Fail the deployment (the default).
@@ -27,7 +29,7 @@ impl FileExistsBehavior {
 }
 
 impl FromStr for FileExistsBehavior {
-    type Err = String;
+    type Err = Problem;
 
     /// Exact, case-sensitive names (the appspec's rule); callers upper-case the
     /// deployment's override first.

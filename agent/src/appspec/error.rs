@@ -6,6 +6,15 @@ use std::path::PathBuf;
 
 use thiserror::Error;
 
+/// A message for the person who wrote the appspec: what is wrong with one
+/// value and how to fix it, e.g. `mode '648' contains '8', which is not an
+/// octal digit (0-7)`. The caller places it: the parser hands it to
+/// serde_norway, which adds the key path and line, and [`AppSpecError::Invalid`]
+/// adds the file; a value's own parser may quote a part's problem in its own
+/// (`acl entry 'u:bob:rwz' is invalid: ...`). Nothing else is ever flattened
+/// into one: an I/O or YAML error stays a `#[source]` of [`AppSpecError`].
+pub type Problem = String;
+
 #[derive(Debug, Error)]
 pub enum AppSpecError {
     /// The wording up to "..." is the official agent's, which operators search for.
@@ -23,6 +32,17 @@ pub enum AppSpecError {
         path: PathBuf,
         #[source]
         source: std::io::Error,
+    },
+
+    /// Worded as a [`AppSpecError::Read`] whose cause is the encoding.
+    #[error(
+        "Could not read the AppSpec file {path}: it is not UTF-8 text (invalid byte at offset {}); save it as UTF-8",
+        .source.valid_up_to()
+    )]
+    NotUtf8 {
+        path: PathBuf,
+        #[source]
+        source: std::str::Utf8Error,
     },
 
     #[error(

@@ -12,7 +12,7 @@ mod permission;
 use std::path::Path;
 
 pub use behavior::FileExistsBehavior;
-pub use error::AppSpecError;
+pub use error::{AppSpecError, Problem};
 pub use model::{AppSpec, AppSpecVersion, EventHooks, FileMapping, HookScript, Os};
 pub use parse::{check_limits, parse, MAX_FLOW_OPENERS};
 pub use paths::{normalize_host_path, RevisionPath};
@@ -38,6 +38,7 @@ pub const MAX_APPSPEC_BYTES: u64 = 4 * 1024 * 1024;
 enum LoadError {
     Io(std::io::Error),
     TooLarge(u64),
+    NotUtf8(std::str::Utf8Error),
 }
 
 /// The file's text, refusing one larger than [`MAX_APPSPEC_BYTES`] before
@@ -56,15 +57,8 @@ fn read_bounded(path: &Path) -> Result<String, LoadError> {
     if bytes.len() as u64 > MAX_APPSPEC_BYTES {
         return Err(LoadError::TooLarge(bytes.len() as u64));
     }
-    String::from_utf8(bytes).map_err(|e| {
-        LoadError::Io(std::io::Error::new(
-            std::io::ErrorKind::InvalidData,
-            format!(
-                "it is not UTF-8 text (invalid byte at offset {}); save it as UTF-8",
-                e.utf8_error().valid_up_to()
-            ),
-        ))
-    })
+    // Only the small Utf8Error is kept: the FromUtf8Error holds all the bytes.
+    String::from_utf8(bytes).map_err(|e| LoadError::NotUtf8(e.utf8_error()))
 }
 
 /// Reads one appspec file as [`load`] does: over [`MAX_APPSPEC_BYTES`], or
@@ -79,6 +73,10 @@ pub fn read(path: &Path) -> Result<String, AppSpecError> {
             path: path.to_path_buf(),
             size,
             limit: MAX_APPSPEC_BYTES,
+        },
+        LoadError::NotUtf8(source) => AppSpecError::NotUtf8 {
+            path: path.to_path_buf(),
+            source,
         },
     })
 }
