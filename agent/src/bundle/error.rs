@@ -6,14 +6,39 @@
 use std::fmt;
 use std::path::PathBuf;
 
+use aws_sdk_s3::config::http::HttpResponse;
+use aws_sdk_s3::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
+use aws_sdk_s3::operation::get_object::GetObjectError;
 use thiserror::Error;
 
 use crate::deployment_spec::S3Revision;
 
 #[derive(Debug, Error)]
 pub enum BundleError {
+    /// No S3 client could be set up for the download. `detail` is only a
+    /// message: the HTTP layer that failed gives its reason as text.
     #[error("Could not download the bundle {object}: {detail}")]
     S3 { object: S3Object, detail: String },
+
+    /// GetObject was refused (S3's code and message) or got no usable answer
+    /// (the SDK's whole account of it).
+    #[error("Could not download the bundle {object}: {}", describe_get_object_error(.source))]
+    S3Request {
+        object: S3Object,
+        /// Boxed: the SDK's error is large, and every `Result` of this layer
+        /// would carry its size.
+        #[source]
+        source: Box<SdkError<GetObjectError, HttpResponse>>,
+    },
+
+    /// The body broke off on every attempt; `source` is what the last one
+    /// came to.
+    #[error("Could not download the bundle {object}: the download broke off: {source}")]
+    S3BrokenOff {
+        object: S3Object,
+        #[source]
+        source: BrokenOff,
+    },
 
     #[error("Expected deployment artifact bundle etag {expected} but was actually {actual} (bundle {object})")]
     EtagMismatch {
@@ -34,6 +59,14 @@ pub enum BundleError {
     Extract {
         format: ArchiveFormat,
         detail: String,
+    },
+
+    /// The thread unpacking a downloaded body panicked or was cancelled.
+    #[error("Error extracting {format} archive: the unpack task failed: {source}")]
+    UnpackTask {
+        format: ArchiveFormat,
+        #[source]
+        source: tokio::task::JoinError,
     },
 
     #[error("The disk is (or was) full during extraction.")]
@@ -102,5 +135,37 @@ impl fmt::Display for S3Object {
             write!(f, " (version {version})")?;
         }
         Ok(())
+    }
+}
+
+/// What the transport said when a bundle's body stopped midway (a reset
+/// connection, a stall past the read timeout): fetching again may help.
+#[derive(Debug, Error)]
+#[error("{0}")]
+pub struct BrokenOff(#[source] Box<dyn std::error::Error + Send + Sync>);
+
+impl BrokenOff {
+    pub(super) fn new(cause: impl std::error::Error + Send + Sync + 'static) -> BrokenOff {
+        BrokenOff(Box::new(cause))
+    }
+}
+
+/// The service's own code and message when it answered; the whole error chain
+/// otherwise, with the official agent's hint for connection failures.
+fn describe_get_object_error(error: &SdkError<GetObjectError, HttpResponse>) -> String {
+    match error {
+        SdkError::ServiceError(service) => {
+            let err = service.err();
+            let code = err.code().unwrap_or("UnknownError");
+            match err.message() {
+                Some(message) => format!("{code}: {message}"),
+                None => code.to_string(),
+            }
+        }
+        SdkError::DispatchFailure(_) | SdkError::TimeoutError(_) => format!(
+            "{}. Try using s3 endpoint override.",
+            DisplayErrorContext(error)
+        ),
+        _ => DisplayErrorContext(error).to_string(),
     }
 }

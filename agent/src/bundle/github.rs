@@ -2,7 +2,7 @@
 //! (`/repos/<account>/<repository>/<tarball|zipball>/<commit>`, redirects to
 //! the archive host followed), written to `bundle.tar` through a temporary
 //! file that is renamed only once the whole body is there. Unpacking is left
-//! to the caller (`unpack.rs`, with the type [`fetch_github`] returns).
+//! to the caller (`unpack/`, with the type [`fetch_github`] returns).
 //!
 //! Owns the retry policy of the official agent (HTTP errors tried again after
 //! 10 s, 30 s and 90 s, then `Could not download bundle at '<url>' after 3
@@ -12,11 +12,10 @@
 //! `:proxy_uri:` when set, else through the proxy environment variables, like
 //! the Commands and S3 clients.
 
-use std::fmt;
 use std::path::Path;
 use std::time::Duration;
 
-use reqwest::header::{HeaderValue, AUTHORIZATION};
+use reqwest::header::{HeaderValue, InvalidHeaderValue, AUTHORIZATION};
 use tokio::io::AsyncWriteExt;
 
 use super::error::BundleError;
@@ -59,32 +58,36 @@ pub enum GitHubError {
         attempts: Vec<AttemptFailure>,
     },
 
+    /// The HTTPS client could not be built. Only a message: the HTTP layer
+    /// gives its reason as text (it names the proxy, never its password).
     #[error("cannot set up the HTTPS client for GitHub: {0}")]
     Client(String),
+
+    /// The deployment's token cannot be sent as a header (it holds a
+    /// character no header may). Neither message shows the token.
+    #[error("cannot set up the HTTPS client for GitHub: the deployment's GitHub access token is not a valid header value")]
+    AccessToken(#[source] InvalidHeaderValue),
 
     /// The body arrived but could not be written to `bundle.tar`.
     #[error(transparent)]
     Bundle(#[from] BundleError),
 }
 
-/// What one download attempt came to, when it did not succeed.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// What one download attempt came to, when it did not succeed. Read in the
+/// official message as one of the "codes" the server returned; a transport
+/// error reads with its causes (reqwest's own text hides them). No text
+/// holds the token: it is only in a header, which no error shows.
+#[derive(Debug, thiserror::Error)]
 pub enum AttemptFailure {
     /// The server answered with this (non-success) HTTP status.
+    #[error("{0}")]
     Status(u16),
-    /// No usable answer: connection, TLS, timeout, redirect loop, or a body
-    /// that broke off. The text never holds the token (it is only in a
-    /// header, which no error shows).
-    Transport(String),
-}
-
-impl fmt::Display for AttemptFailure {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            AttemptFailure::Status(code) => write!(f, "{code}"),
-            AttemptFailure::Transport(reason) => f.write_str(reason),
-        }
-    }
+    /// No usable answer: connection, TLS, timeout, redirect loop.
+    #[error("{}", error_chain(.0))]
+    Transport(#[source] reqwest::Error),
+    /// The answer began, then its body broke off.
+    #[error("the download broke off: {}", error_chain(.0))]
+    BrokenOff(#[source] reqwest::Error),
 }
 
 /// The API URL of the archive of `revision`'s commit under `endpoint`:
@@ -211,11 +214,8 @@ pub async fn fetch_github(
     let url = archive_url(&client.endpoint, revision);
     let authorization = match &revision.access_token {
         Some(token) => {
-            let mut value = HeaderValue::from_str(&format!("token {token}")).map_err(|_| {
-                GitHubError::Client(
-                    "the deployment's GitHub access token is not a valid header value".into(),
-                )
-            })?;
+            let mut value = HeaderValue::from_str(&format!("token {token}"))
+                .map_err(GitHubError::AccessToken)?;
             // Kept out of any Debug output of the request.
             value.set_sensitive(true);
             Some(value)
@@ -279,7 +279,7 @@ async fn attempt(
     let mut response = request
         .send()
         .await
-        .map_err(|e| Attempt::Failed(AttemptFailure::Transport(error_chain(&e))))?;
+        .map_err(|e| Attempt::Failed(AttemptFailure::Transport(e)))?;
     let status = response.status();
     if !status.is_success() {
         return Err(Attempt::Failed(AttemptFailure::Status(status.as_u16())));
@@ -308,12 +308,7 @@ async fn attempt(
         let chunk = match response.chunk().await {
             Ok(Some(chunk)) => chunk,
             Ok(None) => break,
-            Err(e) => {
-                return Err(Attempt::Failed(AttemptFailure::Transport(format!(
-                    "the download broke off: {}",
-                    error_chain(&e)
-                ))))
-            }
+            Err(e) => return Err(Attempt::Failed(AttemptFailure::BrokenOff(e))),
         };
         if head.len() < HEAD_LEN {
             let take = (HEAD_LEN - head.len()).min(chunk.len());

@@ -6,15 +6,15 @@
 
 use std::path::Path;
 
-use super::error::{BundleError, S3Object};
+use super::error::{BrokenOff, BundleError, S3Object};
 use super::stream::{receive, Body, Destination, Fetch};
 use crate::config::{BundlePolicy, ProxyUri};
 use crate::deployment_spec::S3Revision;
 use crate::shutdown::Shutdown;
 use aws_credential_types::Credentials;
 use aws_sdk_s3::config::{BehaviorVersion, Region};
-use aws_sdk_s3::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
-use aws_sdk_s3::operation::get_object::GetObjectError;
+use aws_sdk_s3::error::DisplayErrorContext;
+use aws_sdk_s3::primitives::ByteStreamError;
 
 mod transport;
 use transport::S3Http;
@@ -25,7 +25,9 @@ use transport::S3Http;
 /// With `proxy` (`:proxy_uri:`) every request goes through that proxy; without
 /// it, `HTTPS_PROXY`/`HTTP_PROXY`/`NO_PROXY` decide, as for the Commands client.
 /// Built for each download and dropped after it: an idle agent holds no S3
-/// connection.
+/// connection. The error is only a message: the HTTP layer that fails to
+/// build the client gives its reason as text (it names the proxy, never its
+/// password).
 pub fn s3_client(
     region: &str,
     endpoint_override: Option<&str>,
@@ -90,10 +92,10 @@ where
         match attempt().await {
             Ok(()) => return Ok(()),
             Err(Fetch::Final(error)) => return Err(error),
-            Err(Fetch::BrokenOff(reason)) => {
-                let error = BundleError::S3 {
+            Err(Fetch::BrokenOff(cause)) => {
+                let error = BundleError::S3BrokenOff {
                     object: object.clone(),
-                    detail: format!("the download broke off: {reason}"),
+                    source: cause,
                 };
                 if number >= BODY_ATTEMPTS {
                     return Err(error);
@@ -113,12 +115,18 @@ where
 impl Body for aws_sdk_s3::primitives::ByteStream {
     type Chunk = bytes::Bytes;
 
-    async fn next_chunk(&mut self) -> Result<Option<Self::Chunk>, String> {
+    async fn next_chunk(&mut self) -> Result<Option<Self::Chunk>, BrokenOff> {
         self.try_next()
             .await
-            .map_err(|e| DisplayErrorContext(&e).to_string())
+            .map_err(|e| BrokenOff::new(BodyError(e)))
     }
 }
+
+/// The SDK's error for a body that broke off, read as operators have seen
+/// it: its causes and the SDK's own details.
+#[derive(Debug, thiserror::Error)]
+#[error("{}", DisplayErrorContext(.0))]
+struct BodyError(#[source] ByteStreamError);
 
 async fn fetch_once(
     client: &aws_sdk_s3::Client,
@@ -133,9 +141,9 @@ async fn fetch_once(
         .set_version_id(revision.version.clone())
         .send()
         .await
-        .map_err(|e| BundleError::S3 {
+        .map_err(|e| BundleError::S3Request {
             object: object.clone(),
-            detail: describe_get_object_error(&e),
+            source: Box::new(e),
         })?;
 
     // Known from the headers, before the body: a mismatch unpacks nothing.
@@ -156,29 +164,6 @@ async fn fetch_once(
 /// S3 ETags come quoted (`"abc"`); specs may carry them either way.
 fn etags_match(expected: &str, actual: &str) -> bool {
     expected.replace('"', "") == actual.replace('"', "")
-}
-
-/// The service's own code and message when it answered; the whole error chain
-/// otherwise, with the official agent's hint for connection failures.
-fn describe_get_object_error<R>(error: &SdkError<GetObjectError, R>) -> String
-where
-    R: std::fmt::Debug,
-{
-    match error {
-        SdkError::ServiceError(service) => {
-            let err = service.err();
-            let code = err.code().unwrap_or("UnknownError");
-            match err.message() {
-                Some(message) => format!("{code}: {message}"),
-                None => code.to_string(),
-            }
-        }
-        SdkError::DispatchFailure(_) | SdkError::TimeoutError(_) => format!(
-            "{}. Try using s3 endpoint override.",
-            DisplayErrorContext(error)
-        ),
-        _ => DisplayErrorContext(error).to_string(),
-    }
 }
 
 #[cfg(test)]

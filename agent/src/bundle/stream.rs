@@ -9,14 +9,14 @@
 //! plainly the declared tar or tgz (a zip, which needs its central directory;
 //! a tgz that is really a plain tar; bytes nothing recognises) is downloaded
 //! first and unpacked after, exactly as without streaming. Never checks
-//! entries itself: every per-entry rule lives in `unpack.rs`.
+//! entries itself: every per-entry rule lives in `unpack/target.rs`.
 
 use std::io::{self, Read, Write};
 use std::path::{Path, PathBuf};
 
 use tokio::sync::mpsc;
 
-use super::error::BundleError;
+use super::error::{ArchiveFormat, BrokenOff, BundleError};
 use super::sniff::sniff_archive;
 use super::unpack::{unpack_tar_stream, unpack_with, TarCompression};
 use crate::config::BundlePolicy;
@@ -39,18 +39,18 @@ pub(super) const PARTIAL_PREFIX: &str = ".bundle-download-";
 /// chunks of their own, including a body that breaks off.
 pub(super) trait Body {
     type Chunk: AsRef<[u8]> + Send + 'static;
-    /// The next chunk, `None` at the end; `Err` (with the reason) when the
-    /// body broke off.
+    /// The next chunk, `None` at the end; `Err` (with the transport's
+    /// error) when the body broke off.
     fn next_chunk(
         &mut self,
-    ) -> impl std::future::Future<Output = Result<Option<Self::Chunk>, String>>;
+    ) -> impl std::future::Future<Output = Result<Option<Self::Chunk>, BrokenOff>>;
 }
 
 /// Why one attempt failed: whether fetching again may help.
 #[derive(Debug)]
 pub(super) enum Fetch {
-    /// The body stopped midway; the reason is for the error message.
-    BrokenOff(String),
+    /// The body stopped midway: fetching again may help.
+    BrokenOff(BrokenOff),
     Final(BundleError),
 }
 
@@ -132,7 +132,7 @@ pub(super) async fn receive<B: Body>(
             None => match body.next_chunk().await {
                 Ok(Some(chunk)) => Ok(chunk),
                 Ok(None) => break,
-                Err(reason) => Err(reason),
+                Err(cause) => Err(cause),
             },
         };
         match next {
@@ -141,8 +141,8 @@ pub(super) async fn receive<B: Body>(
                     break;
                 }
             }
-            Err(reason) => {
-                broken = Some(reason);
+            Err(cause) => {
+                broken = Some(cause);
                 break;
             }
         }
@@ -154,17 +154,17 @@ pub(super) async fn receive<B: Body>(
     let _ = sender.send(last).await;
     drop(sender);
 
-    let outcome = blocking.await.map_err(|e| {
-        Fetch::Final(BundleError::Extract {
-            format: super::error::ArchiveFormat::Tar,
-            detail: format!("the unpack task failed: {e}"),
+    let outcome = blocking.await.map_err(|source| {
+        Fetch::Final(BundleError::UnpackTask {
+            format: ArchiveFormat::Tar,
+            source,
         })
     })?;
     // A body that broke off is fetched again whatever the unpacking made of
     // the truncated stream: the next attempt starts from an empty archive
     // directory, and the partial bundle file is already gone.
-    if let Some(reason) = broken {
-        return Err(Fetch::BrokenOff(reason));
+    if let Some(cause) = broken {
+        return Err(Fetch::BrokenOff(cause));
     }
     outcome.map_err(Fetch::Final)
 }

@@ -1,7 +1,16 @@
 use std::time::Duration;
 
 use super::*;
-use AttemptFailure::{Status, Transport};
+use AttemptFailure::{BrokenOff, Status, Transport};
+
+/// A real transport error, made without the network: a request whose URL
+/// cannot even be built.
+fn transport_error() -> reqwest::Error {
+    reqwest::Client::new()
+        .get("no scheme, no host")
+        .build()
+        .unwrap_err()
+}
 
 fn revision(bundle_type: BundleType, token: Option<&str>) -> GitHubRevision {
     GitHubRevision {
@@ -80,7 +89,8 @@ fn server_errors_are_retried_after_10_30_and_90_seconds_then_given_up() {
             None,
         ),
         (vec![Status(429)], Some(s(10))),
-        (vec![Transport("connection refused".into())], Some(s(10))),
+        (vec![Transport(transport_error())], Some(s(10))),
+        (vec![BrokenOff(transport_error())], Some(s(10))),
         // Client errors end it at once, whenever they come.
         (vec![Status(404)], None),
         (vec![Status(401)], None),
@@ -100,19 +110,21 @@ fn the_failure_message_has_the_official_form() {
         "Could not download bundle at 'https://api.github.com/repos/acme/storefront/tarball/1a2b3c4d5e6f' \
          after 3 retries. Server returned codes: 500, 500, 500, 503"
     );
+    let cause = error_chain(&transport_error());
+    assert!(cause.contains(": "), "the causes are shown: {cause}");
     assert_eq!(
         download_failure_message(
             url,
             &[
-                Transport("tcp connect error: Connection refused".into()),
-                Status(502),
+                Transport(transport_error()),
+                BrokenOff(transport_error()),
                 Status(502),
                 Status(502)
             ]
         ),
         format!(
             "Could not download bundle at '{url}' after 3 retries. Server returned codes: \
-             tcp connect error: Connection refused, 502, 502, 502"
+             {cause}, the download broke off: {cause}, 502, 502"
         )
     );
     let not_found = download_failure_message(url, &[Status(404)]);

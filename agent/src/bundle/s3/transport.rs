@@ -35,6 +35,7 @@ pub struct S3Http {
 impl S3Http {
     /// With `proxy` (`:proxy_uri:`) every request goes through it, whatever
     /// `NO_PROXY` says; without it the environment's proxy variables apply.
+    /// The error is only a message: the HTTP layer gives its reason as text.
     pub fn new(proxy: Option<&ProxyUri>) -> Result<S3Http, String> {
         let http = ClientSettings {
             // None here: the SDK sets its own on each request.

@@ -19,7 +19,7 @@ use crate::shutdown;
 /// A body served from memory in chunks of `chunk` bytes, optionally breaking
 /// off after `break_at` bytes.
 struct MemoryBody {
-    pieces: VecDeque<Result<Vec<u8>, String>>,
+    pieces: VecDeque<Result<Vec<u8>, BrokenOff>>,
 }
 
 impl MemoryBody {
@@ -30,7 +30,10 @@ impl MemoryBody {
             .map(|c| Ok(c.to_vec()))
             .collect();
         if break_at.is_some() {
-            pieces.push_back(Err("connection reset by peer".to_string()));
+            pieces.push_back(Err(BrokenOff::new(std::io::Error::new(
+                std::io::ErrorKind::ConnectionReset,
+                "connection reset by peer",
+            ))));
         }
         MemoryBody { pieces }
     }
@@ -39,7 +42,7 @@ impl MemoryBody {
 impl Body for MemoryBody {
     type Chunk = Vec<u8>;
 
-    async fn next_chunk(&mut self) -> Result<Option<Vec<u8>>, String> {
+    async fn next_chunk(&mut self) -> Result<Option<Vec<u8>>, BrokenOff> {
         self.pieces.pop_front().transpose()
     }
 }
@@ -314,7 +317,7 @@ async fn bytes_that_are_not_the_declared_type_fail_or_succeed_as_before() {
         let streamed = match receive(MemoryBody::new(bytes, 500, None), *declared, &to).await {
             Ok(()) => Ok(snapshot(&to.archive_dir)),
             Err(Fetch::Final(e)) => Err(e.to_string()),
-            Err(Fetch::BrokenOff(reason)) => panic!("{declared:?}: broke off: {reason}"),
+            Err(Fetch::BrokenOff(cause)) => panic!("{declared:?}: broke off: {cause}"),
         };
         assert_eq!(streamed, expected, "{declared:?}");
         assert!(expected.is_err(), "{declared:?}: a mismatched type fails");
@@ -357,7 +360,9 @@ async fn a_body_that_breaks_off_leaves_nothing_behind() {
         )
         .await;
         match result {
-            Err(Fetch::BrokenOff(reason)) => assert!(reason.contains("reset"), "{name}: {reason}"),
+            Err(Fetch::BrokenOff(cause)) => {
+                assert!(cause.to_string().contains("reset"), "{name}: {cause}")
+            }
             other => panic!("{name}: expected a broken-off body, got {other:?}"),
         }
         let left: Vec<String> = fs::read_dir(tmp.path())

@@ -8,6 +8,8 @@ use std::path::Path;
 use std::process::Command;
 
 use super::*;
+// The crate, not the reader of the same name beside this module.
+use ::tar;
 
 /// A 1 GiB file with 6 bytes of data at 5,000,000 and 4 at 900,000,000.
 const SIZE: u64 = 1 << 30;

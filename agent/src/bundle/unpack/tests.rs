@@ -5,7 +5,11 @@ use std::io::Write;
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::Path;
 
+use super::target::link_stays_inside;
+use super::zip::zip_declared_entries;
 use super::*;
+// The crates, not the readers of the same names beside this module.
+use ::{tar, zip};
 
 /// One entry, with its name written raw so that hostile names survive.
 pub(in crate::bundle) struct Entry<'a> {
