@@ -66,18 +66,21 @@ impl SpecVerifier {
         match (envelope.format.as_str(), unsigned) {
             ("PKCS7/JSON", _) => self.verify_pkcs7(&envelope.payload),
             ("TEXT/JSON", UnsignedSpecs::Allowed) => Ok(envelope.payload.clone()),
-            (format, _) => Err(SpecError::UnsupportedFormat(format.to_string())),
+            (format, _) => Err(SpecError::UnsupportedFormat {
+                format: format.to_string(),
+            }),
         }
     }
 
     fn verify_pkcs7(&self, payload: &str) -> Result<String, SpecError> {
         let pkcs7 = Pkcs7::from_pem(payload.as_bytes())
-            .map_err(|e| SpecError::Signature(format!("the PKCS7 payload cannot be read: {e}")))?;
+            .map_err(rejected("the PKCS7 payload cannot be read"))?;
         let flags = match self.mode {
             SpecVerification::SignatureAndChain => Pkcs7Flags::empty(),
             SpecVerification::SignatureOnly => Pkcs7Flags::NOVERIFY,
         };
-        let no_extra_certs = Stack::new().map_err(|e| SpecError::Signature(e.to_string()))?;
+        let no_extra_certs =
+            Stack::new().map_err(rejected("no certificate stack could be made"))?;
         let mut content = Vec::new();
         pkcs7
             .verify(
@@ -87,14 +90,18 @@ impl SpecVerifier {
                 Some(&mut content),
                 flags,
             )
-            .map_err(|e| {
-                SpecError::Signature(format!(
-                    "the signature does not verify against the trusted CA chain: {e}"
-                ))
-            })?;
-        String::from_utf8(content)
-            .map_err(|_| SpecError::Signature("the signed content is not UTF-8 text".to_string()))
+            .map_err(rejected(
+                "the signature does not verify against the trusted CA chain",
+            ))?;
+        std::str::from_utf8(&content)
+            .map(str::to_string)
+            .map_err(SpecError::NotUtf8)
     }
+}
+
+/// The error for a failed check of the envelope.
+fn rejected(check: &'static str) -> impl FnOnce(openssl::error::ErrorStack) -> SpecError {
+    move |source| SpecError::Signature { check, source }
 }
 
 #[cfg(test)]

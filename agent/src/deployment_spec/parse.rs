@@ -8,10 +8,9 @@ use super::SpecError;
 use crate::appspec::FileExistsBehavior;
 
 pub fn parse_spec(json: &str) -> Result<DeploymentSpec, SpecError> {
-    let value: Value = serde_json::from_str(json)
-        .map_err(|e| SpecError::Invalid(format!("Deployment Spec is not valid JSON: {e}")))?;
+    let value: Value = serde_json::from_str(json).map_err(SpecError::Json)?;
     let Value::Object(spec) = value else {
-        return Err(SpecError::Invalid(
+        return Err(SpecError::invalid(
             "Deployment Spec must be a JSON object".to_string(),
         ));
     };
@@ -23,7 +22,7 @@ pub fn parse_spec(json: &str) -> Result<DeploymentSpec, SpecError> {
             .map(str::to_string)
     };
     let required = |key: &str| {
-        text(key).ok_or_else(|| SpecError::Invalid(format!("Deployment Spec has no {key}")))
+        text(key).ok_or_else(|| SpecError::invalid(format!("Deployment Spec has no {key}")))
     };
 
     let raw_id = required("DeploymentId")?;
@@ -33,14 +32,14 @@ pub fn parse_spec(json: &str) -> Result<DeploymentSpec, SpecError> {
             .map(|(_, id)| id.to_string())
             .filter(|id| !id.is_empty() && !id.contains('/'))
             .ok_or_else(|| {
-                SpecError::Invalid(format!(
+                SpecError::invalid(format!(
                     "Deployment Spec has a DeploymentId ARN without a deployment id: {raw_id}"
                 ))
             })?,
         None => raw_id,
     };
     if deployment_id.contains('/') || deployment_id == "." || deployment_id == ".." {
-        return Err(SpecError::Invalid(format!(
+        return Err(SpecError::invalid(format!(
             "Deployment Spec has an invalid DeploymentId: {deployment_id}"
         )));
     }
@@ -49,7 +48,7 @@ pub fn parse_spec(json: &str) -> Result<DeploymentSpec, SpecError> {
         || deployment_group_id == "."
         || deployment_group_id == ".."
     {
-        return Err(SpecError::Invalid(format!(
+        return Err(SpecError::invalid(format!(
             "Deployment Spec has an invalid DeploymentGroupId: {deployment_group_id}"
         )));
     }
@@ -57,7 +56,7 @@ pub fn parse_spec(json: &str) -> Result<DeploymentSpec, SpecError> {
         None | Some("IN_PLACE") => DeploymentType::InPlace,
         Some("BLUE_GREEN") => DeploymentType::BlueGreen,
         Some(other) => {
-            return Err(SpecError::Invalid(format!(
+            return Err(SpecError::invalid(format!(
                 "Deployment Spec has an unknown DeploymentType {other}; expected IN_PLACE or BLUE_GREEN"
             )))
         }
@@ -69,7 +68,7 @@ pub fn parse_spec(json: &str) -> Result<DeploymentSpec, SpecError> {
         .and_then(Value::as_str)
         .map(|b| b.to_uppercase().parse::<FileExistsBehavior>())
         .transpose()
-        .map_err(|e| SpecError::Invalid(format!("Deployment Spec AgentOverrides: {e}")))?;
+        .map_err(|e| SpecError::invalid(format!("Deployment Spec AgentOverrides: {e}")))?;
     let all_possible_lifecycle_events = spec
         .get("AllPossibleLifecycleEvents")
         .and_then(Value::as_array)
@@ -100,7 +99,7 @@ fn parse_revision(
     revision: Option<&Value>,
     github_token: Option<&Value>,
 ) -> Result<Revision, SpecError> {
-    let invalid = |m: &str| SpecError::Invalid(m.to_string());
+    let invalid = |m: &str| SpecError::invalid(m);
     let revision = revision
         .filter(|r| r.is_object())
         .ok_or_else(|| invalid("Deployment Spec has no Revision"))?;
@@ -162,7 +161,7 @@ fn parse_revision(
             };
             Ok(Revision::LocalFile { location, bundle_type })
         }
-        Some(other) => Err(SpecError::Invalid(format!("Deployment Spec has an unknown RevisionType {other}; expected S3, GitHub, Local File or Local Directory"))),
+        Some(other) => Err(SpecError::invalid(format!("Deployment Spec has an unknown RevisionType {other}; expected S3, GitHub, Local File or Local Directory"))),
         None => Err(invalid("Deployment Spec Revision has no RevisionType")),
     }
 }

@@ -87,7 +87,9 @@ pub fn envelope(deployment: &LocalDeployment, deployment_id: &str) -> Envelope {
 /// Opens an envelope the local CLI built: only `TEXT/JSON` is expected here.
 pub fn open(envelope: &Envelope) -> Result<DeploymentSpec, SpecError> {
     if envelope.format != UNSIGNED_FORMAT {
-        return Err(SpecError::UnsupportedFormat(envelope.format.clone()));
+        return Err(SpecError::UnsupportedFormat {
+            format: envelope.format.clone(),
+        });
     }
     parse_spec(&envelope.payload)
 }
@@ -205,7 +207,7 @@ mod tests {
         envelope.format = "PKCS7/JSON".into();
         assert!(matches!(
             open(&envelope),
-            Err(SpecError::UnsupportedFormat(_))
+            Err(SpecError::UnsupportedFormat { .. })
         ));
     }
 }
