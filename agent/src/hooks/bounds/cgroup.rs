@@ -14,6 +14,7 @@ use nix::errno::Errno;
 use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
 
+use super::error::CgroupError;
 use super::layout::{CgroupLayout, Controller};
 use super::plan::{self, CgroupWrite};
 use crate::config::HookBounds;
@@ -93,7 +94,7 @@ impl Placement {
         layout: &CgroupLayout,
         bounds: &HookBounds,
         group_name: &str,
-    ) -> Result<Placement, String> {
+    ) -> Result<Placement, CgroupError> {
         let needed = plan::needed_controllers(bounds);
         if needed.is_empty() {
             return establish_tracking(layout, group_name);
@@ -103,10 +104,9 @@ impl Placement {
         }
         match &layout.v2 {
             Some(dir) => establish_v2(dir, &needed, group_name),
-            None => Err(format!(
-                "no mounted cgroup hierarchy holds the {} controller(s)",
-                names(&needed)
-            )),
+            None => Err(CgroupError::NoHierarchy {
+                controllers: needed,
+            }),
         }
     }
 
@@ -126,7 +126,7 @@ impl Placement {
 /// process a hook starts stays known and can be killed. The unified hierarchy
 /// first (its `cgroup.kill` is atomic), then systemd's named v1 hierarchy,
 /// then a v1 hierarchy whose controller limits nothing unless told to.
-fn establish_tracking(layout: &CgroupLayout, group_name: &str) -> Result<Placement, String> {
+fn establish_tracking(layout: &CgroupLayout, group_name: &str) -> Result<Placement, CgroupError> {
     let candidates = layout
         .v2
         .iter()
@@ -153,28 +153,23 @@ fn establish_tracking(layout: &CgroupLayout, group_name: &str) -> Result<Placeme
                     missing: Vec::new(),
                 })
             }
-            Err(e) => refused.push(format!("cannot create {}: {e}", parent.display())),
+            Err(source) => refused.push(CgroupError::Create {
+                dir: parent,
+                source,
+            }),
         }
     }
     if refused.is_empty() {
-        return Err("no cgroup hierarchy is mounted".into());
+        return Err(CgroupError::NothingMounted);
     }
-    Err(refused.join("; "))
-}
-
-fn names(controllers: &[Controller]) -> String {
-    controllers
-        .iter()
-        .map(|c| c.name())
-        .collect::<Vec<_>>()
-        .join(", ")
+    Err(CgroupError::EveryHierarchyRefused(refused))
 }
 
 fn establish_v1(
     layout: &CgroupLayout,
     needed: &[Controller],
     group_name: &str,
-) -> Result<Placement, String> {
+) -> Result<Placement, CgroupError> {
     let mut slots = Vec::new();
     for hierarchy in &layout.v1 {
         // cpuacct only accounts: worth a group whenever it is mounted.
@@ -188,9 +183,12 @@ fn establish_v1(
             continue;
         }
         let parent = hierarchy.dir.join(group_name);
-        if let Err(e) = fs::create_dir_all(&parent) {
+        if let Err(source) = fs::create_dir_all(&parent) {
             if used.iter().any(|c| needed.contains(c)) {
-                return Err(format!("cannot create {}: {e}", parent.display()));
+                return Err(CgroupError::Create {
+                    dir: parent,
+                    source,
+                });
             }
             continue;
         }
@@ -217,56 +215,61 @@ fn establish_v1(
 /// (the no-internal-processes rule), so when the agent's own group refuses,
 /// the agent and any application processes living there (hooks' leftovers,
 /// under `KillMode=process`) move into a leaf `agent` group first.
-fn establish_v2(dir: &Path, needed: &[Controller], group_name: &str) -> Result<Placement, String> {
-    let available = fs::read_to_string(dir.join("cgroup.controllers")).map_err(|e| {
-        format!(
-            "cannot read {}: {e}",
-            dir.join("cgroup.controllers").display()
-        )
+fn establish_v2(
+    dir: &Path,
+    needed: &[Controller],
+    group_name: &str,
+) -> Result<Placement, CgroupError> {
+    let controllers = dir.join("cgroup.controllers");
+    let available = fs::read_to_string(&controllers).map_err(|source| CgroupError::Read {
+        path: controllers,
+        source,
     })?;
     let available: Vec<&str> = available.split_whitespace().collect();
     let (usable, missing): (Vec<Controller>, Vec<Controller>) =
         needed.iter().partition(|c| available.contains(&c.name()));
     if usable.is_empty() {
-        return Err(format!(
-            "the {} controller(s) are not delegated to {} (run the agent under systemd with Delegate=yes)",
-            names(needed),
-            dir.display()
-        ));
+        return Err(CgroupError::NotDelegated {
+            controllers: needed.to_vec(),
+            dir: dir.to_path_buf(),
+        });
     }
     let enable = enabling(&usable);
     let mut home = dir.to_path_buf();
-    if let Err(e) = write_file(&dir.join("cgroup.subtree_control"), &enable) {
-        if e.raw_os_error() != Some(Errno::EBUSY as i32) {
-            return Err(format!(
-                "cannot enable {enable} in {}: {e}",
-                dir.join("cgroup.subtree_control").display()
-            ));
+    if let Err(source) = write_file(&dir.join("cgroup.subtree_control"), &enable) {
+        if source.raw_os_error() != Some(Errno::EBUSY as i32) {
+            return Err(CgroupError::Enable {
+                enable,
+                path: dir.join("cgroup.subtree_control"),
+                source,
+            });
         }
         let leaf = dir.join("agent");
-        create_dir(&leaf).map_err(|e| format!("cannot create {}: {e}", leaf.display()))?;
+        create_dir(&leaf).map_err(CgroupError::create(&leaf))?;
         for pid in read_pids(dir) {
             // A process that exited meanwhile is fine; anything else shows
             // up as the retry's EBUSY below.
             let _ = write_file(&leaf.join("cgroup.procs"), &pid.to_string());
         }
-        write_file(&dir.join("cgroup.subtree_control"), &enable).map_err(|e| {
-            format!(
-                "cannot enable {enable} in {} after moving the agent to {}: {e}",
-                dir.display(),
-                leaf.display()
-            )
-        })?;
+        if let Err(source) = write_file(&dir.join("cgroup.subtree_control"), &enable) {
+            return Err(CgroupError::EnableAfterMove {
+                enable,
+                dir: dir.to_path_buf(),
+                leaf,
+                source,
+            });
+        }
         home = leaf;
     }
     let parent = dir.join(group_name);
-    create_dir(&parent).map_err(|e| format!("cannot create {}: {e}", parent.display()))?;
-    write_file(&parent.join("cgroup.subtree_control"), &enable).map_err(|e| {
-        format!(
-            "cannot enable {enable} in {}: {e}",
-            parent.join("cgroup.subtree_control").display()
-        )
-    })?;
+    create_dir(&parent).map_err(CgroupError::create(&parent))?;
+    if let Err(source) = write_file(&parent.join("cgroup.subtree_control"), &enable) {
+        return Err(CgroupError::Enable {
+            enable,
+            path: parent.join("cgroup.subtree_control"),
+            source,
+        });
+    }
     Ok(Placement {
         version: Version::V2,
         slots: vec![Slot {
@@ -295,7 +298,7 @@ impl HookCgroup {
         placement: &Placement,
         name: &str,
         bounds: &HookBounds,
-    ) -> Result<HookCgroup, String> {
+    ) -> Result<HookCgroup, CgroupError> {
         let writes = match placement.version {
             Version::V1 => plan::v1_writes(bounds),
             Version::V2 => plan::v2_writes(bounds),
@@ -308,7 +311,7 @@ impl HookCgroup {
         for slot in &placement.slots {
             let dir = slot.parent.join(name);
             slot.create_child(placement.version, &dir)
-                .map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
+                .map_err(CgroupError::create(&dir))?;
             group
                 .dirs
                 .push((slot.controllers.clone(), dir.clone(), slot.home.clone()));
@@ -325,7 +328,10 @@ impl HookCgroup {
                 .create(true)
                 .truncate(false)
                 .open(&procs)
-                .map_err(|e| format!("cannot open {}: {e}", procs.display()))?;
+                .map_err(|source| CgroupError::Open {
+                    path: procs,
+                    source,
+                })?;
             group.procs.push(file);
         }
         Ok(group)
@@ -508,13 +514,16 @@ fn remove_dir(dir: &Path) -> bool {
     }
 }
 
-fn apply(dir: &Path, w: &CgroupWrite) -> Result<(), String> {
+fn apply(dir: &Path, w: &CgroupWrite) -> Result<(), CgroupError> {
     let path = dir.join(w.file);
     if w.optional && !path.exists() {
         return Ok(());
     }
-    write_file(&path, &w.value)
-        .map_err(|e| format!("cannot write {} to {}: {e}", w.value, path.display()))
+    write_file(&path, &w.value).map_err(|source| CgroupError::Write {
+        value: w.value.clone(),
+        path,
+        source,
+    })
 }
 
 /// One `write(2)` of the whole value, as cgroupfs expects. Creates the file

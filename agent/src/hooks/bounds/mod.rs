@@ -39,6 +39,7 @@
 //! kills, which turn a failure into an out-of-memory diagnostic.
 
 mod cgroup;
+mod error;
 mod layout;
 mod plan;
 mod process;
@@ -54,6 +55,7 @@ use nix::sys::signal::Signal;
 use crate::config::HookBounds;
 
 use self::cgroup::{HookCgroup, Placement};
+pub use self::error::{AgentPriorityError, CgroupError};
 pub use self::layout::{detect, CgroupLayout, Controller, V1Hierarchy};
 pub use self::process::apply_to_agent;
 use self::process::PreExec;
@@ -126,7 +128,7 @@ impl Enforcer {
                     );
                     enforcer.mode = Mode::Cgroups(placement);
                 }
-                Err(why) => enforcer.warn_untracked(&why),
+                Err(why) => enforcer.warn_untracked(&why.to_string()),
             }
             return enforcer;
         }
@@ -148,7 +150,7 @@ impl Enforcer {
             }
             Err(why) => {
                 enforcer.fallback = bounds;
-                enforcer.warn_once(&bounds, &why);
+                enforcer.warn_once(&bounds, &why.to_string());
             }
         }
         enforcer
@@ -196,9 +198,9 @@ impl Enforcer {
                 }
                 Err(why) if self.bounds.needs_cgroup() => {
                     fallback = self.bounds;
-                    self.warn_once(&fallback, &why);
+                    self.warn_once(&fallback, &why.to_string());
                 }
-                Err(why) => self.warn_untracked(&why),
+                Err(why) => self.warn_untracked(&why.to_string()),
             }
         }
         pre_exec.rlimits = plan::fallback_rlimits(&fallback);

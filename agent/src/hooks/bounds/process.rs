@@ -10,6 +10,7 @@ use std::os::fd::RawFd;
 
 use crate::config::Priority;
 
+use super::error::AgentPriorityError;
 use super::plan::{self, Rlimit};
 
 const IOPRIO_WHO_PROCESS: libc::c_int = 1;
@@ -104,13 +105,13 @@ fn set_ioprio(tid: libc::c_int, value: u32) -> io::Result<()> {
 /// agent (Linux keeps both per thread; threads started later inherit them).
 /// Hooks inherit them too unless `:hook_nice:` / `:hook_io_priority:` say
 /// otherwise.
-pub fn apply_to_agent(priority: &Priority) -> Result<(), String> {
+pub fn apply_to_agent(priority: &Priority) -> Result<(), AgentPriorityError> {
     if !priority.is_set() {
         return Ok(());
     }
     let ioprio = plan::ioprio_value(priority);
     let tasks = std::fs::read_dir("/proc/self/task")
-        .map_err(|e| format!("cannot list the agent's threads in /proc/self/task: {e}"))?;
+        .map_err(|source| AgentPriorityError::ListThreads { source })?;
     for task in tasks.flatten() {
         let Some(tid) = task
             .file_name()
@@ -120,13 +121,15 @@ pub fn apply_to_agent(priority: &Priority) -> Result<(), String> {
             continue;
         };
         if let Some(nice) = priority.nice {
-            set_nice(tid as libc::id_t, nice.value()).map_err(|e| {
-                format!("cannot set the agent's nice value to {}: {e}", nice.value())
+            set_nice(tid as libc::id_t, nice.value()).map_err(|source| {
+                AgentPriorityError::Nice {
+                    nice: nice.value(),
+                    source,
+                }
             })?;
         }
         if let Some(value) = ioprio {
-            set_ioprio(tid, value)
-                .map_err(|e| format!("cannot set the agent's I/O priority: {e}"))?;
+            set_ioprio(tid, value).map_err(|source| AgentPriorityError::IoPriority { source })?;
         }
     }
     Ok(())

@@ -1,7 +1,7 @@
 //! Tables for the pure parts (layout detection, what is written where, I/O
-//! priorities, the fallback warning) and the v2 writer against a directory
-//! tree laid out like cgroupfs. The real-cgroup tests run whole hooks: they
-//! are in `hooks/runner/tests.rs`.
+//! priorities, the fallback warning, the texts of refusals) and the v2 writer
+//! against a directory tree laid out like cgroupfs. The real-cgroup tests run
+//! whole hooks: they are in `hooks/runner/tests.rs`.
 
 use std::fs;
 use std::path::{Path, PathBuf};
@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 use super::cgroup::{HookCgroup, Placement, Version};
 use super::layout::{detect, CgroupLayout, Controller, V1Hierarchy};
 use super::plan::{self, CgroupWrite, Rlimit};
-use super::Enforcer;
+use super::{AgentPriorityError, CgroupError, Enforcer};
 use crate::config::{CpuPercent, HookBounds, IoLevel, IoPriority, Nice, Priority};
 
 /// This machine's kind of host: v1 controllers each mounted alone, the memory
@@ -335,7 +335,9 @@ fn a_v2_group_without_the_controllers_is_refused_or_partly_used() {
         v2: Some(none.path().to_path_buf()),
         named: None,
     };
-    let why = Placement::establish(&layout, &bounds, "codedeploy-hooks").unwrap_err();
+    let why = Placement::establish(&layout, &bounds, "codedeploy-hooks")
+        .unwrap_err()
+        .to_string();
     assert!(
         why.contains("not delegated") && why.contains("Delegate=yes"),
         "{why}"
@@ -387,4 +389,63 @@ fn without_a_writable_cgroup_rlimits_and_priorities_stand_in() {
     // No bounds at all: nothing to do in the child.
     let disabled = Enforcer::disabled();
     assert!(disabled.confine("x").pre_exec().is_none());
+}
+
+#[test]
+fn why_a_cgroup_or_the_agents_priority_is_refused_reads_as_before() {
+    let denied = || std::io::Error::from_raw_os_error(libc::EACCES);
+    let group = || PathBuf::from("/sys/fs/cgroup/system.slice/codedeploy-agent.service");
+    let cases: [(Box<dyn std::error::Error>, &str); 12] = [
+        (
+            Box::new(CgroupError::NoHierarchy { controllers: vec![Controller::Cpu, Controller::Memory] }),
+            "no mounted cgroup hierarchy holds the cpu, memory controller(s)",
+        ),
+        (Box::new(CgroupError::NothingMounted), "no cgroup hierarchy is mounted"),
+        (
+            Box::new(CgroupError::EveryHierarchyRefused(vec![
+                CgroupError::Create { dir: group().join("a"), source: denied() },
+                CgroupError::Create { dir: group().join("b"), source: denied() },
+            ])),
+            "cannot create /sys/fs/cgroup/system.slice/codedeploy-agent.service/a: Permission denied (os error 13); cannot create /sys/fs/cgroup/system.slice/codedeploy-agent.service/b: Permission denied (os error 13)",
+        ),
+        (
+            Box::new(CgroupError::NotDelegated { controllers: vec![Controller::Pids], dir: group() }),
+            "the pids controller(s) are not delegated to /sys/fs/cgroup/system.slice/codedeploy-agent.service (run the agent under systemd with Delegate=yes)",
+        ),
+        (
+            Box::new(CgroupError::Read { path: group().join("cgroup.controllers"), source: denied() }),
+            "cannot read /sys/fs/cgroup/system.slice/codedeploy-agent.service/cgroup.controllers: Permission denied (os error 13)",
+        ),
+        (
+            Box::new(CgroupError::Open { path: group().join("h/cgroup.procs"), source: denied() }),
+            "cannot open /sys/fs/cgroup/system.slice/codedeploy-agent.service/h/cgroup.procs: Permission denied (os error 13)",
+        ),
+        (
+            Box::new(CgroupError::Write { value: "64".into(), path: group().join("h/pids.max"), source: denied() }),
+            "cannot write 64 to /sys/fs/cgroup/system.slice/codedeploy-agent.service/h/pids.max: Permission denied (os error 13)",
+        ),
+        (
+            Box::new(CgroupError::Enable { enable: "+cpu +memory".into(), path: group().join("cgroup.subtree_control"), source: denied() }),
+            "cannot enable +cpu +memory in /sys/fs/cgroup/system.slice/codedeploy-agent.service/cgroup.subtree_control: Permission denied (os error 13)",
+        ),
+        (
+            Box::new(CgroupError::EnableAfterMove { enable: "+cpu".into(), dir: group(), leaf: group().join("agent"), source: denied() }),
+            "cannot enable +cpu in /sys/fs/cgroup/system.slice/codedeploy-agent.service after moving the agent to /sys/fs/cgroup/system.slice/codedeploy-agent.service/agent: Permission denied (os error 13)",
+        ),
+        (
+            Box::new(AgentPriorityError::ListThreads { source: denied() }),
+            "cannot list the agent's threads in /proc/self/task: Permission denied (os error 13)",
+        ),
+        (
+            Box::new(AgentPriorityError::Nice { nice: -5, source: denied() }),
+            "cannot set the agent's nice value to -5: Permission denied (os error 13)",
+        ),
+        (
+            Box::new(AgentPriorityError::IoPriority { source: denied() }),
+            "cannot set the agent's I/O priority: Permission denied (os error 13)",
+        ),
+    ];
+    for (error, expected) in cases {
+        assert_eq!(error.to_string(), expected);
+    }
 }

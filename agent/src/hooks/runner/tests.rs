@@ -5,7 +5,14 @@ use std::os::unix::fs::{symlink, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
+use nix::sys::signal::Signal;
+use nix::unistd::Pid;
+
+use super::outcome::{Exit, Stream};
+use super::spawn::command_line;
+use super::watch::MAX_LINE_BYTES;
 use super::*;
+use crate::hooks::bounds::Leftovers;
 use crate::shutdown::{self, ShutdownTrigger};
 
 const GRACE: Duration = Duration::from_millis(500);
@@ -434,6 +441,153 @@ fn command_lines_follow_runas_and_sudo() {
             .map(|a| a.to_string_lossy().into_owned())
             .collect();
         assert_eq!(line.join(" "), *expected);
+    }
+}
+
+/// A script, how its run ended, and the code and message the service is told
+/// (`None`: success).
+type Told<'a> = (&'a HookScript, Outcome, Option<(ErrorCode, &'a str)>);
+
+#[test]
+fn each_outcome_is_told_in_the_official_agents_words() {
+    let plain = hook("scripts/run.sh", 30);
+    let as_deploy = HookScript {
+        runas: Some("deploy".into()),
+        ..hook("scripts/run.sh", 30)
+    };
+    let archive = "/var/deploy/d-TEST/deployment-archive";
+    let outside = hook("../outside.sh", 30);
+    let enoent = || std::io::Error::from_raw_os_error(libc::ENOENT);
+    let cases: [Told; 18] = [
+        (&plain, Outcome::Exited(Exit::Code(0)), None),
+        (
+            &plain,
+            Outcome::Exited(Exit::Code(3)),
+            Some((ErrorCode::ScriptFailed, "Script at specified location: scripts/run.sh failed with exit code 3")),
+        ),
+        (
+            &as_deploy,
+            Outcome::Exited(Exit::Code(7)),
+            Some((ErrorCode::ScriptFailed, "Script at specified location: scripts/run.sh run as user deploy failed with exit code 7")),
+        ),
+        (
+            &plain,
+            Outcome::Exited(Exit::Signal(libc::SIGKILL)),
+            Some((ErrorCode::ScriptFailed, "Script at specified location: scripts/run.sh failed: killed by signal SIGKILL")),
+        ),
+        (
+            &plain,
+            Outcome::Exited(Exit::Signal(200)),
+            Some((ErrorCode::ScriptFailed, "Script at specified location: scripts/run.sh failed: killed by signal signal 200")),
+        ),
+        (
+            &plain,
+            Outcome::Exited(Exit::Unknown),
+            Some((ErrorCode::ScriptFailed, "Script at specified location: scripts/run.sh failed with an unknown exit status")),
+        ),
+        (
+            &plain,
+            Outcome::OutOfMemory { exit: Exit::Code(137), limit_mb: 64 },
+            Some((ErrorCode::ScriptFailed, "Script at specified location: scripts/run.sh was killed because it exceeded :hook_memory_limit_mb: of 64 MiB (out of memory; exit code 137)")),
+        ),
+        (
+            &as_deploy,
+            Outcome::OutOfMemory { exit: Exit::Signal(libc::SIGKILL), limit_mb: 8 },
+            Some((ErrorCode::ScriptFailed, "Script at specified location: scripts/run.sh run as user deploy was killed because it exceeded :hook_memory_limit_mb: of 8 MiB (out of memory; killed by signal SIGKILL)")),
+        ),
+        (
+            &as_deploy,
+            Outcome::TimedOut,
+            Some((ErrorCode::ScriptTimedOut, "Script at specified location: scripts/run.sh failed to complete in 30 seconds")),
+        ),
+        (
+            &plain,
+            Outcome::LeftOpen(Stream::Stdout),
+            Some((ErrorCode::OutputsLeftOpen, "Script at specified location: scripts/run.sh failed to close STDOUT")),
+        ),
+        (
+            &plain,
+            Outcome::LeftOpen(Stream::Stderr),
+            Some((ErrorCode::OutputsLeftOpen, "Script at specified location: scripts/run.sh failed to close STDERR")),
+        ),
+        (
+            &as_deploy,
+            Outcome::Stopped,
+            Some((ErrorCode::ScriptFailed, "Script at specified location: scripts/run.sh run as user deploy was stopped because the CodeDeploy agent is shutting down")),
+        ),
+        (
+            &plain,
+            Outcome::CouldNotStart(enoent()),
+            Some((ErrorCode::ScriptFailed, "Script at specified location: scripts/run.sh failed with error NotFound with message No such file or directory (os error 2)")),
+        ),
+        (
+            &plain,
+            Outcome::WaitFailed(std::io::Error::from_raw_os_error(libc::EINTR)),
+            Some((ErrorCode::ScriptFailed, "Script at specified location: scripts/run.sh failed with error Interrupted with message Interrupted system call (os error 4)")),
+        ),
+        (
+            &plain,
+            Outcome::Missing { path: Path::new(archive).join("scripts/run.sh") },
+            Some((ErrorCode::ScriptMissing, "Script does not exist at specified location: /var/deploy/d-TEST/deployment-archive/scripts/run.sh")),
+        ),
+        (
+            &plain,
+            Outcome::NotExecutable,
+            Some((ErrorCode::ScriptNotExecutable, "Unable to set script at specified location: scripts/run.sh as executable")),
+        ),
+        (
+            &plain,
+            Outcome::ResolvesOutside { real: "/bin/true".into(), real_archive: archive.into() },
+            Some((ErrorCode::UnknownError, "Script at specified location: scripts/run.sh resolves to /bin/true, outside the revision directory /var/deploy/d-TEST/deployment-archive; hooks run only scripts inside the revision")),
+        ),
+        (
+            &outside,
+            Outcome::LeavesRevision {
+                archive_dir: archive.into(),
+            },
+            Some((ErrorCode::UnknownError, "Script location ../outside.sh leaves the revision directory /var/deploy/d-TEST/deployment-archive; hooks run only scripts inside the revision")),
+        ),
+    ];
+    for (script, outcome, expected) in cases {
+        let told = failure(script, &outcome).map(|f| (f.code, f.message));
+        let expected = expected.map(|(code, message)| (code, message.to_string()));
+        assert_eq!(told, expected, "{outcome:?}");
+    }
+}
+
+#[test]
+fn a_failed_exit_under_the_oom_killer_is_out_of_memory_and_leftovers_follow_the_outcome() {
+    let cases: [(Outcome, u64, &str, Leftovers); 5] = [
+        (
+            Outcome::Exited(Exit::Code(0)),
+            2,
+            "Exited(Code(0))",
+            Leftovers::Release,
+        ),
+        (
+            Outcome::Exited(Exit::Code(137)),
+            0,
+            "Exited(Code(137))",
+            Leftovers::Kill,
+        ),
+        (
+            Outcome::Exited(Exit::Code(137)),
+            1,
+            "OutOfMemory { exit: Code(137), limit_mb: 64 }",
+            Leftovers::Kill,
+        ),
+        (
+            Outcome::LeftOpen(Stream::Stdout),
+            1,
+            "LeftOpen(Stdout)",
+            Leftovers::Release,
+        ),
+        (Outcome::TimedOut, 1, "TimedOut", Leftovers::Kill),
+    ];
+    for (outcome, oom_kills, expected, leftovers) in cases {
+        assert_eq!(outcome.leftovers(), leftovers, "{outcome:?}");
+        let amended = outcome.with_oom_kills(oom_kills, Some(64));
+        assert_eq!(format!("{amended:?}"), expected);
     }
 }
 

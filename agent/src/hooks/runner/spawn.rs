@@ -1,0 +1,136 @@
+//! Starting a hook script's process: the command line (the path itself, or
+//! through `sudo` / `su` for `runas`), the environment it gets, its own
+//! process group with stdin closed and both outputs piped, and the bounds'
+//! half that runs between fork and exec (joining its cgroup, priorities,
+//! rlimits). Never hands a path to a shell unquoted.
+
+use std::ffi::OsString;
+use std::io;
+use std::os::unix::ffi::{OsStrExt, OsStringExt};
+use std::os::unix::process::CommandExt;
+use std::path::Path;
+use std::process::Stdio;
+
+use nix::errno::Errno;
+
+use super::EventRun;
+use crate::appspec::HookScript;
+use crate::hooks::bounds::Confinement;
+use crate::hooks::environment::variables_to_remove;
+use crate::hooks::policy::agent_user;
+use crate::hooks::script_log::strip_controls;
+
+/// The audit line: who runs what, as whom, for which deployment.
+pub(super) fn log_start(run: &EventRun<'_>, script: &HookScript, path: &Path) {
+    tracing::info!(
+        "hook start: deployment {} event {} script {} (location {}) agent user {} runas {} sudo {} timeout {} s",
+        run.deployment_id,
+        run.event,
+        path.display(),
+        strip_controls(&script.location),
+        agent_user(),
+        script.runas.as_deref().map_or("-".into(), strip_controls),
+        script.sudo,
+        script.timeout.as_secs()
+    );
+}
+
+/// Spawns the script at `path` (already located and executable).
+pub(super) fn start(
+    run: &EventRun<'_>,
+    script: &HookScript,
+    path: &Path,
+    confinement: &Confinement,
+) -> io::Result<tokio::process::Child> {
+    let (program, args) = command_line(path, script);
+    match spawn(run, confinement, program, args) {
+        // A script without a `#!` line: the official agent hands the path to a
+        // shell, which runs such a file as a shell script. Do the same.
+        Err(e)
+            if e.raw_os_error() == Some(Errno::ENOEXEC as i32)
+                && script.runas.is_none()
+                && !script.sudo =>
+        {
+            spawn(
+                run,
+                confinement,
+                OsString::from("/bin/sh"),
+                vec![path.as_os_str().to_owned()],
+            )
+        }
+        other => other,
+    }
+}
+
+fn spawn(
+    run: &EventRun<'_>,
+    confinement: &Confinement,
+    program: OsString,
+    args: Vec<OsString>,
+) -> io::Result<tokio::process::Child> {
+    let mut command = std::process::Command::new(program);
+    command
+        .args(args)
+        .envs(run.env.iter().map(|(k, v)| (k, v)))
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        // Its own process group, so that a timeout can reach everything it started.
+        .process_group(0);
+    let inherited = std::env::vars_os().map(|(name, _)| name);
+    for name in variables_to_remove(run.env, &run.policy.env, inherited) {
+        command.env_remove(name);
+    }
+    if let Some(bounds) = confinement.pre_exec() {
+        // SAFETY: `apply_in_child` makes only async-signal-safe system
+        // calls on values prepared before the fork, and the descriptors it
+        // writes to stay open until `confinement` is dropped, after spawn.
+        unsafe {
+            command.pre_exec(move || bounds.apply_in_child());
+        }
+    }
+    if let Some(limit) = run.policy.core_limit {
+        // SAFETY: setrlimit is an async-signal-safe system call on a
+        // value copied before the fork. The hook gets back the core
+        // limit the agent started with (see `hygiene`).
+        unsafe {
+            command.pre_exec(move || crate::hygiene::set_core_soft_limit(limit));
+        }
+    }
+    tokio::process::Command::from(command).spawn()
+}
+
+/// The program and arguments for a script: the path itself; `sudo <path>`;
+/// `su <user> -c '<path>'` or `sudo su <user> -c '<path>'` (the user's shell
+/// reads the path, so it is quoted for it).
+pub(crate) fn command_line(path: &Path, script: &HookScript) -> (OsString, Vec<OsString>) {
+    match (&script.runas, script.sudo) {
+        (Some(user), sudo) => {
+            let su_args = vec![OsString::from(user), "-c".into(), shell_quoted(path)];
+            if sudo {
+                (
+                    "sudo".into(),
+                    std::iter::once("su".into()).chain(su_args).collect(),
+                )
+            } else {
+                ("su".into(), su_args)
+            }
+        }
+        (None, true) => ("sudo".into(), vec![path.into()]),
+        (None, false) => (path.into(), Vec::new()),
+    }
+}
+
+/// `'...'` with embedded single quotes as `'\''`: one word for any POSIX shell.
+fn shell_quoted(path: &Path) -> OsString {
+    let mut quoted = vec![b'\''];
+    for byte in path.as_os_str().as_bytes() {
+        if *byte == b'\'' {
+            quoted.extend_from_slice(b"'\\''");
+        } else {
+            quoted.push(*byte);
+        }
+    }
+    quoted.push(b'\'');
+    OsString::from_vec(quoted)
+}
