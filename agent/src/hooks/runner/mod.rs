@@ -33,7 +33,7 @@ use super::bounds::Enforcer;
 use super::policy::HookPolicy;
 use super::script_log::ScriptLog;
 use crate::appspec::HookScript;
-use crate::diagnostics::{Diagnostic, ErrorCode};
+use crate::diagnostics::ErrorCode;
 use crate::event::LifecycleEvent;
 use crate::shutdown::Shutdown;
 
@@ -60,7 +60,8 @@ pub struct EventRun<'a> {
     pub bounds: &'a Enforcer,
 }
 
-/// Why an event failed, ready for the service's diagnostics.
+/// Why an event failed: the code and message the service is told (see
+/// [`lifecycle::failure`](crate::lifecycle::failure)), and the script's output.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ScriptFailure {
     pub code: ErrorCode,
@@ -69,17 +70,6 @@ pub struct ScriptFailure {
     pub message: String,
     /// The tail of this command's script log, without timestamps.
     pub log: String,
-}
-
-impl ScriptFailure {
-    pub fn to_diagnostic(&self) -> Diagnostic {
-        Diagnostic::failed(
-            self.code,
-            &self.script_name,
-            self.message.clone(),
-            &self.log,
-        )
-    }
 }
 
 impl fmt::Display for ScriptFailure {

@@ -185,7 +185,7 @@ async fn a_hook_past_its_memory_bound_is_killed_and_reported_out_of_memory() {
         "{}",
         failure.log
     );
-    assert_eq!(failure.to_diagnostic().error_code, ErrorCode::ScriptFailed);
+    assert_eq!(failure.code, ErrorCode::ScriptFailed);
 }
 
 #[tokio::test]
