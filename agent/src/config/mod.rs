@@ -2,15 +2,18 @@
 //! the on-premises registration file. Reading the files is the only I/O here.
 
 mod bounds;
+mod fips;
 mod hardening;
 mod model;
 mod onprem;
 mod parse;
 mod proxy;
+mod reload;
 
 use std::path::{Path, PathBuf};
 
 pub use bounds::{CpuPercent, HookBounds, IoLevel, IoPriority, Nice, Priority};
+pub use fips::check_fips_region;
 pub use hardening::{
     documented_defaults, BundlePolicy, CoreDumps, DirModes, EnvInheritance, Hardening,
     HookEnvPolicy, InstallPolicy, LinkPolicy, LoaderVariables, Ownership, PermissionLinks,
@@ -23,8 +26,9 @@ pub use model::{
     MAX_CONCURRENT_COMMANDS, MAX_POLL_JITTER_PERCENT,
 };
 pub use onprem::{parse_on_premises, OnPremisesIdentity};
-pub use parse::{check_fips_region, live_reload_ignored, parse_agent_config, ParsedConfig};
+pub use parse::{parse_agent_config, ParsedConfig};
 pub use proxy::ProxyUri;
+pub use reload::live_reload_ignored;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
