@@ -10,6 +10,7 @@ pub mod appspec;
 pub mod atomic_file;
 pub mod bundle;
 pub mod config;
+pub mod core_dumps;
 pub mod deadline;
 pub mod deployment_spec;
 pub mod diagnostics;
@@ -23,10 +24,12 @@ pub mod identity;
 pub mod install;
 pub mod lifecycle;
 pub mod logging;
+pub mod memory;
 pub mod names;
 pub mod poller;
 pub mod protocol;
 pub mod shutdown;
+pub mod version_file;
 
 /// The agent's version, sent to the service and written to `.version`.
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");

@@ -15,9 +15,9 @@ use std::path::{Path, PathBuf};
 pub use bounds::{CpuPercent, HookBounds, IoLevel, IoPriority, Nice, Priority};
 pub use fips::check_fips_region;
 pub use hardening::{
-    documented_defaults, BundlePolicy, CoreDumps, DirModes, EnvInheritance, Hardening,
-    HookEnvPolicy, InstallPolicy, LinkPolicy, LoaderVariables, Ownership, PermissionLinks,
-    ScriptsLogBounds, SeLinuxTypes, SetIdBits, DEFAULT_MAX_EXTRACTION_SIZE,
+    documented_defaults, restricted_dirs, BundlePolicy, CoreDumps, DirModes, EnvInheritance,
+    Hardening, HookEnvPolicy, InstallPolicy, LinkPolicy, LoaderVariables, Ownership,
+    PermissionLinks, ScriptsLogBounds, SeLinuxTypes, SetIdBits, DEFAULT_MAX_EXTRACTION_SIZE,
     DEFAULT_SCRIPTS_LOG_MAX_FILES, DEFAULT_SCRIPTS_LOG_MAX_SIZE, UNCONFINED_SELINUX_TYPES,
 };
 pub use model::{

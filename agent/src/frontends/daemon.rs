@@ -11,6 +11,7 @@
 
 use std::fs::File;
 use std::io::Write;
+use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
@@ -19,6 +20,7 @@ use tokio::signal::unix::{signal, Signal, SignalKind};
 use tokio::sync::watch;
 
 use crate::config::{self, AgentConfig, SpecVerification};
+use crate::core_dumps::{self, CoreLimit};
 use crate::deployment_spec::SpecVerifier;
 use crate::identity::{self, IdentityOrigin};
 use crate::lifecycle::executor::{Executor, S3Settings};
@@ -32,6 +34,7 @@ use crate::protocol::endpoint::{
 };
 use crate::protocol::{CommandsClient, TransportSettings};
 use crate::shutdown;
+use crate::version_file;
 
 /// How long the scripts of an aborted command get to end and be reported.
 const ABORT_GRACE: Duration = Duration::from_secs(30);
@@ -77,7 +80,7 @@ pub async fn run(config_file: &Path) -> Result<(), StartupError> {
     );
     log_warnings(config_file, &parsed.warnings);
     // Before any credential is read: no core file may ever hold one.
-    let hooks_core_limit = crate::hygiene::start_up(&config);
+    let hooks_core_limit = prepare_host(&config);
     if let Err(why) = crate::hooks::bounds::apply_to_agent(&config.agent_priority) {
         tracing::warn!("{why}; the agent keeps its current priority");
     }
@@ -100,7 +103,7 @@ pub async fn run(config_file: &Path) -> Result<(), StartupError> {
     );
 
     // Start-up is done: its heap and code pages are not needed while idle.
-    crate::hygiene::return_freed_memory();
+    crate::memory::return_freed_memory();
     let (stop_polling, polling_stopped) = shutdown::channel();
     let (abort_hooks, hooks_aborted) = shutdown::channel();
     let poller_task = poller.run_with(polling_stopped, hooks_aborted);
@@ -253,6 +256,33 @@ impl Signals {
     }
 }
 
+/// What the agent does to the host once, before it reads any credential, each
+/// step logged: core dumps per `:disable_core_dumps:`, the directories of the
+/// `restrict_*_permissions` keys, then `.version`. Returns the core limit
+/// hooks get back. Failures are warnings: none of this may keep the agent
+/// from deploying.
+fn prepare_host(config: &AgentConfig) -> Option<CoreLimit> {
+    let restore_for_hooks = core_dumps::apply(config.core_dumps);
+    for (dir, mode, key) in config::restricted_dirs(config) {
+        let restricted = std::fs::create_dir_all(&dir)
+            .and_then(|()| std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(mode)));
+        match restricted {
+            Ok(()) => tracing::info!("{key}: {} is now {mode:04o}", dir.display()),
+            Err(e) => tracing::warn!("{key}: cannot make {} {mode:04o}: {e}", dir.display()),
+        }
+    }
+    let path = version_file::path_for(&config.root_dir);
+    match version_file::write(&path, crate::VERSION) {
+        Ok(()) => tracing::info!(
+            "wrote {} (agent_version: {})",
+            path.display(),
+            crate::VERSION
+        ),
+        Err(e) => tracing::warn!("cannot write {}: {e}", path.display()),
+    }
+    restore_for_hooks
+}
+
 /// What a signal asks of the running agent.
 enum Received {
     Stop(&'static str),
@@ -262,7 +292,7 @@ enum Received {
 async fn build_poller(
     config: &AgentConfig,
     schedule: watch::Receiver<Schedule>,
-    hooks_core_limit: Option<crate::hygiene::CoreLimit>,
+    hooks_core_limit: Option<CoreLimit>,
 ) -> Result<Poller, StartupError> {
     let identity = identity::resolve(config).await?;
     let domain = identity
