@@ -14,13 +14,19 @@ const FIPS_REGIONS: &[&str] = &[
     "us-gov-east-1",
 ];
 
+/// `use_fips_mode` set in a region with no FIPS endpoint.
+#[derive(Debug, thiserror::Error)]
+#[error("use_fips_mode is set but region {region} has no FIPS endpoint; FIPS is available in {}", FIPS_REGIONS.join(", "))]
+pub struct NoFipsEndpoint {
+    pub region: String,
+}
+
 /// Checks that need more than the file: the region the agent ended up with.
-pub fn check_fips_region(config: &AgentConfig, region: &str) -> Result<(), String> {
+pub fn check_fips_region(config: &AgentConfig, region: &str) -> Result<(), NoFipsEndpoint> {
     if config.use_fips_mode && !FIPS_REGIONS.contains(&region) {
-        return Err(format!(
-            "use_fips_mode is set but region {region} has no FIPS endpoint; FIPS is available in {}",
-            FIPS_REGIONS.join(", ")
-        ));
+        return Err(NoFipsEndpoint {
+            region: region.to_string(),
+        });
     }
     Ok(())
 }
@@ -38,6 +44,7 @@ mod tests {
         assert!(check_fips_region(&c, "us-west-2").is_ok());
         assert!(check_fips_region(&c, "eu-west-1")
             .unwrap_err()
+            .to_string()
             .contains("eu-west-1"));
         c.use_fips_mode = false;
         assert!(check_fips_region(&c, "eu-west-1").is_ok());

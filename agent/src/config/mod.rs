@@ -13,7 +13,7 @@ mod reload;
 use std::path::{Path, PathBuf};
 
 pub use bounds::{CpuPercent, HookBounds, IoLevel, IoPriority, Nice, Priority};
-pub use fips::check_fips_region;
+pub use fips::{check_fips_region, NoFipsEndpoint};
 pub use hardening::{
     documented_defaults, restricted_dirs, BundlePolicy, CoreDumps, DirModes, EnvInheritance,
     Hardening, HookEnvPolicy, InstallPolicy, LinkPolicy, LoaderVariables, Ownership,
@@ -27,7 +27,7 @@ pub use model::{
 };
 pub use onprem::{parse_on_premises, OnPremisesIdentity};
 pub use parse::{parse_agent_config, ParsedConfig};
-pub use proxy::ProxyUri;
+pub use proxy::{ProxyUri, ProxyUriError};
 pub use reload::live_reload_ignored;
 
 #[derive(Debug, thiserror::Error)]
@@ -37,6 +37,15 @@ pub enum ConfigError {
         file: PathBuf,
         source: std::io::Error,
     },
+    #[error("{}{}: {source}", file.display(), line.map(|l| format!(" line {l}")).unwrap_or_default())]
+    Yaml {
+        file: PathBuf,
+        line: Option<usize>,
+        #[source]
+        source: serde_norway::Error,
+    },
+    /// YAML, but not the shape the agent reads; `message` is the sentence a
+    /// person reads.
     #[error("{}{}: {message}", file.display(), line.map(|l| format!(" line {l}")).unwrap_or_default())]
     Syntax {
         file: PathBuf,
@@ -51,6 +60,14 @@ pub enum ConfigError {
         expected: String,
         found: String,
     },
+    #[error("{}: The deployment failed because the format of the following on-premises configuration file is invalid: {} ({source})", file.display(), file.display())]
+    OnPremisesYaml {
+        file: PathBuf,
+        #[source]
+        source: serde_norway::Error,
+    },
+    /// A missing or conflicting key of the on-premises file; `message` is the
+    /// official agent's sentence, which operators search for.
     #[error("{}: {message}", file.display())]
     OnPremises { file: PathBuf, message: String },
 }

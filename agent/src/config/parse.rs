@@ -49,10 +49,10 @@ pub struct ParsedConfig {
 pub fn parse_agent_config(text: &str, file: &Path) -> Result<ParsedConfig, ConfigError> {
     let mut config = AgentConfig::default();
     let mut warnings = Vec::new();
-    let document: Value = serde_norway::from_str(text).map_err(|e| ConfigError::Syntax {
+    let document: Value = serde_norway::from_str(text).map_err(|source| ConfigError::Yaml {
         file: file.to_path_buf(),
-        line: e.location().map(|l| l.line()),
-        message: e.to_string(),
+        line: source.location().map(|l| l.line()),
+        source,
     })?;
     let mapping = match document {
         Value::Null => return Ok(ParsedConfig { config, warnings }),

@@ -30,7 +30,7 @@ use crate::logging::{self, LogControl, LogSettings};
 use crate::poller::schedule::Schedule;
 use crate::poller::Poller;
 use crate::protocol::endpoint::{
-    commands_service, domain_for_region, validate_region, EndpointInputs,
+    commands_service, domain_for_region, validate_region, EndpointInputs, InvalidRegion,
 };
 use crate::protocol::{CommandsClient, TransportSettings};
 use crate::shutdown;
@@ -54,10 +54,43 @@ pub enum StartupError {
     Config(#[from] config::ConfigError),
     #[error(transparent)]
     Identity(#[from] identity::IdentityError),
+    #[error("cannot install the {signal} handler: {source}")]
+    SignalHandler {
+        signal: &'static str,
+        #[source]
+        source: std::io::Error,
+    },
+    /// `region_source` says where the region was read (instance metadata or
+    /// the on-premises file), for the operator to fix it there.
+    #[error("{source} (region from {region_source})")]
+    Region {
+        region_source: String,
+        #[source]
+        source: InvalidRegion,
+    },
+    #[error(transparent)]
+    Fips(#[from] config::NoFipsEndpoint),
+    /// The deployment-spec layer's sentence about the CA chain (it says what
+    /// to install where).
     #[error("{0}")]
-    Invalid(String),
-    #[error("another agent is already running with pid file {}: {detail}", file.display())]
-    AlreadyRunning { file: PathBuf, detail: String },
+    SpecCa(String),
+    #[error(transparent)]
+    HttpClient(#[from] crate::http::ClientError),
+    #[error("cannot create the pid file in {}: {source}", dir.display())]
+    PidFile {
+        dir: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    /// `holder` is what the pid file holds (the running agent's pid, or
+    /// nothing when it could not be read).
+    #[error("another agent is already running with pid file {}: {source}; pid {holder}", file.display())]
+    AlreadyRunning {
+        file: PathBuf,
+        holder: String,
+        #[source]
+        source: nix::errno::Errno,
+    },
 }
 
 /// Runs the agent in the foreground until SIGTERM or SIGINT.
@@ -228,9 +261,10 @@ struct Signals {
 
 impl Signals {
     fn install() -> Result<Signals, StartupError> {
-        let install = |kind: SignalKind, name: &str| {
-            signal(kind).map_err(|e| {
-                StartupError::Invalid(format!("cannot install the {name} handler: {e}"))
+        let install = |kind: SignalKind, name: &'static str| {
+            signal(kind).map_err(|source| StartupError::SignalHandler {
+                signal: name,
+                source,
             })
         };
         Ok(Signals {
@@ -303,9 +337,11 @@ async fn build_poller(
         IdentityOrigin::Ec2 { .. } => "instance metadata".to_string(),
         _ => config.on_premises_config_file.display().to_string(),
     };
-    validate_region(&identity.region, &domain)
-        .map_err(|e| StartupError::Invalid(format!("{e} (region from {region_source})")))?;
-    config::check_fips_region(config, &identity.region).map_err(StartupError::Invalid)?;
+    validate_region(&identity.region, &domain).map_err(|source| StartupError::Region {
+        region_source,
+        source,
+    })?;
+    config::check_fips_region(config, &identity.region)?;
     match &identity.origin {
         IdentityOrigin::OnPremisesUser => tracing::info!(
             "on-premises host {} in {} (IAM user keys from {})",
@@ -337,7 +373,7 @@ async fn build_poller(
     }
     let verifier =
         SpecVerifier::from_ca_file(&config.deployment_spec_ca_file, config.spec_verification)
-            .map_err(StartupError::Invalid)?;
+            .map_err(StartupError::SpecCa)?;
     match &config.proxy_uri {
         Some(proxy) => tracing::info!(
             "Commands and S3 traffic goes through proxy {}",
@@ -369,8 +405,7 @@ async fn build_poller(
         credentials.clone(),
         &transport,
         crate::VERSION.to_string(),
-    )
-    .map_err(StartupError::Invalid)?;
+    )?;
     let root = DeploymentRoot::new(&config.root_dir, &config.ongoing_deployment_tracking);
     let s3_endpoint = config
         .s3_endpoint_override
@@ -419,11 +454,9 @@ impl PidLock {
     fn acquire(pid_dir: &Path, program_name: &str) -> Result<PidLock, StartupError> {
         let pid_file = pid_dir.join(format!("{program_name}.pid"));
         let lock_file = pid_dir.join(format!("{program_name}.pid.lock"));
-        let cannot = |e: std::io::Error| {
-            StartupError::Invalid(format!(
-                "cannot create the pid file in {}: {e}",
-                pid_dir.display()
-            ))
+        let cannot = |source: std::io::Error| StartupError::PidFile {
+            dir: pid_dir.to_path_buf(),
+            source,
         };
         std::fs::create_dir_all(pid_dir).map_err(cannot)?;
         let file = File::options()
@@ -433,11 +466,12 @@ impl PidLock {
             .open(&lock_file)
             .map_err(cannot)?;
         let lock = nix::fcntl::Flock::lock(file, nix::fcntl::FlockArg::LockExclusiveNonblock)
-            .map_err(|(_, errno)| {
+            .map_err(|(_, source)| {
                 let holder = std::fs::read_to_string(&pid_file).unwrap_or_default();
                 StartupError::AlreadyRunning {
                     file: pid_file.clone(),
-                    detail: format!("{errno}; pid {}", holder.trim()),
+                    holder: holder.trim().to_string(),
+                    source,
                 }
             })?;
         let mut pid = File::create(&pid_file).map_err(cannot)?;

@@ -155,7 +155,7 @@ fn unknown_and_retired_keys_warn_without_failing() {
 fn yaml_syntax_error_names_the_line() {
     let err = parse(":verbose: true\n:root_dir: [unclosed\n").unwrap_err();
     assert!(
-        matches!(err, ConfigError::Syntax { line: Some(_), .. }),
+        matches!(err, ConfigError::Yaml { line: Some(_), .. }),
         "{err}"
     );
 }
