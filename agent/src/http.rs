@@ -7,6 +7,24 @@ use std::time::Duration;
 
 use crate::config::ProxyUri;
 
+/// Why a client could not be built; the proxy error names `:proxy_uri:`
+/// without its password.
+#[derive(Debug, thiserror::Error)]
+pub enum ClientError {
+    #[error("cannot set up the HTTP client for {purpose}: {source}")]
+    Build {
+        purpose: String,
+        #[source]
+        source: reqwest::Error,
+    },
+    #[error("proxy_uri {redacted} is not a usable proxy URL: {source}")]
+    Proxy {
+        redacted: String,
+        #[source]
+        source: reqwest::Error,
+    },
+}
+
 /// Which proxy a client goes through.
 #[derive(Debug, Clone, Copy)]
 pub enum Proxying<'a> {
@@ -56,7 +74,7 @@ pub struct ClientSettings<'a> {
 
 impl ClientSettings<'_> {
     /// A client for `purpose` (named in the error when it cannot be built).
-    pub fn build(&self, purpose: &str) -> Result<reqwest::Client, String> {
+    pub fn build(&self, purpose: &str) -> Result<reqwest::Client, ClientError> {
         let mut builder = reqwest::Client::builder().connect_timeout(self.connect_timeout);
         if let Some(agent) = &self.user_agent {
             builder = builder.user_agent(agent.clone());
@@ -82,19 +100,18 @@ impl ClientSettings<'_> {
             Proxying::FromEnvironment => builder,
             Proxying::Direct => builder.no_proxy(),
         };
-        builder
-            .build()
-            .map_err(|e| format!("cannot set up the HTTP client for {purpose}: {e}"))
+        builder.build().map_err(|source| ClientError::Build {
+            purpose: purpose.to_string(),
+            source,
+        })
     }
 }
 
 /// `:proxy_uri:` as a reqwest proxy; the error names it without its password.
-pub fn explicit_proxy(proxy: &ProxyUri) -> Result<reqwest::Proxy, String> {
-    reqwest::Proxy::all(proxy.as_str()).map_err(|e| {
-        format!(
-            "proxy_uri {} is not a usable proxy URL: {e}",
-            proxy.redacted()
-        )
+pub fn explicit_proxy(proxy: &ProxyUri) -> Result<reqwest::Proxy, ClientError> {
+    reqwest::Proxy::all(proxy.as_str()).map_err(|source| ClientError::Proxy {
+        redacted: proxy.redacted(),
+        source,
     })
 }
 

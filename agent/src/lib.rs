@@ -11,6 +11,7 @@ pub mod atomic_file;
 pub mod blocking;
 pub mod bundle;
 pub mod config;
+pub mod core_dumps;
 pub mod deadline;
 pub mod deployment_spec;
 pub mod diagnostics;
@@ -19,15 +20,16 @@ mod folder_chain;
 pub mod frontends;
 pub mod hooks;
 pub mod http;
-pub mod hygiene;
 pub mod identity;
 pub mod install;
 pub mod lifecycle;
 pub mod logging;
+pub mod memory;
 pub mod names;
 pub mod poller;
 pub mod protocol;
 pub mod shutdown;
+pub mod version_file;
 
 /// The agent's version, sent to the service and written to `.version`.
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");

@@ -93,10 +93,15 @@ pub struct LogSettings<'a> {
     pub max_size: Option<u64>,
 }
 
+/// The log level could not be switched (the subscriber is gone).
+#[derive(Debug, thiserror::Error)]
+#[error("cannot change the log level: {0}")]
+pub struct LevelChangeError(#[source] reload::Error);
+
 /// The running log: its file, and the switch for its verbosity.
 pub struct LogControl {
     file: Option<PathBuf>,
-    set_filter: Box<dyn Fn(Targets) -> Result<(), String> + Send + Sync>,
+    set_filter: Box<dyn Fn(Targets) -> Result<(), reload::Error> + Send + Sync>,
 }
 
 impl LogControl {
@@ -106,8 +111,8 @@ impl LogControl {
     }
 
     /// Switches debug lines on or off (unless `CODEDEPLOY_AGENT_LOG` decides).
-    pub fn set_verbose(&self, verbose: bool) -> Result<(), String> {
-        (self.set_filter)(filter(verbose))
+    pub fn set_verbose(&self, verbose: bool) -> Result<(), LevelChangeError> {
+        (self.set_filter)(filter(verbose)).map_err(LevelChangeError)
     }
 }
 
@@ -138,11 +143,7 @@ pub(crate) fn default_filter(verbose: bool) -> Targets {
 /// on stderr, which then carries the log alone.
 pub fn init(settings: &LogSettings<'_>) -> LogControl {
     let (filter_layer, handle) = reload::Layer::new(filter(settings.verbose));
-    let set_filter = Box::new(move |filter: Targets| {
-        handle
-            .reload(filter)
-            .map_err(|e| format!("cannot change the log level: {e}"))
-    });
+    let set_filter = Box::new(move |filter: Targets| handle.reload(filter));
     let format = || AgentLogFormat {
         program: settings.program_name.to_string(),
         pid: std::process::id(),

@@ -58,7 +58,7 @@ fn main() -> ExitCode {
         if cli.version {
             print!(
                 "{}",
-                codedeploy_agent::hygiene::version_text(codedeploy_agent::VERSION)
+                codedeploy_agent::version_file::text(codedeploy_agent::VERSION)
             );
             return ExitCode::SUCCESS;
         }
@@ -95,7 +95,7 @@ fn main() -> ExitCode {
             &mut std::io::stderr(),
         ) as u8),
         Command::Run => {
-            codedeploy_agent::hygiene::limit_heap_arenas();
+            codedeploy_agent::memory::limit_heap_arenas();
             let runtime = match tokio::runtime::Builder::new_current_thread()
                 .enable_all()
                 .build()

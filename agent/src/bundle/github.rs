@@ -191,7 +191,7 @@ impl GitHubClient {
             keepalive: None,
         }
         .build("GitHub")
-        .map_err(GitHubError::Client)?;
+        .map_err(|e| GitHubError::Client(e.to_string()))?;
         Ok(GitHubClient {
             http,
             endpoint: endpoint_override

@@ -2,13 +2,16 @@
 //! `ignore_ownership_in_bundle`, `archive_max_extraction_size`,
 //! `restrict_*_permissions`, `restrict_hook_env_to_allowlist`,
 //! `strip_loader_env_in_hooks`), our `archive_max_entries`, the scripts.log
-//! bounds and core dumps, as typed modes. Pure data with their defaults;
+//! bounds and core dumps, as typed modes. Pure data with their defaults, and
+//! the directories the `restrict_*_permissions` keys tighten;
 //! `parse/hardening.rs` reads the keys.
 //!
 //! 2.x ships every protection off. Ours keeps the ones that break no valid
 //! revision always on (path traversal, links leaving the archive, device nodes,
 //! an extraction-size cap, an entry-count cap): their keys can only make the
 //! agent stricter.
+
+use std::path::PathBuf;
 
 /// The default cap on what one bundle may unpack to. Generous on purpose: it
 /// stops a compression bomb from filling the disk, not a large application.
@@ -269,4 +272,80 @@ pub fn documented_defaults(config: &super::AgentConfig) -> Vec<(&'static str, St
         // There is no port to enable.
         ("enable_command_port", on(false)),
     ]
+}
+
+/// The directories `restrict_agent_dir_permissions` and
+/// `restrict_log_dir_permissions` tighten, with their modes and the key. The
+/// deployment root keeps search permission for others (0711): `runas` users
+/// must reach their scripts. Pure.
+pub fn restricted_dirs(config: &super::AgentConfig) -> Vec<(PathBuf, u32, &'static str)> {
+    let mut dirs = Vec::new();
+    if config.hardening.agent_dirs == DirModes::Restricted {
+        dirs.push((
+            config.root_dir.clone(),
+            0o711,
+            "restrict_agent_dir_permissions",
+        ));
+        dirs.push((
+            config.pid_dir.clone(),
+            0o700,
+            "restrict_agent_dir_permissions",
+        ));
+    }
+    if config.hardening.log_dir == DirModes::Restricted {
+        dirs.push((
+            config.log_dir.clone(),
+            0o750,
+            "restrict_log_dir_permissions",
+        ));
+    }
+    dirs
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::AgentConfig;
+    use super::*;
+
+    #[test]
+    fn restricting_keys_name_their_directories() {
+        let mut config = AgentConfig::default();
+        assert!(restricted_dirs(&config).is_empty());
+        config.hardening.agent_dirs = DirModes::Restricted;
+        config.hardening.log_dir = DirModes::Restricted;
+        let modes: Vec<(String, u32)> = restricted_dirs(&config)
+            .into_iter()
+            .map(|(dir, mode, _)| (dir.display().to_string(), mode))
+            .collect();
+        assert_eq!(
+            modes,
+            [
+                ("/opt/codedeploy-agent/deployment-root".to_string(), 0o711),
+                ("/opt/codedeploy-agent/state/.pid/".to_string(), 0o700),
+                ("/var/log/aws/codedeploy-agent/".to_string(), 0o750),
+            ]
+        );
+    }
+
+    /// The README's configuration table and the code's defaults must agree.
+    #[test]
+    fn the_readme_documents_the_defaults_the_code_has() {
+        let readme = include_str!("../../../README.md");
+        let documented = |key: &str| -> Option<String> {
+            let row = readme
+                .lines()
+                .find(|l| l.starts_with(&format!("| `:{key}:`")))?;
+            let cells: Vec<&str> = row.split('|').map(str::trim).collect();
+            cells.get(2).map(|c| c.trim_matches('`').to_string())
+        };
+        let defaults = documented_defaults(&AgentConfig::default());
+        assert!(defaults.len() >= 15, "{defaults:?}");
+        for (key, default) in defaults {
+            assert_eq!(
+                documented(key).as_deref(),
+                Some(default.as_str()),
+                "README.md's row for `:{key}:` must give the default `{default}`"
+            );
+        }
+    }
 }

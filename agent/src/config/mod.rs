@@ -2,19 +2,22 @@
 //! the on-premises registration file. Reading the files is the only I/O here.
 
 mod bounds;
+mod fips;
 mod hardening;
 mod model;
 mod onprem;
 mod parse;
 mod proxy;
+mod reload;
 
 use std::path::{Path, PathBuf};
 
 pub use bounds::{CpuPercent, HookBounds, IoLevel, IoPriority, Nice, Priority};
+pub use fips::{check_fips_region, NoFipsEndpoint};
 pub use hardening::{
-    documented_defaults, BundlePolicy, CoreDumps, DirModes, EnvInheritance, Hardening,
-    HookEnvPolicy, InstallPolicy, LinkPolicy, LoaderVariables, Ownership, PermissionLinks,
-    ScriptsLogBounds, SeLinuxTypes, SetIdBits, DEFAULT_MAX_EXTRACTION_SIZE,
+    documented_defaults, restricted_dirs, BundlePolicy, CoreDumps, DirModes, EnvInheritance,
+    Hardening, HookEnvPolicy, InstallPolicy, LinkPolicy, LoaderVariables, Ownership,
+    PermissionLinks, ScriptsLogBounds, SeLinuxTypes, SetIdBits, DEFAULT_MAX_EXTRACTION_SIZE,
     DEFAULT_SCRIPTS_LOG_MAX_FILES, DEFAULT_SCRIPTS_LOG_MAX_SIZE, UNCONFINED_SELINUX_TYPES,
 };
 pub use model::{
@@ -23,8 +26,9 @@ pub use model::{
     MAX_CONCURRENT_COMMANDS, MAX_POLL_JITTER_PERCENT,
 };
 pub use onprem::{parse_on_premises, OnPremisesIdentity};
-pub use parse::{check_fips_region, live_reload_ignored, parse_agent_config, ParsedConfig};
-pub use proxy::ProxyUri;
+pub use parse::{parse_agent_config, ParsedConfig};
+pub use proxy::{ProxyUri, ProxyUriError};
+pub use reload::live_reload_ignored;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
@@ -33,6 +37,15 @@ pub enum ConfigError {
         file: PathBuf,
         source: std::io::Error,
     },
+    #[error("{}{}: {source}", file.display(), line.map(|l| format!(" line {l}")).unwrap_or_default())]
+    Yaml {
+        file: PathBuf,
+        line: Option<usize>,
+        #[source]
+        source: serde_norway::Error,
+    },
+    /// YAML, but not the shape the agent reads; `message` is the sentence a
+    /// person reads.
     #[error("{}{}: {message}", file.display(), line.map(|l| format!(" line {l}")).unwrap_or_default())]
     Syntax {
         file: PathBuf,
@@ -47,6 +60,14 @@ pub enum ConfigError {
         expected: String,
         found: String,
     },
+    #[error("{}: The deployment failed because the format of the following on-premises configuration file is invalid: {} ({source})", file.display(), file.display())]
+    OnPremisesYaml {
+        file: PathBuf,
+        #[source]
+        source: serde_norway::Error,
+    },
+    /// A missing or conflicting key of the on-premises file; `message` is the
+    /// official agent's sentence, which operators search for.
     #[error("{}: {message}", file.display())]
     OnPremises { file: PathBuf, message: String },
 }

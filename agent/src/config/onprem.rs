@@ -94,11 +94,9 @@ pub fn parse_on_premises(
     let raw: RawOnPremises = if text.trim().is_empty() {
         RawOnPremises::default()
     } else {
-        serde_norway::from_str(text).map_err(|e| {
-            invalid(format!(
-                "The deployment failed because the format of the following on-premises configuration file is invalid: {} ({e})",
-                file.display()
-            ))
+        serde_norway::from_str(text).map_err(|source| ConfigError::OnPremisesYaml {
+            file: file.to_path_buf(),
+            source,
         })?
     };
     let required = |value: Option<String>, field: &str, arn_key: &str| {

@@ -5,6 +5,20 @@
 
 use std::fmt;
 
+/// Why a `:proxy_uri:` value is refused. The texts never quote the value: it
+/// may hold a password.
+#[derive(Debug, thiserror::Error)]
+pub enum ProxyUriError {
+    #[error("not a URL ({0}); expected e.g. http://proxy.example:3128")]
+    NotAUrl(#[source] http::uri::InvalidUri),
+    #[error("scheme {0}:// is not supported; use http:// or https://")]
+    UnsupportedScheme(String),
+    #[error("the URL needs a scheme, e.g. http://proxy.example:3128")]
+    NoScheme,
+    #[error("the URL needs a host, e.g. http://proxy.example:3128")]
+    NoHost,
+}
+
 /// A forward proxy for all AWS traffic (never for instance metadata).
 #[derive(Clone, PartialEq, Eq)]
 pub struct ProxyUri {
@@ -15,22 +29,16 @@ pub struct ProxyUri {
 impl ProxyUri {
     /// Accepts what both HTTP stacks of the agent accept: scheme `http` or
     /// `https`, a host, an optional port and `user:password@`.
-    pub fn parse(text: &str) -> Result<ProxyUri, String> {
+    pub fn parse(text: &str) -> Result<ProxyUri, ProxyUriError> {
         let text = text.trim();
-        let uri: http::Uri = text
-            .parse()
-            .map_err(|e| format!("not a URL ({e}); expected e.g. http://proxy.example:3128"))?;
+        let uri: http::Uri = text.parse().map_err(ProxyUriError::NotAUrl)?;
         match uri.scheme_str() {
             Some("http" | "https") => {}
-            Some(other) => {
-                return Err(format!(
-                    "scheme {other}:// is not supported; use http:// or https://"
-                ))
-            }
-            None => return Err("the URL needs a scheme, e.g. http://proxy.example:3128".into()),
+            Some(other) => return Err(ProxyUriError::UnsupportedScheme(other.to_string())),
+            None => return Err(ProxyUriError::NoScheme),
         }
         if uri.host().is_none_or(str::is_empty) {
-            return Err("the URL needs a host, e.g. http://proxy.example:3128".into());
+            return Err(ProxyUriError::NoHost);
         }
         Ok(ProxyUri {
             text: text.to_string(),
@@ -91,7 +99,8 @@ mod tests {
         for (text, expected) in cases {
             match (ProxyUri::parse(text), expected) {
                 (Ok(proxy), Ok(redacted)) => assert_eq!(&proxy.redacted(), redacted, "{text}"),
-                (Err(message), Err(part)) => {
+                (Err(error), Err(part)) => {
+                    let message = error.to_string();
                     assert!(message.contains(part), "{text}: {message}")
                 }
                 (got, want) => panic!("{text}: got {got:?}, want {want:?}"),

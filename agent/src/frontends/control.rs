@@ -8,8 +8,8 @@
 
 use std::io::Write;
 use std::os::unix::process::CommandExt;
-use std::path::Path;
-use std::process::{Command, Stdio};
+use std::path::{Path, PathBuf};
+use std::process::{Command, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
 
 use nix::sys::signal::{kill, Signal};
@@ -26,6 +26,35 @@ const STOP_MARGIN: Duration = Duration::from_secs(100);
 /// How long `start` waits for the agent to take its lock.
 const START_WAIT: Duration = Duration::from_secs(30);
 const POLL: Duration = Duration::from_millis(50);
+
+/// Why `start` or `stop` (without systemd) did not get the agent where asked.
+#[derive(Debug, thiserror::Error)]
+pub enum ControlError {
+    #[error("cannot find this program's path: {0}")]
+    CurrentExe(#[source] std::io::Error),
+    #[error("cannot start {}: {source}", program.display())]
+    Spawn {
+        program: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("the agent exited at start ({status}); its log {} says why", log.display())]
+    ExitedAtStart { status: ExitStatus, log: PathBuf },
+    #[error("the agent (pid {pid}) did not take its lock within {} s; see {}", START_WAIT.as_secs(), log.display())]
+    NoLock { pid: u32, log: PathBuf },
+    /// The pid file could not be read or judged; `reason` is the status
+    /// reader's sentence, as `status` prints it.
+    #[error("{reason}")]
+    StateUnknown { reason: String },
+    #[error("pid {0} is out of range")]
+    PidOutOfRange(u32),
+    #[error("cannot signal pid {pid}: {source}")]
+    Signal {
+        pid: u32,
+        #[source]
+        source: nix::errno::Errno,
+    },
+}
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Verb {
@@ -107,12 +136,11 @@ fn state(config: &AgentConfig) -> AgentState {
 
 /// Starts `<this program> --config <file> run` in a session of its own,
 /// detached from the terminal, and waits until it holds the pid lock.
-fn start(config: &AgentConfig, config_file: &Path) -> Result<String, String> {
+fn start(config: &AgentConfig, config_file: &Path) -> Result<String, ControlError> {
     if let AgentState::Running { pid, .. } = state(config) {
         return Ok(format!("already running (pid {pid})"));
     }
-    let program =
-        std::env::current_exe().map_err(|e| format!("cannot find this program's path: {e}"))?;
+    let program = std::env::current_exe().map_err(ControlError::CurrentExe)?;
     let mut command = Command::new(&program);
     command
         .arg("--config")
@@ -126,9 +154,10 @@ fn start(config: &AgentConfig, config_file: &Path) -> Result<String, String> {
     unsafe {
         command.pre_exec(|| nix::unistd::setsid().map(|_| ()).map_err(Into::into));
     }
-    let mut child = command
-        .spawn()
-        .map_err(|e| format!("cannot start {}: {e}", program.display()))?;
+    let mut child = command.spawn().map_err(|source| ControlError::Spawn {
+        program: program.clone(),
+        source,
+    })?;
     let log = config.log_dir.join(format!("{}.log", config.program_name));
     let deadline = crate::deadline::after(Instant::now(), START_WAIT);
     loop {
@@ -138,33 +167,30 @@ fn start(config: &AgentConfig, config_file: &Path) -> Result<String, String> {
             }
         }
         if let Ok(Some(exited)) = child.try_wait() {
-            return Err(format!(
-                "the agent exited at start ({exited}); its log {} says why",
-                log.display()
-            ));
+            return Err(ControlError::ExitedAtStart {
+                status: exited,
+                log,
+            });
         }
         if Instant::now() >= deadline {
-            return Err(format!(
-                "the agent (pid {}) did not take its lock within {} s; see {}",
-                child.id(),
-                START_WAIT.as_secs(),
-                log.display()
-            ));
+            return Err(ControlError::NoLock {
+                pid: child.id(),
+                log,
+            });
         }
         std::thread::sleep(POLL);
     }
 }
 
 /// SIGTERM, then the wait the unit gives, then SIGKILL.
-fn stop(config: &AgentConfig) -> Result<String, String> {
+fn stop(config: &AgentConfig) -> Result<String, ControlError> {
     let pid = match state(config) {
         AgentState::Running { pid, .. } => pid,
         AgentState::NotRunning { .. } => return Ok("not running".into()),
-        AgentState::Unknown { reason } => return Err(reason),
+        AgentState::Unknown { reason } => return Err(ControlError::StateUnknown { reason }),
     };
-    let target =
-        Pid::from_raw(i32::try_from(pid).map_err(|_| format!("pid {pid} is out of range"))?);
-    kill(target, Signal::SIGTERM).map_err(|e| format!("cannot signal pid {pid}: {e}"))?;
+    let target = Pid::from_raw(i32::try_from(pid).map_err(|_| ControlError::PidOutOfRange(pid))?);
+    kill(target, Signal::SIGTERM).map_err(|source| ControlError::Signal { pid, source })?;
     let wait = config.kill_agent_max_wait.saturating_add(STOP_MARGIN);
     let deadline = crate::deadline::after(Instant::now(), wait);
     while Instant::now() < deadline {

@@ -11,6 +11,7 @@
 
 use std::fs::File;
 use std::io::Write;
+use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
@@ -20,6 +21,7 @@ use tokio::sync::watch;
 
 use crate::bundle::{Fetcher, S3Settings};
 use crate::config::{self, AgentConfig, SpecVerification};
+use crate::core_dumps::{self, CoreLimit};
 use crate::deployment_spec::SpecVerifier;
 use crate::identity::{self, IdentityOrigin};
 use crate::lifecycle::executor::Executor;
@@ -29,10 +31,11 @@ use crate::logging::{self, LogControl, LogSettings};
 use crate::poller::schedule::Schedule;
 use crate::poller::Poller;
 use crate::protocol::endpoint::{
-    commands_service, domain_for_region, validate_region, EndpointInputs,
+    commands_service, domain_for_region, validate_region, EndpointInputs, InvalidRegion,
 };
 use crate::protocol::{CommandsClient, TransportSettings};
 use crate::shutdown;
+use crate::version_file;
 
 /// How long the scripts of an aborted command get to end and be reported.
 const ABORT_GRACE: Duration = Duration::from_secs(30);
@@ -52,10 +55,43 @@ pub enum StartupError {
     Config(#[from] config::ConfigError),
     #[error(transparent)]
     Identity(#[from] identity::IdentityError),
+    #[error("cannot install the {signal} handler: {source}")]
+    SignalHandler {
+        signal: &'static str,
+        #[source]
+        source: std::io::Error,
+    },
+    /// `region_source` says where the region was read (instance metadata or
+    /// the on-premises file), for the operator to fix it there.
+    #[error("{source} (region from {region_source})")]
+    Region {
+        region_source: String,
+        #[source]
+        source: InvalidRegion,
+    },
+    #[error(transparent)]
+    Fips(#[from] config::NoFipsEndpoint),
+    /// The deployment-spec layer's sentence about the CA chain (it says what
+    /// to install where).
     #[error("{0}")]
-    Invalid(String),
-    #[error("another agent is already running with pid file {}: {detail}", file.display())]
-    AlreadyRunning { file: PathBuf, detail: String },
+    SpecCa(String),
+    #[error(transparent)]
+    HttpClient(#[from] crate::http::ClientError),
+    #[error("cannot create the pid file in {}: {source}", dir.display())]
+    PidFile {
+        dir: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    /// `holder` is what the pid file holds (the running agent's pid, or
+    /// nothing when it could not be read).
+    #[error("another agent is already running with pid file {}: {source}; pid {holder}", file.display())]
+    AlreadyRunning {
+        file: PathBuf,
+        holder: String,
+        #[source]
+        source: nix::errno::Errno,
+    },
 }
 
 /// Runs the agent in the foreground until SIGTERM or SIGINT.
@@ -78,7 +114,7 @@ pub async fn run(config_file: &Path) -> Result<(), StartupError> {
     );
     log_warnings(config_file, &parsed.warnings);
     // Before any credential is read: no core file may ever hold one.
-    let hooks_core_limit = crate::hygiene::start_up(&config);
+    let hooks_core_limit = prepare_host(&config);
     if let Err(why) = crate::hooks::bounds::apply_to_agent(&config.agent_priority) {
         tracing::warn!("{why}; the agent keeps its current priority");
     }
@@ -101,7 +137,7 @@ pub async fn run(config_file: &Path) -> Result<(), StartupError> {
     );
 
     // Start-up is done: its heap and code pages are not needed while idle.
-    crate::hygiene::return_freed_memory();
+    crate::memory::return_freed_memory();
     let (stop_polling, polling_stopped) = shutdown::channel();
     let (abort_hooks, hooks_aborted) = shutdown::channel();
     let poller_task = poller.run_with(polling_stopped, hooks_aborted);
@@ -226,9 +262,10 @@ struct Signals {
 
 impl Signals {
     fn install() -> Result<Signals, StartupError> {
-        let install = |kind: SignalKind, name: &str| {
-            signal(kind).map_err(|e| {
-                StartupError::Invalid(format!("cannot install the {name} handler: {e}"))
+        let install = |kind: SignalKind, name: &'static str| {
+            signal(kind).map_err(|source| StartupError::SignalHandler {
+                signal: name,
+                source,
             })
         };
         Ok(Signals {
@@ -254,6 +291,33 @@ impl Signals {
     }
 }
 
+/// What the agent does to the host once, before it reads any credential, each
+/// step logged: core dumps per `:disable_core_dumps:`, the directories of the
+/// `restrict_*_permissions` keys, then `.version`. Returns the core limit
+/// hooks get back. Failures are warnings: none of this may keep the agent
+/// from deploying.
+fn prepare_host(config: &AgentConfig) -> Option<CoreLimit> {
+    let restore_for_hooks = core_dumps::apply(config.core_dumps);
+    for (dir, mode, key) in config::restricted_dirs(config) {
+        let restricted = std::fs::create_dir_all(&dir)
+            .and_then(|()| std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(mode)));
+        match restricted {
+            Ok(()) => tracing::info!("{key}: {} is now {mode:04o}", dir.display()),
+            Err(e) => tracing::warn!("{key}: cannot make {} {mode:04o}: {e}", dir.display()),
+        }
+    }
+    let path = version_file::path_for(&config.root_dir);
+    match version_file::write(&path, crate::VERSION) {
+        Ok(()) => tracing::info!(
+            "wrote {} (agent_version: {})",
+            path.display(),
+            crate::VERSION
+        ),
+        Err(e) => tracing::warn!("cannot write {}: {e}", path.display()),
+    }
+    restore_for_hooks
+}
+
 /// What a signal asks of the running agent.
 enum Received {
     Stop(&'static str),
@@ -263,7 +327,7 @@ enum Received {
 async fn build_poller(
     config: &AgentConfig,
     schedule: watch::Receiver<Schedule>,
-    hooks_core_limit: Option<crate::hygiene::CoreLimit>,
+    hooks_core_limit: Option<CoreLimit>,
 ) -> Result<Poller, StartupError> {
     let identity = identity::resolve(config).await?;
     let domain = identity
@@ -274,9 +338,11 @@ async fn build_poller(
         IdentityOrigin::Ec2 { .. } => "instance metadata".to_string(),
         _ => config.on_premises_config_file.display().to_string(),
     };
-    validate_region(&identity.region, &domain)
-        .map_err(|e| StartupError::Invalid(format!("{e} (region from {region_source})")))?;
-    config::check_fips_region(config, &identity.region).map_err(StartupError::Invalid)?;
+    validate_region(&identity.region, &domain).map_err(|source| StartupError::Region {
+        region_source,
+        source,
+    })?;
+    config::check_fips_region(config, &identity.region)?;
     match &identity.origin {
         IdentityOrigin::OnPremisesUser => tracing::info!(
             "on-premises host {} in {} (IAM user keys from {})",
@@ -308,7 +374,7 @@ async fn build_poller(
     }
     let verifier =
         SpecVerifier::from_ca_file(&config.deployment_spec_ca_file, config.spec_verification)
-            .map_err(StartupError::Invalid)?;
+            .map_err(StartupError::SpecCa)?;
     match &config.proxy_uri {
         Some(proxy) => tracing::info!(
             "Commands and S3 traffic goes through proxy {}",
@@ -340,8 +406,7 @@ async fn build_poller(
         credentials.clone(),
         &transport,
         crate::VERSION.to_string(),
-    )
-    .map_err(StartupError::Invalid)?;
+    )?;
     let root = DeploymentRoot::new(&config.root_dir, &config.ongoing_deployment_tracking);
     let s3_endpoint = config
         .s3_endpoint_override
@@ -393,11 +458,9 @@ impl PidLock {
     fn acquire(pid_dir: &Path, program_name: &str) -> Result<PidLock, StartupError> {
         let pid_file = pid_dir.join(format!("{program_name}.pid"));
         let lock_file = pid_dir.join(format!("{program_name}.pid.lock"));
-        let cannot = |e: std::io::Error| {
-            StartupError::Invalid(format!(
-                "cannot create the pid file in {}: {e}",
-                pid_dir.display()
-            ))
+        let cannot = |source: std::io::Error| StartupError::PidFile {
+            dir: pid_dir.to_path_buf(),
+            source,
         };
         std::fs::create_dir_all(pid_dir).map_err(cannot)?;
         let file = File::options()
@@ -407,11 +470,12 @@ impl PidLock {
             .open(&lock_file)
             .map_err(cannot)?;
         let lock = nix::fcntl::Flock::lock(file, nix::fcntl::FlockArg::LockExclusiveNonblock)
-            .map_err(|(_, errno)| {
+            .map_err(|(_, source)| {
                 let holder = std::fs::read_to_string(&pid_file).unwrap_or_default();
                 StartupError::AlreadyRunning {
                     file: pid_file.clone(),
-                    detail: format!("{errno}; pid {}", holder.trim()),
+                    holder: holder.trim().to_string(),
+                    source,
                 }
             })?;
         let mut pid = File::create(&pid_file).map_err(cannot)?;

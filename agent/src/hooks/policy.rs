@@ -3,7 +3,7 @@
 //! once from the agent configuration and handed to each event's run.
 
 use crate::config::{AgentConfig, DirModes, HookEnvPolicy, ScriptsLogBounds};
-use crate::hygiene::CoreLimit;
+use crate::core_dumps::CoreLimit;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct HookPolicy {
@@ -13,7 +13,7 @@ pub struct HookPolicy {
     /// are created 0640 instead of 0644.
     pub log_files: DirModes,
     /// The core-file limit the agent started with, given back to each hook
-    /// when the agent lowered its own (see `hygiene`).
+    /// when the agent lowered its own (see `core_dumps`).
     pub core_limit: Option<CoreLimit>,
 }
 

@@ -11,7 +11,7 @@ use aws_credential_types::Credentials;
 use serde::Deserialize;
 use tokio::sync::Mutex;
 
-use crate::http::{ClientSettings, Proxying, Redirects};
+use crate::http::{ClientError, ClientSettings, Proxying, Redirects};
 
 /// The metadata service address; `AWS_EC2_METADATA_SERVICE_ENDPOINT` overrides it.
 pub const DEFAULT_ENDPOINT: &str = "http://169.254.169.254";
@@ -37,8 +37,35 @@ pub enum ImdsError {
     NoInstanceProfile,
     #[error("instance metadata answered {path} with HTTP {status}")]
     Status { path: String, status: u16 },
-    #[error("instance metadata {path} is not what the agent expects: {detail}")]
-    Invalid { path: String, detail: String },
+    #[error("instance metadata {path} is not what the agent expects: {source}")]
+    Invalid {
+        path: String,
+        #[source]
+        source: DocumentError,
+    },
+}
+
+/// What is wrong with a document instance metadata answered. A credentials
+/// document is never quoted, nor is serde_json's message about it kept (it can
+/// quote the value it choked on, a secret): only where it broke.
+#[derive(Debug, thiserror::Error)]
+pub enum DocumentError {
+    #[error(transparent)]
+    IdentityJson(serde_json::Error),
+    #[error("{name} '{value}' is not valid")]
+    IdentityField { name: &'static str, value: String },
+    #[error("not a credentials document (line {line}, column {column})")]
+    CredentialsJson { line: usize, column: usize },
+    #[error("the role's credentials are not available (Code {code})")]
+    CredentialsUnavailable { code: String },
+    #[error("AccessKeyId and SecretAccessKey must not be empty")]
+    EmptyKeys,
+    #[error("Expiration '{written}' is not an RFC 3339 time: {source}")]
+    Expiration {
+        written: String,
+        #[source]
+        source: chrono::ParseError,
+    },
 }
 
 /// Whether IMDSv1 (no token) may be used when a token cannot be had.
@@ -87,22 +114,29 @@ struct IdentityDocument {
 }
 
 /// The region, account and instance of an identity document (pure).
-pub fn parse_identity_document(json: &str) -> Result<(String, String, String), String> {
-    let doc: IdentityDocument = serde_json::from_str(json).map_err(|e| e.to_string())?;
+pub fn parse_identity_document(json: &str) -> Result<(String, String, String), DocumentError> {
+    let doc: IdentityDocument = serde_json::from_str(json).map_err(DocumentError::IdentityJson)?;
     for (name, value) in [
         ("region", &doc.region),
         ("accountId", &doc.account_id),
         ("instanceId", &doc.instance_id),
     ] {
         if value.is_empty() || value.contains(['/', ':', ' ']) {
-            return Err(format!("{name} '{value}' is not valid"));
+            return Err(DocumentError::IdentityField {
+                name,
+                value: value.clone(),
+            });
         }
     }
     Ok((doc.region, doc.account_id, doc.instance_id))
 }
 
 impl Imds {
-    pub fn new(endpoint: Option<String>, v1: ImdsV1, timeout: Duration) -> Result<Imds, String> {
+    pub fn new(
+        endpoint: Option<String>,
+        v1: ImdsV1,
+        timeout: Duration,
+    ) -> Result<Imds, ClientError> {
         let endpoint = endpoint
             .or_else(|| std::env::var("AWS_EC2_METADATA_SERVICE_ENDPOINT").ok())
             .unwrap_or_else(|| DEFAULT_ENDPOINT.to_string())
@@ -139,9 +173,9 @@ impl Imds {
         let path = "/latest/dynamic/instance-identity/document";
         let document = self.get(path).await?;
         let (region, account_id, instance_id) =
-            parse_identity_document(&document).map_err(|detail| ImdsError::Invalid {
+            parse_identity_document(&document).map_err(|source| ImdsError::Invalid {
                 path: path.to_string(),
-                detail,
+                source,
             })?;
         let partition = self
             .get("/latest/meta-data/services/partition")
@@ -177,7 +211,7 @@ impl Imds {
         let path = format!("{SECURITY_CREDENTIALS}{role}");
         let document = self.get(&path).await?;
         let credentials = parse_role_credentials(&document)
-            .map_err(|detail| ImdsError::Invalid { path, detail })?;
+            .map_err(|source| ImdsError::Invalid { path, source })?;
         Ok((role, credentials))
     }
 
@@ -296,27 +330,25 @@ struct RoleCredentialsDocument {
 
 /// The credentials of an instance-profile role document (pure): keys, session
 /// token and expiry. Error texts never quote the document (it holds secrets).
-pub fn parse_role_credentials(json: &str) -> Result<Credentials, String> {
-    let doc: RoleCredentialsDocument = serde_json::from_str(json).map_err(|e| {
-        format!(
-            "not a credentials document (line {}, column {})",
-            e.line(),
-            e.column()
-        )
-    })?;
+pub fn parse_role_credentials(json: &str) -> Result<Credentials, DocumentError> {
+    let doc: RoleCredentialsDocument =
+        serde_json::from_str(json).map_err(|e| DocumentError::CredentialsJson {
+            line: e.line(),
+            column: e.column(),
+        })?;
     if let Some(code) = doc.code.as_deref().filter(|c| *c != "Success") {
-        return Err(format!(
-            "the role's credentials are not available (Code {code})"
-        ));
+        return Err(DocumentError::CredentialsUnavailable {
+            code: code.to_string(),
+        });
     }
     if doc.access_key_id.is_empty() || doc.secret_access_key.is_empty() {
-        return Err("AccessKeyId and SecretAccessKey must not be empty".to_string());
+        return Err(DocumentError::EmptyKeys);
     }
-    let expiry = chrono::DateTime::parse_from_rfc3339(doc.expiration.trim()).map_err(|e| {
-        format!(
-            "Expiration '{}' is not an RFC 3339 time: {e}",
-            doc.expiration
-        )
+    let expiry = chrono::DateTime::parse_from_rfc3339(doc.expiration.trim()).map_err(|source| {
+        DocumentError::Expiration {
+            written: doc.expiration.clone(),
+            source,
+        }
     })?;
     let expiry = SystemTime::from(expiry.with_timezone(&chrono::Utc));
     Ok(Credentials::new(
@@ -359,7 +391,7 @@ mod tests {
             ),
         ];
         for (doc, expected) in cases {
-            let message = parse_role_credentials(doc).unwrap_err();
+            let message = parse_role_credentials(doc).unwrap_err().to_string();
             assert!(message.contains(expected), "{doc}: {message}");
             assert!(!message.contains("s3cr3t"), "{message}");
         }

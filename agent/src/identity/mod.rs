@@ -37,11 +37,26 @@ pub enum IdentityError {
     },
     #[error("cannot get instance-profile credentials: {0}")]
     InstanceProfile(imds::ImdsError),
-    #[error("cannot read credentials from {}: {message}", file.display())]
-    CredentialsFile { file: PathBuf, message: String },
-    #[error("{0}")]
-    Invalid(String),
+    #[error("cannot read credentials from {}: {source}", file.display())]
+    CredentialsFileRead {
+        file: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("cannot read credentials from {}: {source}", file.display())]
+    CredentialsFile {
+        file: PathBuf,
+        #[source]
+        source: IncompleteProfile,
+    },
+    #[error(transparent)]
+    HttpClient(#[from] crate::http::ClientError),
 }
+
+/// A shared-credentials file whose `[default]` profile lacks a key.
+#[derive(Debug, thiserror::Error)]
+#[error("the [default] profile needs aws_access_key_id and aws_secret_access_key")]
+pub struct IncompleteProfile;
 
 /// The host's identity as the service knows it.
 #[derive(Debug)]
@@ -241,9 +256,9 @@ fn session_credentials(
     file: &Path,
     cache: &Mutex<Option<SessionFileCache>>,
 ) -> Result<Credentials, IdentityError> {
-    let stamp = file_stamp(file).map_err(|e| IdentityError::CredentialsFile {
+    let stamp = file_stamp(file).map_err(|source| IdentityError::CredentialsFileRead {
         file: file.to_path_buf(),
-        message: e.to_string(),
+        source,
     })?;
     let now = SystemTime::now();
     let mut cache = cache
@@ -352,7 +367,7 @@ pub async fn resolve(config: &AgentConfig) -> Result<HostIdentity, IdentityError
             } else {
                 ImdsV1::Allowed
             };
-            let imds = Imds::new(None, v1, IMDS_TIMEOUT).map_err(IdentityError::Invalid)?;
+            let imds = Imds::new(None, v1, IMDS_TIMEOUT)?;
             let instance =
                 imds.instance_identity()
                     .await
@@ -388,18 +403,19 @@ pub async fn resolve(config: &AgentConfig) -> Result<HostIdentity, IdentityError
 }
 
 fn read_credentials_file(file: &Path) -> Result<Credentials, IdentityError> {
-    let text = std::fs::read_to_string(file).map_err(|e| IdentityError::CredentialsFile {
+    let text =
+        std::fs::read_to_string(file).map_err(|source| IdentityError::CredentialsFileRead {
+            file: file.to_path_buf(),
+            source,
+        })?;
+    parse_shared_credentials(&text).map_err(|source| IdentityError::CredentialsFile {
         file: file.to_path_buf(),
-        message: e.to_string(),
-    })?;
-    parse_shared_credentials(&text).map_err(|message| IdentityError::CredentialsFile {
-        file: file.to_path_buf(),
-        message,
+        source,
     })
 }
 
 /// The `[default]` profile of a shared-credentials file (pure).
-pub fn parse_shared_credentials(text: &str) -> Result<Credentials, String> {
+pub fn parse_shared_credentials(text: &str) -> Result<Credentials, IncompleteProfile> {
     let mut in_default = false;
     let (mut key, mut secret, mut token) = (None, None, None);
     for line in text.lines() {
@@ -432,9 +448,7 @@ pub fn parse_shared_credentials(text: &str) -> Result<Credentials, String> {
             None,
             "on-premises-iam-session",
         )),
-        _ => Err(
-            "the [default] profile needs aws_access_key_id and aws_secret_access_key".to_string(),
-        ),
+        _ => Err(IncompleteProfile),
     }
 }
 

@@ -99,7 +99,7 @@ impl Poller {
                     in_flight.remove(&id);
                     next_poll = cadence.after_command_finished(next_poll, clock.elapsed());
                     if running.is_empty() {
-                        crate::hygiene::return_freed_memory();
+                        crate::memory::return_freed_memory();
                     }
                     continue;
                 }
@@ -118,7 +118,7 @@ impl Poller {
                             in_flight.remove(&id);
                             next_poll = cadence.after_command_finished(next_poll, clock.elapsed());
                             if running.is_empty() {
-                                crate::hygiene::return_freed_memory();
+                                crate::memory::return_freed_memory();
                             }
                         }
                         continue;
@@ -191,7 +191,7 @@ impl Poller {
                 next_poll = cadence.after_command_finished(next_poll, now);
             }
             if any_finished && running.is_empty() {
-                crate::hygiene::return_freed_memory();
+                crate::memory::return_freed_memory();
             }
             if next_poll > now {
                 tracing::debug!("next poll in {} ms", (next_poll - now).as_millis());

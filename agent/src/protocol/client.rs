@@ -17,7 +17,7 @@ use serde::de::DeserializeOwned;
 use serde::Serialize;
 
 use super::endpoint::CommandsService;
-use super::signing::sign_request;
+use super::signing::{sign_request, SignError};
 use super::types::*;
 use crate::config::ProxyUri;
 use crate::http::{error_chain, stale_connection, ClientSettings, Proxying, Redirects};
@@ -32,6 +32,7 @@ const AGENT_VERSION_HEADER: &str = "x-amz-codedeploy-agent-version";
 
 #[derive(Debug, thiserror::Error)]
 pub enum CommandsError {
+    /// The service's own answer; `error_type` and `message` are what it said.
     #[error("{operation} failed: {error_type} (HTTP {status}): {message}")]
     Service {
         operation: &'static str,
@@ -39,21 +40,35 @@ pub enum CommandsError {
         error_type: String,
         message: String,
     },
-    #[error("{operation} could not reach {endpoint}: {detail}")]
+    /// Nothing usable came back: refused, reset, timed out, a certificate
+    /// problem. The text carries reqwest's whole cause chain.
+    #[error("{operation} could not reach {endpoint}: {}", error_chain(source))]
     Connection {
         operation: &'static str,
         endpoint: String,
-        detail: String,
+        #[source]
+        source: reqwest::Error,
     },
+    /// An answer the agent cannot read; `detail` is the sentence a person reads
+    /// (serde_json's message with its line and column, or the size cap).
     #[error("{operation} returned a response the agent cannot read: {detail}")]
     Decode {
         operation: &'static str,
         detail: String,
     },
-    #[error("{operation}: {detail}")]
+    /// No credentials to sign with.
+    #[error("{operation}: {source}")]
     Credentials {
         operation: &'static str,
-        detail: String,
+        #[source]
+        source: crate::identity::IdentityError,
+    },
+    /// The request could not be signed with the credentials at hand.
+    #[error("{operation}: {source}")]
+    Signing {
+        operation: &'static str,
+        #[source]
+        source: SignError,
     },
 }
 
@@ -95,7 +110,9 @@ impl CommandsError {
             {
                 ErrorClass::Credentials
             }
-            CommandsError::Credentials { .. } => ErrorClass::Credentials,
+            CommandsError::Credentials { .. } | CommandsError::Signing { .. } => {
+                ErrorClass::Credentials
+            }
             _ => ErrorClass::Other,
         }
     }
@@ -236,7 +253,7 @@ impl CommandsClient {
         credentials: Arc<CredentialSource>,
         transport: &TransportSettings,
         agent_version: String,
-    ) -> Result<CommandsClient, String> {
+    ) -> Result<CommandsClient, crate::http::ClientError> {
         let http = ClientSettings {
             user_agent: Some(transport.user_agent.clone()),
             connect_timeout: Duration::from_secs(10),
@@ -374,14 +391,11 @@ impl CommandsClient {
         let mut attempt = 0;
         let response = loop {
             attempt += 1;
-            let credentials =
-                self.credentials
-                    .current()
-                    .await
-                    .map_err(|e| CommandsError::Credentials {
-                        operation: name,
-                        detail: e.to_string(),
-                    })?;
+            let credentials = self.credentials.current().await;
+            let credentials = credentials.map_err(|source| CommandsError::Credentials {
+                operation: name,
+                source,
+            })?;
             let signed = sign_request(
                 &self.url,
                 &base_headers,
@@ -391,9 +405,9 @@ impl CommandsClient {
                 self.service.signing_name,
                 SystemTime::now(),
             )
-            .map_err(|detail| CommandsError::Credentials {
+            .map_err(|source| CommandsError::Signing {
                 operation: name,
-                detail,
+                source,
             })?;
             let mut builder = self.http.post(&self.url);
             for (header, value) in base_headers.iter() {
@@ -413,11 +427,11 @@ impl CommandsClient {
                         error_chain(&e)
                     );
                 }
-                Err(e) => {
+                Err(source) => {
                     return Err(CommandsError::Connection {
                         operation: name,
                         endpoint: self.service.endpoint.clone(),
-                        detail: error_chain(&e),
+                        source,
                     })
                 }
             }
@@ -427,14 +441,15 @@ impl CommandsClient {
         let mut bytes: Vec<u8> = Vec::new();
         // Read chunk by chunk so that an answer of many megabytes (a broken
         // proxy, a hostile endpoint) is cut off instead of held in memory.
-        while let Some(chunk) = response
-            .chunk()
-            .await
-            .map_err(|e| CommandsError::Connection {
-                operation: name,
-                endpoint: self.service.endpoint.clone(),
-                detail: error_chain(&e),
-            })?
+        while let Some(chunk) =
+            response
+                .chunk()
+                .await
+                .map_err(|source| CommandsError::Connection {
+                    operation: name,
+                    endpoint: self.service.endpoint.clone(),
+                    source,
+                })?
         {
             if bytes.len() + chunk.len() > MAX_ANSWER_BYTES {
                 return Err(CommandsError::Decode {

@@ -57,8 +57,17 @@ pub fn domain_for_region(region: &str) -> &'static str {
     }
 }
 
+/// A region name the agent will not put into an endpoint host name.
+#[derive(Debug, thiserror::Error)]
+pub enum InvalidRegion {
+    #[error("unknown AWS domain '{0}'")]
+    UnknownDomain(String),
+    #[error("'{region}' is not a valid region name for {domain}")]
+    Name { region: String, domain: String },
+}
+
 /// Checks a region name against the rules of its domain.
-pub fn validate_region(region: &str, domain: &str) -> Result<(), String> {
+pub fn validate_region(region: &str, domain: &str) -> Result<(), InvalidRegion> {
     let ok = match domain {
         "amazonaws.com" | "amazonaws.eu" => {
             (1..=20).contains(&region.len())
@@ -75,14 +84,15 @@ pub fn validate_region(region: &str, domain: &str) -> Result<(), String> {
                 && !parts[2].is_empty()
                 && parts[2].chars().all(|c| c.is_ascii_digit())
         }
-        other => return Err(format!("unknown AWS domain '{other}'")),
+        other => return Err(InvalidRegion::UnknownDomain(other.to_string())),
     };
     if ok {
         Ok(())
     } else {
-        Err(format!(
-            "'{region}' is not a valid region name for {domain}"
-        ))
+        Err(InvalidRegion::Name {
+            region: region.to_string(),
+            domain: domain.to_string(),
+        })
     }
 }
 

@@ -5,8 +5,22 @@
 use std::time::SystemTime;
 
 use aws_credential_types::Credentials;
-use aws_sigv4::http_request::{sign, SignableBody, SignableRequest, SigningSettings};
+use aws_sigv4::http_request::{sign, SignableBody, SignableRequest, SigningError, SigningSettings};
 use aws_sigv4::sign::v4;
+use aws_sigv4::sign::v4::signing_params::BuildError;
+
+/// Why a request could not be signed.
+#[derive(Debug, thiserror::Error)]
+pub enum SignError {
+    #[error("cannot build signing parameters: {0}")]
+    Parameters(#[source] BuildError),
+    #[error("cannot sign request to {url}: {source}")]
+    Request {
+        url: String,
+        #[source]
+        source: SigningError,
+    },
+}
 
 /// Returns the headers to add to the request (Authorization, X-Amz-Date, ...).
 pub fn sign_request(
@@ -17,7 +31,7 @@ pub fn sign_request(
     region: &str,
     signing_name: &str,
     time: SystemTime,
-) -> Result<Vec<(String, String)>, String> {
+) -> Result<Vec<(String, String)>, SignError> {
     let identity = credentials.clone().into();
     let params = v4::SigningParams::builder()
         .identity(&identity)
@@ -26,7 +40,7 @@ pub fn sign_request(
         .time(time)
         .settings(SigningSettings::default())
         .build()
-        .map_err(|e| format!("cannot build signing parameters: {e}"))?
+        .map_err(SignError::Parameters)?
         .into();
     let signable = SignableRequest::new(
         "POST",
@@ -34,9 +48,15 @@ pub fn sign_request(
         headers.iter().copied(),
         SignableBody::Bytes(body),
     )
-    .map_err(|e| format!("cannot sign request to {url}: {e}"))?;
+    .map_err(|source| SignError::Request {
+        url: url.to_string(),
+        source,
+    })?;
     let (instructions, _signature) = sign(signable, &params)
-        .map_err(|e| format!("cannot sign request to {url}: {e}"))?
+        .map_err(|source| SignError::Request {
+            url: url.to_string(),
+            source,
+        })?
         .into_parts();
     let (new_headers, _params) = instructions.into_parts();
     Ok(new_headers

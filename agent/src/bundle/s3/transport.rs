@@ -49,7 +49,8 @@ impl S3Http {
             max_idle_per_host: Some(1),
             keepalive: None,
         }
-        .build("S3")?;
+        .build("S3")
+        .map_err(|e| e.to_string())?;
         Ok(S3Http {
             connector: SharedHttpConnector::new(Connector { http }),
         })

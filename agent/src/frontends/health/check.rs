@@ -48,7 +48,8 @@ pub struct RawHealthCheck {
     pub successes: u32,
 }
 
-/// A usage error: the check cannot run as written.
+/// A usage error: the check cannot run as written. The text is the sentence
+/// printed to the person who typed the command; nothing is behind it.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("{0}")]
 pub struct UsageError(pub String);
@@ -135,8 +136,19 @@ impl HealthCheck {
     }
 }
 
+/// A duration option that does not read as one.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum BadDuration {
+    #[error("'{0}' is not a duration such as 500ms, 5s, 2m or 1h")]
+    NotANumber(String),
+    #[error("'{written}': unknown unit '{unit}'; use ms, s, m or h")]
+    UnknownUnit { written: String, unit: String },
+    #[error("'{0}' is out of range")]
+    OutOfRange(String),
+}
+
 /// `500ms`, `5s`, `1.5s`, `2m`, `1h`; a bare number is seconds.
-pub fn parse_duration(written: &str) -> Result<Duration, String> {
+pub fn parse_duration(written: &str) -> Result<Duration, BadDuration> {
     let written = written.trim();
     let split = written
         .find(|c: char| !(c.is_ascii_digit() || c == '.'))
@@ -144,19 +156,20 @@ pub fn parse_duration(written: &str) -> Result<Duration, String> {
     let (number, unit) = written.split_at(split);
     let value: f64 = number
         .parse()
-        .map_err(|_| format!("'{written}' is not a duration such as 500ms, 5s, 2m or 1h"))?;
+        .map_err(|_| BadDuration::NotANumber(written.to_string()))?;
     let seconds = match unit.trim() {
         "ms" => value / 1000.0,
         "" | "s" => value,
         "m" => value * 60.0,
         "h" => value * 3600.0,
         other => {
-            return Err(format!(
-                "'{written}': unknown unit '{other}'; use ms, s, m or h"
-            ))
+            return Err(BadDuration::UnknownUnit {
+                written: written.to_string(),
+                unit: other.to_string(),
+            })
         }
     };
-    Duration::try_from_secs_f64(seconds).map_err(|_| format!("'{written}' is out of range"))
+    Duration::try_from_secs_f64(seconds).map_err(|_| BadDuration::OutOfRange(written.to_string()))
 }
 
 /// Which HTTP statuses count as healthy: codes and classes (`2xx`).
@@ -382,7 +395,9 @@ mod tests {
         for (written, expected) in cases {
             match (expected, parse_duration(written)) {
                 (Ok(expected), Ok(got)) => assert_eq!(got, *expected, "{written:?}"),
-                (Err(expected), Err(got)) => assert!(got.contains(expected), "{written:?}: {got}"),
+                (Err(expected), Err(got)) => {
+                    assert!(got.to_string().contains(expected), "{written:?}: {got}")
+                }
                 (expected, got) => panic!("{written:?}: expected {expected:?}, got {got:?}"),
             }
         }

@@ -11,7 +11,7 @@ use nix::unistd::Pid;
 use tokio::time::Instant;
 
 use super::check::{human, AttemptReport, BodyMatch, Probe, StatusMatch};
-use crate::http::{error_chain, ClientSettings, Proxying, Redirects};
+use crate::http::{error_chain, ClientError, ClientSettings, Proxying, Redirects};
 
 /// The most of a response body read for `--expect-body`; a health endpoint
 /// that sends more is not one.
@@ -23,7 +23,7 @@ pub struct Prober {
 }
 
 impl Prober {
-    pub fn new(probe: &Probe, timeout: Duration) -> Result<Prober, String> {
+    pub fn new(probe: &Probe, timeout: Duration) -> Result<Prober, ClientError> {
         let http = match probe {
             Probe::Http { .. } => Some(
                 ClientSettings {

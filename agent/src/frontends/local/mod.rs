@@ -278,34 +278,38 @@ async fn run_event(
     (archive, result)
 }
 
+/// An S3 revision, and no credentials for it in the environment nor from the
+/// host's identity.
+#[derive(Debug, thiserror::Error)]
+#[error("cannot get credentials for S3: set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, or {0}")]
+struct NoS3Credentials(#[source] identity::IdentityError);
+
 /// The daemon's executor over the configured deployment root. Only an S3
 /// revision needs credentials: from the standard environment variables, else
 /// the host's own identity (on-premises file or instance profile).
-async fn executor_for(config: &AgentConfig, spec: &DeploymentSpec) -> Result<Executor, String> {
+async fn executor_for(
+    config: &AgentConfig,
+    spec: &DeploymentSpec,
+) -> Result<Executor, NoS3Credentials> {
     let env = |name: &str| std::env::var(name).ok().filter(|v| !v.is_empty());
     let mut region = env("AWS_REGION").or_else(|| env("AWS_DEFAULT_REGION"));
-    let credentials = match (
-        &spec.revision,
-        env("AWS_ACCESS_KEY_ID"),
-        env("AWS_SECRET_ACCESS_KEY"),
-    ) {
-        (Revision::S3(_), Some(key), Some(secret)) => CredentialSource::Static(Credentials::new(
-            key,
-            secret,
-            env("AWS_SESSION_TOKEN"),
-            None,
-            "environment",
-        )),
-        (Revision::S3(_), _, _) => {
-            let host = identity::resolve(config).await.map_err(|e| {
-                format!("cannot get credentials for S3: set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, or {e}")
-            })?;
-            region.get_or_insert(host.region);
-            host.credentials
-        }
-        // Never used: local revisions do not reach S3.
-        _ => CredentialSource::Static(Credentials::new("", "", None, None, "unused")),
-    };
+    let credentials =
+        match (
+            &spec.revision,
+            env("AWS_ACCESS_KEY_ID"),
+            env("AWS_SECRET_ACCESS_KEY"),
+        ) {
+            (Revision::S3(_), Some(key), Some(secret)) => CredentialSource::Static(
+                Credentials::new(key, secret, env("AWS_SESSION_TOKEN"), None, "environment"),
+            ),
+            (Revision::S3(_), _, _) => {
+                let host = identity::resolve(config).await.map_err(NoS3Credentials)?;
+                region.get_or_insert(host.region);
+                host.credentials
+            }
+            // Never used: local revisions do not reach S3.
+            _ => CredentialSource::Static(Credentials::new("", "", None, None, "unused")),
+        };
     let region = region.unwrap_or_else(|| "us-east-1".to_string());
     let endpoint_override = config.s3_endpoint_override.clone().or_else(|| {
         config

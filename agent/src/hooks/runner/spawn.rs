@@ -92,9 +92,9 @@ fn spawn(
     if let Some(limit) = run.policy.core_limit {
         // SAFETY: setrlimit is an async-signal-safe system call on a
         // value copied before the fork. The hook gets back the core
-        // limit the agent started with (see `hygiene`).
+        // limit the agent started with (see `core_dumps`).
         unsafe {
-            command.pre_exec(move || crate::hygiene::set_core_soft_limit(limit));
+            command.pre_exec(move || crate::core_dumps::set_core_soft_limit(limit));
         }
     }
     tokio::process::Command::from(command).spawn()
