@@ -8,6 +8,10 @@
 //! core exactly as it would without the agent. A handful of system calls, made
 //! once, before any thread or hook exists.
 
+// Unsafe by necessity: getrlimit and setrlimit on the core limit, for the
+// agent and, between fork and exec, for a hook. Each block says why it is sound.
+#![allow(unsafe_code)]
+
 use std::io;
 
 use crate::config::CoreDumps;

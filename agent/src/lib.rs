@@ -28,6 +28,8 @@ pub mod memory;
 pub mod names;
 pub mod poller;
 pub mod protocol;
+#[cfg(test)]
+mod purity;
 pub mod shutdown;
 pub mod version_file;
 

@@ -37,6 +37,7 @@ const FOLLOW_EVERY: Duration = Duration::from_secs(1);
 const FILTER_ENV: &str = "CODEDEPLOY_AGENT_LOG";
 
 /// The line layout of the official agent's log.
+#[derive(Debug)]
 pub struct AgentLogFormat {
     program: String,
     pid: u32,
@@ -102,6 +103,14 @@ pub struct LevelChangeError(#[source] reload::Error);
 pub struct LogControl {
     file: Option<PathBuf>,
     set_filter: Box<dyn Fn(Targets) -> Result<(), reload::Error> + Send + Sync>,
+}
+
+impl std::fmt::Debug for LogControl {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LogControl")
+            .field("file", &self.file)
+            .finish_non_exhaustive()
+    }
 }
 
 impl LogControl {
@@ -189,6 +198,15 @@ pub struct LogFile {
     open: Mutex<OpenLog>,
 }
 
+impl std::fmt::Debug for LogFile {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LogFile")
+            .field("path", &self.path)
+            .field("max_size", &self.max_size)
+            .finish_non_exhaustive()
+    }
+}
+
 struct OpenLog {
     file: File,
     checked_at: Instant,
@@ -252,6 +270,7 @@ impl<'a> MakeWriter<'a> for LogFile {
 }
 
 /// One event's writer; the formatter hands it the whole line at once.
+#[derive(Debug)]
 pub struct LogFileWriter<'a>(&'a LogFile);
 
 impl Write for LogFileWriter<'_> {

@@ -3,6 +3,10 @@
 //! resident pages of the agent's own code go back to the kernel. All best
 //! effort: nothing here can fail the agent.
 
+// Unsafe by necessity: mallopt, malloc_trim and madvise, which bound the heap
+// and give memory back to the kernel. Each block says why it is sound.
+#![allow(unsafe_code)]
+
 use std::path::Path;
 
 /// Heap arenas glibc may create: one for the runtime thread and one for the

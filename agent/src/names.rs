@@ -71,6 +71,7 @@ pub fn escaped(name: impl AsRef<OsStr>) -> String {
 
 /// A [`Display`](fmt::Display) of a path or name through [`escaped`], for
 /// error messages.
+#[derive(Debug)]
 pub struct Escaped<'a>(pub &'a OsStr);
 
 impl<'a> Escaped<'a> {

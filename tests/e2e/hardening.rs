@@ -406,6 +406,8 @@ fn a_revision_past_archive_max_entries_is_refused_and_the_next_one_deploys() {
 /// guard lives, so that processes started meanwhile may dump core.
 struct CoreLimitRaised(libc::rlimit);
 
+// getrlimit/setrlimit: libc has no safe form of either.
+#[allow(unsafe_code)]
 impl CoreLimitRaised {
     fn raise() -> CoreLimitRaised {
         let mut limit = libc::rlimit {
@@ -425,6 +427,7 @@ impl CoreLimitRaised {
     }
 }
 
+#[allow(unsafe_code)]
 impl Drop for CoreLimitRaised {
     fn drop(&mut self) {
         // SAFETY: as above.

@@ -232,6 +232,7 @@ const SCRUBBED_ENV: &[&str] = &[
 ];
 
 /// A running agent. Dropping it kills the process.
+#[derive(Debug)]
 pub struct AgentProcess {
     child: Child,
     stdout_path: PathBuf,

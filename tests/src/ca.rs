@@ -21,7 +21,7 @@ use openssl::x509::extension::{
 use openssl::x509::{X509Builder, X509Name, X509NameBuilder, X509};
 
 /// A certificate together with its private key.
-#[derive(Clone)]
+#[derive(Debug, Clone)]
 pub struct CertifiedKey {
     pub cert: X509,
     pub key: PKey<Private>,
@@ -40,7 +40,7 @@ impl CertifiedKey {
 }
 
 /// One certificate authority and the spec signer it issued.
-#[derive(Clone)]
+#[derive(Debug, Clone)]
 pub struct SigningAuthority {
     pub root: CertifiedKey,
     pub signer: CertifiedKey,
@@ -63,7 +63,7 @@ impl SigningAuthority {
 }
 
 /// The PKI a test runs with: the trusted authority and a foreign one.
-#[derive(Clone)]
+#[derive(Debug, Clone)]
 pub struct TestPki {
     /// The authority whose root the agent trusts.
     pub trusted: SigningAuthority,

@@ -270,6 +270,7 @@ impl fmt::Display for CommandOutput {
 
 /// A booted container. Dropping it powers it off (and kills it if that does
 /// not finish in time); a test that panics gets its journal on stderr.
+#[derive(Debug)]
 pub struct Container {
     machine: String,
     nspawn: Child,

@@ -76,6 +76,14 @@ pub struct FakeGitHub {
     acceptor: Option<JoinHandle<()>>,
 }
 
+impl std::fmt::Debug for FakeGitHub {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("FakeGitHub")
+            .field("port", &self.port)
+            .finish_non_exhaustive()
+    }
+}
+
 impl FakeGitHub {
     /// Starts the server on a free loopback port.
     pub fn start() -> FakeGitHub {

@@ -22,6 +22,7 @@ pub enum Behavior {
     Hang,
 }
 
+#[derive(Debug)]
 pub struct HttpTarget {
     port: u16,
     requests: Arc<AtomicUsize>,

@@ -103,6 +103,14 @@ pub struct ImdsEmulator {
     thread: Option<JoinHandle<()>>,
 }
 
+impl std::fmt::Debug for ImdsEmulator {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ImdsEmulator")
+            .field("port", &self.port)
+            .finish_non_exhaustive()
+    }
+}
+
 impl ImdsEmulator {
     pub fn start(config: ImdsConfig) -> ImdsEmulator {
         let server = Arc::new(

@@ -27,6 +27,7 @@ pub struct ProxiedRequest {
 }
 
 /// A running tinyproxy. Dropping it kills the process.
+#[derive(Debug)]
 pub struct ForwardProxy {
     child: Child,
     port: u16,

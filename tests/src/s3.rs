@@ -42,6 +42,7 @@ pub struct UploadedObject {
 }
 
 /// A running `moto_server`. Dropping it kills the server.
+#[derive(Debug)]
 pub struct S3Server {
     child: Child,
     port: u16,

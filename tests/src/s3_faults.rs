@@ -33,6 +33,7 @@ pub enum S3Fault {
     Stall(usize),
 }
 
+#[derive(Debug)]
 pub struct S3FaultProxy {
     port: u16,
     fault: Arc<Mutex<S3Fault>>,

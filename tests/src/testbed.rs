@@ -53,6 +53,7 @@ pub enum HostRegistration {
 
 /// A test's world. Fields drop in order: the agent first, the temporary
 /// directory last.
+#[derive(Debug)]
 pub struct TestBed {
     agent: Mutex<Option<AgentProcess>>,
     imds: Option<ImdsEmulator>,

@@ -25,7 +25,7 @@ pub struct S3Settings {
 }
 
 /// Everything a fetch needs besides the revision itself.
-#[derive(Clone)]
+#[derive(Debug, Clone)]
 pub struct Fetcher {
     pub s3: S3Settings,
     /// `:github_endpoint_override:`; `None` is https://api.github.com. GitHub

@@ -163,6 +163,7 @@ pub fn download_failure_message(url: &str, attempts: &[AttemptFailure]) -> Strin
 }
 
 /// An HTTP client for GitHub archives.
+#[derive(Debug)]
 pub struct GitHubClient {
     http: reqwest::Client,
     endpoint: String,

@@ -28,6 +28,14 @@ pub struct SpecVerifier {
     mode: SpecVerification,
 }
 
+impl std::fmt::Debug for SpecVerifier {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SpecVerifier")
+            .field("mode", &self.mode)
+            .finish_non_exhaustive()
+    }
+}
+
 impl SpecVerifier {
     /// Loads the CA chain file (PEM, one or more certificates).
     pub fn from_ca_file(file: &Path, mode: SpecVerification) -> Result<SpecVerifier, String> {

@@ -6,6 +6,9 @@
 //! would (`:kill_agent_max_wait_time_seconds:` plus the unit's margin), then
 //! SIGKILL. `status` is `status/`.
 
+// Unsafe by necessity: a child's pre_exec hook (setsid) between fork and exec. Each block says why it is sound.
+#![allow(unsafe_code)]
+
 use std::io::Write;
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};

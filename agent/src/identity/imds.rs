@@ -75,6 +75,7 @@ pub enum ImdsV1 {
     Disabled,
 }
 
+#[derive(Debug)]
 pub struct Imds {
     http: reqwest::Client,
     endpoint: String,

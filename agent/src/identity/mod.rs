@@ -98,6 +98,7 @@ pub enum CredentialSource {
 }
 
 /// The credentials read from a session file and what the file looked like then.
+#[derive(Debug)]
 pub struct SessionFileCache {
     stamp: FileStamp,
     read_at: SystemTime,
@@ -115,6 +116,7 @@ pub struct FileStamp {
 }
 
 /// Instance-profile credentials and when they were fetched.
+#[derive(Debug)]
 pub struct ProfileCache {
     credentials: Credentials,
     fetched_at: SystemTime,

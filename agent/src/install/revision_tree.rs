@@ -13,6 +13,7 @@ use crate::folder_chain::FolderChain;
 use crate::shutdown::{self, Shutdown};
 
 /// `deployment-archive/` as the planner sees it.
+#[derive(Debug)]
 pub struct FsRevision {
     root: PathBuf,
     /// The root with links resolved, to tell whether a link stays inside.

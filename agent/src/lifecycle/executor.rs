@@ -26,6 +26,7 @@ use super::failure::ExecutionError;
 use super::layout::{disk, DeploymentDir, DeploymentRoot};
 
 /// Everything a command needs besides the command itself.
+#[derive(Debug)]
 pub struct Executor {
     pub root: DeploymentRoot,
     pub max_revisions: u32,

@@ -40,6 +40,7 @@ use schedule::{Cadence, PollOutcome, Schedule};
 /// How long a poll in flight when the agent is told to stop may still answer.
 const STOP_POLL_GRACE: Duration = Duration::from_secs(10);
 
+#[derive(Debug)]
 pub struct Poller {
     pub client: CommandsClient,
     pub host_identifier: String,

@@ -227,6 +227,7 @@ impl ThrottleGate {
 }
 
 /// Everything the client needs to talk to the service.
+#[derive(Debug)]
 pub struct CommandsClient {
     http: reqwest::Client,
     service: CommandsService,

@@ -45,7 +45,7 @@ use state::{Injection, State};
 pub const SIGNING_NAME: &str = "codedeploy-commands";
 
 /// How the emulator is set up.
-#[derive(Clone)]
+#[derive(Debug, Clone)]
 pub struct EmulatorConfig {
     pub region: String,
     /// The only host identifier PollHostCommand accepts.
@@ -111,6 +111,16 @@ pub struct Emulator {
     region: String,
     host_identifier: String,
     acceptor: Option<JoinHandle<()>>,
+}
+
+impl std::fmt::Debug for Emulator {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Emulator")
+            .field("port", &self.port)
+            .field("region", &self.region)
+            .field("host_identifier", &self.host_identifier)
+            .finish_non_exhaustive()
+    }
 }
 
 /// A PutHostCommandComplete the service accepted, with its command.

@@ -5,6 +5,9 @@
 //! calls, no allocation, no locks. Everything it needs (open descriptors,
 //! numbers) is prepared in the parent.
 
+// Unsafe by necessity: setrlimit, setpriority and ioprio_set, which nix does not wrap, some between fork and exec. Each block says why it is sound.
+#![allow(unsafe_code)]
+
 use std::io;
 use std::os::fd::RawFd;
 

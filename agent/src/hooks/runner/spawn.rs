@@ -4,6 +4,9 @@
 //! half that runs between fork and exec (joining its cgroup, priorities,
 //! rlimits). Never hands a path to a shell unquoted.
 
+// Unsafe by necessity: the pre_exec hooks that place a script in its group, cgroup and bounds between fork and exec. Each block says why it is sound.
+#![allow(unsafe_code)]
+
 use std::ffi::OsString;
 use std::io;
 use std::os::unix::ffi::{OsStrExt, OsStringExt};
