@@ -15,10 +15,13 @@ use crate::deployment_spec::S3Revision;
 
 #[derive(Debug, Error)]
 pub enum BundleError {
-    /// No S3 client could be set up for the download. `detail` is only a
-    /// message: the HTTP layer that failed gives its reason as text.
-    #[error("Could not download the bundle {object}: {detail}")]
-    S3 { object: S3Object, detail: String },
+    /// No S3 client could be set up for the download.
+    #[error("Could not download the bundle {object}: {source}")]
+    S3Client {
+        object: S3Object,
+        #[source]
+        source: crate::http::ClientError,
+    },
 
     /// GetObject was refused (S3's code and message) or got no usable answer
     /// (the SDK's whole account of it).

@@ -117,9 +117,9 @@ impl Fetcher {
             credentials,
             self.s3.proxy.as_ref(),
         )
-        .map_err(|detail| BundleError::S3 {
+        .map_err(|source| BundleError::S3Client {
             object: S3Object::of(revision),
-            detail,
+            source,
         })?;
         super::fetch_s3(
             &client,

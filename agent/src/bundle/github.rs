@@ -58,10 +58,10 @@ pub enum GitHubError {
         attempts: Vec<AttemptFailure>,
     },
 
-    /// The HTTPS client could not be built. Only a message: the HTTP layer
-    /// gives its reason as text (it names the proxy, never its password).
+    /// The HTTPS client could not be built (the reason names the proxy,
+    /// never its password).
     #[error("cannot set up the HTTPS client for GitHub: {0}")]
-    Client(String),
+    Client(#[source] crate::http::ClientError),
 
     /// The deployment's token cannot be sent as a header (it holds a
     /// character no header may). Neither message shows the token.
@@ -192,7 +192,7 @@ impl GitHubClient {
             keepalive: None,
         }
         .build("GitHub")
-        .map_err(|e| GitHubError::Client(e.to_string()))?;
+        .map_err(GitHubError::Client)?;
         Ok(GitHubClient {
             http,
             endpoint: endpoint_override

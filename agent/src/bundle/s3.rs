@@ -25,15 +25,13 @@ use transport::S3Http;
 /// With `proxy` (`:proxy_uri:`) every request goes through that proxy; without
 /// it, `HTTPS_PROXY`/`HTTP_PROXY`/`NO_PROXY` decide, as for the Commands client.
 /// Built for each download and dropped after it: an idle agent holds no S3
-/// connection. The error is only a message: the HTTP layer that fails to
-/// build the client gives its reason as text (it names the proxy, never its
-/// password).
+/// connection.
 pub fn s3_client(
     region: &str,
     endpoint_override: Option<&str>,
     credentials: Credentials,
     proxy: Option<&ProxyUri>,
-) -> Result<aws_sdk_s3::Client, String> {
+) -> Result<aws_sdk_s3::Client, crate::http::ClientError> {
     let mut config = aws_sdk_s3::Config::builder()
         .behavior_version(BehaviorVersion::latest())
         .region(Region::new(region.to_string()))

@@ -3,7 +3,7 @@
 //! file) before a single byte of its content is used. `TEXT/JSON` is accepted only
 //! where the caller says unsigned specs are allowed (the local CLI).
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use openssl::pkcs7::{Pkcs7, Pkcs7Flags};
 use openssl::stack::Stack;
@@ -22,6 +22,34 @@ pub enum UnsignedSpecs {
     Allowed,
 }
 
+/// Why the trusted CA chain cannot be loaded (the agent does not start).
+#[derive(Debug, thiserror::Error)]
+pub enum CaChainError {
+    #[error("cannot read the deployment-spec CA chain {}: {source}; install the CodeDeploy signer CA chain there or point :deployment_spec_ca_file: at it", file.display())]
+    Read {
+        file: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{}: {source}", file.display())]
+    Invalid {
+        file: PathBuf,
+        #[source]
+        source: InvalidChain,
+    },
+}
+
+/// What is wrong with the PEM text of a CA chain.
+#[derive(Debug, thiserror::Error)]
+pub enum InvalidChain {
+    #[error("not a PEM certificate chain: {0}")]
+    NotPem(#[source] openssl::error::ErrorStack),
+    #[error("the CA chain holds no certificate")]
+    Empty,
+    #[error("{0}")]
+    Store(#[source] openssl::error::ErrorStack),
+}
+
 /// Verifies signed specs against the trusted CA chain.
 pub struct SpecVerifier {
     store: X509Store,
@@ -38,31 +66,31 @@ impl std::fmt::Debug for SpecVerifier {
 
 impl SpecVerifier {
     /// Loads the CA chain file (PEM, one or more certificates).
-    pub fn from_ca_file(file: &Path, mode: SpecVerification) -> Result<SpecVerifier, String> {
-        let pem = std::fs::read(file).map_err(|e| {
-            format!(
-                "cannot read the deployment-spec CA chain {}: {e}; install the CodeDeploy signer CA chain there or point :deployment_spec_ca_file: at it",
-                file.display()
-            )
+    pub fn from_ca_file(file: &Path, mode: SpecVerification) -> Result<SpecVerifier, CaChainError> {
+        let pem = std::fs::read(file).map_err(|source| CaChainError::Read {
+            file: file.to_path_buf(),
+            source,
         })?;
-        SpecVerifier::from_pem(&pem, mode).map_err(|e| format!("{}: {e}", file.display()))
+        SpecVerifier::from_pem(&pem, mode).map_err(|source| CaChainError::Invalid {
+            file: file.to_path_buf(),
+            source,
+        })
     }
 
-    pub fn from_pem(pem: &[u8], mode: SpecVerification) -> Result<SpecVerifier, String> {
-        let certs =
-            X509::stack_from_pem(pem).map_err(|e| format!("not a PEM certificate chain: {e}"))?;
+    pub fn from_pem(pem: &[u8], mode: SpecVerification) -> Result<SpecVerifier, InvalidChain> {
+        let certs = X509::stack_from_pem(pem).map_err(InvalidChain::NotPem)?;
         if certs.is_empty() {
-            return Err("the CA chain holds no certificate".to_string());
+            return Err(InvalidChain::Empty);
         }
-        let mut builder = X509StoreBuilder::new().map_err(|e| e.to_string())?;
+        let mut builder = X509StoreBuilder::new().map_err(InvalidChain::Store)?;
         for cert in certs {
-            builder.add_cert(cert).map_err(|e| e.to_string())?;
+            builder.add_cert(cert).map_err(InvalidChain::Store)?;
         }
         // The service's signer certificate is not an S/MIME certificate: the chain
         // is checked for trust and validity, not for a particular purpose.
         builder
             .set_purpose(X509PurposeId::ANY)
-            .map_err(|e| e.to_string())?;
+            .map_err(InvalidChain::Store)?;
         Ok(SpecVerifier {
             store: builder.build(),
             mode,
@@ -331,7 +359,8 @@ mod tests {
             SpecVerification::SignatureAndChain,
         )
         .err()
-        .unwrap();
+        .unwrap()
+        .to_string();
         assert!(
             err.contains("/nonexistent/ca.pem") && err.contains(":deployment_spec_ca_file:"),
             "{err}"

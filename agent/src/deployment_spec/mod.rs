@@ -4,7 +4,7 @@ mod envelope;
 pub mod model;
 mod parse;
 
-pub use envelope::{SpecVerifier, UnsignedSpecs};
+pub use envelope::{CaChainError, InvalidChain, SpecVerifier, UnsignedSpecs};
 pub use model::*;
 pub use parse::parse_spec;
 

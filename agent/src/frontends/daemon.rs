@@ -71,10 +71,8 @@ pub enum StartupError {
     },
     #[error(transparent)]
     Fips(#[from] config::NoFipsEndpoint),
-    /// The deployment-spec layer's sentence about the CA chain (it says what
-    /// to install where).
-    #[error("{0}")]
-    SpecCa(String),
+    #[error(transparent)]
+    SpecCa(#[from] crate::deployment_spec::CaChainError),
     #[error(transparent)]
     HttpClient(#[from] crate::http::ClientError),
     #[error("cannot create the pid file in {}: {source}", dir.display())]
@@ -373,8 +371,7 @@ async fn build_poller(
         tracing::warn!("deployment_spec_verify_chain is false: spec signatures are checked but their certificate chain is not");
     }
     let verifier =
-        SpecVerifier::from_ca_file(&config.deployment_spec_ca_file, config.spec_verification)
-            .map_err(StartupError::SpecCa)?;
+        SpecVerifier::from_ca_file(&config.deployment_spec_ca_file, config.spec_verification)?;
     match &config.proxy_uri {
         Some(proxy) => tracing::info!(
             "Commands and S3 traffic goes through proxy {}",

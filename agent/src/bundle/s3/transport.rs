@@ -35,8 +35,7 @@ pub struct S3Http {
 impl S3Http {
     /// With `proxy` (`:proxy_uri:`) every request goes through it, whatever
     /// `NO_PROXY` says; without it the environment's proxy variables apply.
-    /// The error is only a message: the HTTP layer gives its reason as text.
-    pub fn new(proxy: Option<&ProxyUri>) -> Result<S3Http, String> {
+    pub fn new(proxy: Option<&ProxyUri>) -> Result<S3Http, crate::http::ClientError> {
         let http = ClientSettings {
             // None here: the SDK sets its own on each request.
             user_agent: None,
@@ -49,8 +48,7 @@ impl S3Http {
             max_idle_per_host: Some(1),
             keepalive: None,
         }
-        .build("S3")
-        .map_err(|e| e.to_string())?;
+        .build("S3")?;
         Ok(S3Http {
             connector: SharedHttpConnector::new(Connector { http }),
         })
