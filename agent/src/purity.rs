@@ -24,6 +24,7 @@ const PURE: &[&str] = &[
     "deployment_spec/parse.rs",
     "deployment_spec/model.rs",
     "poller/schedule.rs",
+    "poller/backoff.rs",
     "protocol/endpoint.rs",
     "lifecycle/retention.rs",
     "lifecycle/revision.rs",

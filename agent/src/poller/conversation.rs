@@ -1,11 +1,12 @@
 //! One command's conversation with the service, in lifecycle order: fetch,
 //! verify and parse its deployment specification, wait for its deployment
 //! group's turn, prepare it, track it, acknowledge it, execute it, and record
-//! and report how it ended. A panic is contained to its command; how a
-//! failure reads to the service is decided by [`CommandFailure`].
+//! and report how it ended (through [`super::report`]). A panic is contained
+//! to its command; how a failure reads to the service is decided by
+//! [`CommandFailure`].
 
 use std::panic::AssertUnwindSafe;
-use std::time::{Instant, SystemTime};
+use std::time::Instant;
 
 use futures_util::future::FutureExt;
 use tokio::sync::OwnedSemaphorePermit;
@@ -21,7 +22,7 @@ use crate::protocol::{CommandStatus, HostCommand};
 use crate::shutdown::Shutdown;
 
 use super::group_locks::GroupLocks;
-use super::retry::{persist, COMPLETE_PATIENCE, REQUEST_PATIENCE};
+use super::retry::{persist, REQUEST_PATIENCE};
 use super::Poller;
 
 /// How a tracked command ended.
@@ -245,58 +246,5 @@ impl Poller {
             shutdown,
         )
         .await;
-    }
-
-    /// Reports a command that failed before it could be tracked.
-    async fn fail_untracked(&self, id: &str, failure: &CommandFailure, shutdown: &Shutdown) {
-        tracing::error!("command failed before it started: {failure}");
-        self.complete(id, CommandStatus::Failed, &failure.diagnostic(), shutdown)
-            .await;
-    }
-
-    /// Sends PutHostCommandComplete until it is delivered (for up to an hour,
-    /// every retry logged); given up only on an answer the service will never
-    /// change its mind about, or once the agent is stopping.
-    async fn complete(
-        &self,
-        host_command_identifier: &str,
-        status: CommandStatus,
-        diagnostic: &Diagnostic,
-        shutdown: &Shutdown,
-    ) {
-        let payload = diagnostic.to_payload();
-        let what = format!("reporting {} for {host_command_identifier}", status.name());
-        let delivered = persist(&what, COMPLETE_PATIENCE, shutdown, || {
-            self.client
-                .complete(host_command_identifier, status, payload.clone())
-        })
-        .await;
-        match delivered {
-            Ok(()) => tracing::info!(
-                "reported {} (error code {})",
-                status.name(),
-                diagnostic.error_code.number()
-            ),
-            Err(error) => tracing::error!("giving up {what}: {error}"),
-        }
-    }
-
-    /// After a restart, tells the service that the commands cut short failed.
-    pub(super) async fn report_interrupted_commands(&self, shutdown: &Shutdown) {
-        for interrupted in self.tracker.take_interrupted(SystemTime::now()) {
-            tracing::warn!(
-                deployment_id = %interrupted.deployment_id,
-                "a command was in progress when the agent stopped; reporting it failed"
-            );
-            let diagnostic = CommandFailure::CutShortByRestart.diagnostic();
-            let id = &interrupted.host_command_identifier;
-            self.complete(id, CommandStatus::Failed, &diagnostic, shutdown)
-                .await;
-            self.tracker.record_interrupted(
-                &interrupted,
-                diagnostic.error_code.number(),
-                &diagnostic.message,
-            );
-        }
     }
 }

@@ -9,11 +9,14 @@
 //!
 //! Commands are futures driven by this loop on the agent's one thread (their
 //! blocking work goes to the blocking pool), not threads. One command's
-//! conversation with the service is in [`conversation`], how requests are
-//! retried in [`retry`], the groups' turns in [`group_locks`].
+//! conversation with the service is in [`conversation`], how its end is
+//! reported in [`report`], how requests are retried in [`retry`], the
+//! groups' turns in [`group_locks`].
 
+mod backoff;
 mod conversation;
 mod group_locks;
+mod report;
 mod retry;
 pub mod schedule;
 

@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use crate::protocol::{CommandsError, ErrorClass};
 use crate::shutdown::Shutdown;
 
-use super::schedule::retry_backoff;
+use super::backoff::retry_backoff;
 
 /// How long a Complete is retried before the agent gives up on it (the
 /// service has long timed the command out by then).

@@ -1,13 +1,12 @@
-//! Bundle layouts beyond `tests/e2e/bundles.rs` (which has a zip in a
-//! top-level folder and a flat tar): a tgz whose content sits in one
-//! top-level folder, built in memory and by `git archive --prefix` itself
-//! (with its pax global header), and a flat zip with links, private and
-//! setuid modes and nested directories, installed as the official agent
-//! installs them (links recreated, file modes and times kept, setuid only
-//! from a tar, directories made with the default mode, zip entries owned by
-//! the agent's user).
+//! Bundle layouts beyond `tests/e2e/bundles.rs` (which has a zip and a tgz
+//! in a top-level folder and a flat tar): a tgz built by `git archive
+//! --prefix` itself (with its pax global header), and a flat zip with links,
+//! private and setuid modes and nested directories, installed as the official
+//! agent installs them (links recreated, file modes and times kept, setuid
+//! only from a tar, directories made with the default mode, zip entries owned
+//! by the agent's user).
 
-use std::os::unix::fs::{MetadataExt, PermissionsExt};
+use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
@@ -15,76 +14,6 @@ use codedeploy_e2e::{BundleType, Deployment, Revision, S3Location, TestBed};
 
 use super::{default_directory_mode, mode_of, owner_of};
 use crate::support::*;
-
-#[test]
-fn tgz_revision_in_a_single_top_level_folder_is_deployed_from_that_folder() {
-    let bed = TestBed::start("parity-tgz-top-folder");
-    let install = bed.path().join("srv/gateway");
-    let hooks_log = bed.path().join("hooks.log");
-    let hooks = [
-        hook("BeforeInstall", "scripts/before_install.sh"),
-        hook("ValidateService", "scripts/validate.sh"),
-    ];
-    let revision = Revision::new()
-        .file("appspec.yml", appspec("build", &install, &hooks))
-        .file("build/gateway.yaml", "port: 8443\n")
-        .script("build/bin/gateway", "#!/bin/sh\necho gateway\n")
-        .script(
-            "scripts/before_install.sh",
-            recording_hook("tgz", &hooks_log),
-        )
-        .script("scripts/validate.sh", recording_hook("tgz", &hooks_log))
-        .with_top_folder("gateway-3.2.0");
-    let location = bed.upload(
-        "gateway-revisions",
-        "gateway/gateway-3.2.0.tar.gz",
-        &revision,
-        BundleType::Tgz,
-    );
-    let deployment = Deployment::new("Gateway", "Gateway-Fleet", location);
-    bed.emulator.add_deployment(deployment.clone());
-    bed.start_agent(&agent_binary());
-    expect_success(&bed, &deployment);
-    ensure_command_cycle(&bed, &deployment);
-
-    let archive = deployment_dir(&bed, &deployment).join("deployment-archive");
-    ensure!(
-        bed,
-        archive.join("appspec.yml").is_file()
-            && archive.join("build/gateway.yaml").is_file()
-            && !archive.join("gateway-3.2.0").exists(),
-        "the top-level folder's content is the archive root: {}",
-        archive.display()
-    );
-    ensure_eq!(
-        bed,
-        read(&install.join("gateway.yaml")),
-        "port: 8443\n",
-        "installed gateway.yaml"
-    );
-    ensure_eq!(
-        bed,
-        mode_of(&install.join("bin/gateway")),
-        Some(0o755),
-        "bin/gateway keeps its mode"
-    );
-    let mtime = |p: &Path| std::fs::metadata(p).map(|m| m.mtime()).ok();
-    ensure_eq!(
-        bed,
-        mtime(&install.join("gateway.yaml")),
-        mtime(&archive.join("build/gateway.yaml")),
-        "the installed file keeps the archive's modification time"
-    );
-    ensure_eq!(
-        bed,
-        lines(&hooks_log),
-        vec![
-            expected_hook_line("tgz", "BeforeInstall", &deployment),
-            expected_hook_line("tgz", "ValidateService", &deployment),
-        ],
-        "hooks run from the promoted folder"
-    );
-}
 
 #[test]
 fn zip_revision_keeps_links_and_modes_and_makes_directories_with_the_default_mode() {
