@@ -25,6 +25,7 @@ pub mod install;
 pub mod lifecycle;
 pub mod logging;
 pub mod memory;
+pub mod metrics;
 pub mod names;
 pub mod poller;
 pub mod protocol;

@@ -29,6 +29,7 @@ const PURE: &[&str] = &[
     "lifecycle/retention.rs",
     "lifecycle/revision.rs",
     "diagnostics.rs",
+    "metrics/model.rs",
     "event.rs",
 ];
 

@@ -53,6 +53,9 @@ pub struct AgentConfig {
     /// Ours: the GitHub API that GitHub revisions are downloaded from, for a
     /// mirror or a test server; `None` means `https://api.github.com`.
     pub github_endpoint_override: Option<String>,
+    /// `:metrics_textfile:` (ours): the `.prom` file the agent keeps its
+    /// metrics in for node_exporter's textfile collector; `None` writes none.
+    pub metrics_textfile: Option<PathBuf>,
     pub enable_auth_policy: bool,
     pub ongoing_deployment_tracking: String,
     /// Ours: the CA chain that deployment-spec signatures must lead to.
@@ -118,6 +121,7 @@ impl Default for AgentConfig {
             deploy_control_endpoint: None,
             s3_endpoint_override: None,
             github_endpoint_override: None,
+            metrics_textfile: None,
             enable_auth_policy: false,
             ongoing_deployment_tracking: "ongoing-deployment".to_string(),
             deployment_spec_ca_file: PathBuf::from(DEFAULT_SPEC_CA_FILE),

@@ -175,6 +175,21 @@ pub fn parse_agent_config(text: &str, file: &Path) -> Result<ParsedConfig, Confi
                     }
                 }
             }
+            "metrics_textfile" => {
+                let path = field.path()?;
+                if !path.is_absolute() {
+                    return Err(field.invalid(
+                        "an absolute path to a .prom file in node_exporter's textfile directory",
+                    ));
+                }
+                if path.extension().is_none_or(|e| e != "prom") {
+                    warnings.push(field.warning(format!(
+                        "{} does not end in .prom: node_exporter's textfile collector reads only *.prom files",
+                        path.display()
+                    )));
+                }
+                config.metrics_textfile = Some(path);
+            }
             "enable_auth_policy" => config.enable_auth_policy = field.boolean()?,
             "ongoing_deployment_tracking" => {
                 let name = field.string()?;

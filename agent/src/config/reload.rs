@@ -31,6 +31,7 @@ pub fn live_reload_ignored(running: &AgentConfig, reread: &AgentConfig) -> Vec<&
         deploy_control_endpoint,
         s3_endpoint_override,
         github_endpoint_override,
+        metrics_textfile,
         enable_auth_policy,
         ongoing_deployment_tracking,
         deployment_spec_ca_file,
@@ -94,6 +95,10 @@ pub fn live_reload_ignored(running: &AgentConfig, reread: &AgentConfig) -> Vec<&
     check(
         *github_endpoint_override != reread.github_endpoint_override,
         "github_endpoint_override",
+    );
+    check(
+        *metrics_textfile != reread.metrics_textfile,
+        "metrics_textfile",
     );
     check(
         *enable_auth_policy != reread.enable_auth_policy,

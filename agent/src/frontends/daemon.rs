@@ -28,6 +28,7 @@ use crate::lifecycle::executor::Executor;
 use crate::lifecycle::layout::DeploymentRoot;
 use crate::lifecycle::tracking::Tracker;
 use crate::logging::{self, LogControl, LogSettings};
+use crate::metrics::MetricsFile;
 use crate::poller::schedule::Schedule;
 use crate::poller::Poller;
 use crate::protocol::endpoint::{
@@ -121,7 +122,7 @@ pub async fn run(config_file: &Path) -> Result<(), StartupError> {
     let (schedule, schedule_updates) = watch::channel(schedule_of(&config));
     // Start-up may wait on instance metadata: a stop request ends it cleanly.
     let poller = tokio::select! {
-        built = build_poller(&config, schedule_updates, hooks_core_limit) => built?,
+        built = build_poller(&config, config_file, schedule_updates, hooks_core_limit) => built?,
         signal = signals.stop() => {
             tracing::info!("{signal} received during start-up: stopping");
             return Ok(());
@@ -324,6 +325,7 @@ enum Received {
 
 async fn build_poller(
     config: &AgentConfig,
+    config_file: &Path,
     schedule: watch::Receiver<Schedule>,
     hooks_core_limit: Option<CoreLimit>,
 ) -> Result<Poller, StartupError> {
@@ -442,6 +444,10 @@ async fn build_poller(
         },
         schedule,
         max_concurrent_commands: config.max_concurrent_commands,
+        metrics: match &config.metrics_textfile {
+            Some(path) => MetricsFile::start(path, crate::VERSION, config_file),
+            None => MetricsFile::disabled(),
+        },
     })
 }
 

@@ -9,5 +9,7 @@ mod script_log;
 
 pub use environment::{hook_environment, HOOK_ENV_ALLOWLIST, HOOK_VARIABLES, LOADER_VARIABLES};
 pub use policy::HookPolicy;
-pub use runner::{run_event, run_event_with_grace, EventRun, ScriptFailure, KILL_GRACE};
+pub use runner::{
+    run_event, run_event_with_grace, EventRun, KillReason, ScriptFailure, KILL_GRACE,
+};
 pub use script_log::{clean_output, deployments_log_line, scripts_log_line, strip_controls};

@@ -113,6 +113,14 @@ pub enum CommandFailure {
 }
 
 impl CommandFailure {
+    /// Why the agent killed the failing hook script, when it did.
+    pub fn killed_script(&self) -> Option<crate::hooks::KillReason> {
+        match self {
+            CommandFailure::Execution(ExecutionError::Script(failure)) => failure.killed,
+            _ => None,
+        }
+    }
+
     /// What the service is told about this failure.
     pub fn diagnostic(&self) -> Diagnostic {
         match self {
@@ -143,6 +151,7 @@ mod tests {
                 "Script at specified location: scripts/start.sh failed to complete in 5 seconds"
                     .into(),
             log: "[stdout]starting\n".into(),
+            killed: Some(crate::hooks::KillReason::Timeout),
         };
         let cases: Vec<(CommandFailure, ErrorCode, &str, &str)> = vec![
             (

@@ -18,6 +18,7 @@ use crate::lifecycle::command::{event_for_command, CommandOrigin, PreparedComman
 use crate::lifecycle::failure::{CommandFailure, ExecutionError};
 use crate::lifecycle::record::CommandState;
 use crate::lifecycle::tracking::{Ending, TrackedCommand};
+use crate::metrics::{unix_now, CommandEnded};
 use crate::protocol::{CommandStatus, HostCommand};
 use crate::shutdown::Shutdown;
 
@@ -98,9 +99,11 @@ impl Poller {
         if let Err(error) = self.tracker.start(&tracked) {
             tracing::warn!("cannot write the ongoing-deployment tracking file: {error}");
         }
+        let started = Instant::now();
         let conclusion = self
             .acknowledge_and_execute(&prepared, id, shutdown, abort)
             .await;
+        self.record(&prepared, &conclusion, started);
         self.conclude(&tracked, conclusion, shutdown).await;
         self.tracker.finish(&spec.deployment_id);
     }
@@ -199,6 +202,30 @@ impl Poller {
                 ExecutionError::panic(format!("running {event}"), panic.as_ref()).into(),
             ),
         }
+    }
+
+    /// What the metrics count of a command this agent ran.
+    fn record(&self, prepared: &PreparedCommand, conclusion: &Conclusion, started: Instant) {
+        let failure = match conclusion {
+            Conclusion::Reported(_) => return,
+            Conclusion::Succeeded(_) => None,
+            Conclusion::Failed(failure) => Some((
+                failure.diagnostic().error_code.number(),
+                failure.killed_script().map(|reason| reason.name()),
+            )),
+        };
+        let event = prepared.event.to_string();
+        self.metrics.update(|m| {
+            m.command_ended(&CommandEnded {
+                deployment_group: &prepared.spec.deployment_group_name,
+                deployment_id: &prepared.spec.deployment_id,
+                lifecycle_event: &event,
+                seconds: started.elapsed().as_secs_f64(),
+                failure,
+                now: unix_now(),
+            });
+            true
+        });
     }
 
     /// Records how a tracked command ended and reports it to the service:

@@ -34,6 +34,7 @@ use tracing::Instrument;
 use crate::deployment_spec::SpecVerifier;
 use crate::lifecycle::executor::Executor;
 use crate::lifecycle::tracking::Tracker;
+use crate::metrics::{unix_now, MetricsFile};
 use crate::protocol::{CommandsClient, CommandsError, ErrorClass, HostCommand};
 use crate::shutdown::Shutdown;
 
@@ -54,6 +55,8 @@ pub struct Poller {
     pub schedule: watch::Receiver<Schedule>,
     /// How many commands run at once (`:max_concurrent_commands:`).
     pub max_concurrent_commands: u32,
+    /// The textfile metrics (`:metrics_textfile:`), when configured.
+    pub metrics: MetricsFile,
 }
 
 /// What ended a wait between polls.
@@ -144,6 +147,7 @@ impl Poller {
             let Some(polled) = polled else {
                 break;
             };
+            self.record_poll(&polled);
             let outcome = match polled {
                 Ok(Some(command)) if in_flight.contains(&command.host_command_identifier) => {
                     tracing::warn!(
@@ -209,6 +213,21 @@ impl Poller {
         }
         while running.next().await.is_some() {}
         tracing::info!("polling stopped");
+    }
+
+    /// The metrics see every poll: a failure, or the end of a throttling
+    /// spell, changes the file; an answered poll while idle does not.
+    fn record_poll(&self, polled: &Result<Option<HostCommand>, CommandsError>) {
+        let Err(error) = polled else {
+            return self.metrics.update(|m| m.poll_answered());
+        };
+        let kind = match error.class() {
+            ErrorClass::Throttling => "throttling",
+            ErrorClass::Connection => "connection",
+            ErrorClass::Credentials => "credentials",
+            ErrorClass::Other => "other",
+        };
+        self.metrics.update(|m| m.poll_failed(kind, unix_now()));
     }
 
     /// One PollHostCommand; `None` when the agent is stopping and the service

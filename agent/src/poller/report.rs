@@ -22,7 +22,13 @@ impl Poller {
         shutdown: &Shutdown,
     ) {
         tracing::error!("command failed before it started: {failure}");
-        self.complete(id, CommandStatus::Failed, &failure.diagnostic(), shutdown)
+        let diagnostic = failure.diagnostic();
+        let code = diagnostic.error_code.number();
+        self.metrics.update(|m| {
+            m.command_refused(code);
+            true
+        });
+        self.complete(id, CommandStatus::Failed, &diagnostic, shutdown)
             .await;
     }
 
@@ -61,6 +67,11 @@ impl Poller {
                 "a command was in progress when the agent stopped; reporting it failed"
             );
             let diagnostic = CommandFailure::CutShortByRestart.diagnostic();
+            let code = diagnostic.error_code.number();
+            self.metrics.update(|m| {
+                m.command_refused(code);
+                true
+            });
             let id = &interrupted.host_command_identifier;
             self.complete(id, CommandStatus::Failed, &diagnostic, shutdown)
                 .await;

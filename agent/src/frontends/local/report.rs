@@ -115,6 +115,7 @@ mod tests {
             message: "Script at specified location: scripts/start.sh failed with exit code 3"
                 .into(),
             log: "[stdout]starting\n[stderr]port in use\n".into(),
+            killed: None,
         };
         let lines = script_failure_lines(Path::new("/r/g/d/deployment-archive"), &failure);
         assert_eq!(

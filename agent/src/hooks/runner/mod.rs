@@ -26,6 +26,7 @@ use std::path::Path;
 use std::time::Duration;
 
 use self::locate::{ensure_executable, locate};
+pub use self::outcome::KillReason;
 use self::outcome::{failure, Failed, Outcome};
 use self::terminate::{process_group, settle, terminate, StopIfAbandoned};
 use self::watch::watch;
@@ -70,6 +71,8 @@ pub struct ScriptFailure {
     pub message: String,
     /// The tail of this command's script log, without timestamps.
     pub log: String,
+    /// Whether the agent killed the script, and why.
+    pub killed: Option<KillReason>,
 }
 
 impl fmt::Display for ScriptFailure {
@@ -129,6 +132,7 @@ fn reported(failed: Failed, script: &HookScript, log: &ScriptLog) -> ScriptFailu
         script_name: script.location.clone(),
         message: failed.message,
         log: log.tail(),
+        killed: failed.killed,
     }
 }
 

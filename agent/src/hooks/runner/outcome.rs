@@ -117,6 +117,30 @@ impl Outcome {
 pub(super) struct Failed {
     pub code: ErrorCode,
     pub message: String,
+    /// Set when the agent killed the script rather than the script failing.
+    pub killed: Option<KillReason>,
+}
+
+/// Why the agent killed a hook script.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum KillReason {
+    /// It ran past its `timeout`.
+    Timeout,
+    /// The kernel's OOM killer struck in its cgroup (`:hook_memory_limit_mb:`).
+    MemoryBound,
+    /// The agent was shutting down.
+    Shutdown,
+}
+
+impl KillReason {
+    /// The label value the metrics use.
+    pub fn name(self) -> &'static str {
+        match self {
+            KillReason::Timeout => "timeout",
+            KillReason::MemoryBound => "memory_bound",
+            KillReason::Shutdown => "shutdown",
+        }
+    }
 }
 
 /// What the service is told about `script`'s `outcome`; `None` for success.
@@ -204,7 +228,17 @@ pub(super) fn failure(script: &HookScript, outcome: &Outcome) -> Option<Failed> 
             ),
         ),
     };
-    Some(Failed { code, message })
+    let killed = match outcome {
+        Outcome::TimedOut => Some(KillReason::Timeout),
+        Outcome::OutOfMemory { .. } => Some(KillReason::MemoryBound),
+        Outcome::Stopped => Some(KillReason::Shutdown),
+        _ => None,
+    };
+    Some(Failed {
+        code,
+        message,
+        killed,
+    })
 }
 
 /// `Script at specified location: <location>[ run as user <u>]`, the start of

@@ -551,6 +551,29 @@ fn each_outcome_is_told_in_the_official_agents_words() {
 }
 
 #[test]
+fn only_the_agents_own_kills_carry_a_kill_reason() {
+    let script = hook("scripts/run.sh", 30);
+    let cases = [
+        (Outcome::TimedOut, Some(KillReason::Timeout)),
+        (
+            Outcome::OutOfMemory {
+                exit: Exit::Signal(9),
+                limit_mb: 64,
+            },
+            Some(KillReason::MemoryBound),
+        ),
+        (Outcome::Stopped, Some(KillReason::Shutdown)),
+        (Outcome::Exited(Exit::Code(1)), None),
+        (Outcome::Exited(Exit::Signal(9)), None),
+        (Outcome::LeftOpen(Stream::Stdout), None),
+    ];
+    for (outcome, reason) in cases {
+        let killed = failure(&script, &outcome).and_then(|f| f.killed);
+        assert_eq!(killed, reason, "{outcome:?}");
+    }
+}
+
+#[test]
 fn a_failed_exit_under_the_oom_killer_is_out_of_memory_and_leftovers_follow_the_outcome() {
     let cases: [(Outcome, u64, &str, Leftovers); 5] = [
         (
