@@ -39,6 +39,7 @@ mod hooks_library;
 mod identity;
 mod in_place;
 mod local;
+mod metrics;
 mod migration;
 mod names;
 mod parity;
