@@ -8,6 +8,13 @@
 //! by logrotate is followed: the agent appends (`O_APPEND`, so `copytruncate`
 //! works) and reopens the path within a second when it was moved away. The
 //! verbosity can be changed while running (SIGHUP re-reads `:verbose:`).
+//!
+//! When stderr is the journal (systemd names it in `JOURNAL_STREAM`), the
+//! lines that would go to stderr go to the journal through its native
+//! protocol instead, each with its span fields as journal fields
+//! (`DEPLOYMENT_ID`, `DEPLOYMENT_GROUP_ID`, `LIFECYCLE_EVENT`, `HOST_COMMAND`,
+//! `HOOK_SCRIPT`), so that `journalctl DEPLOYMENT_ID=d-…` finds one
+//! deployment. The file keeps its format either way.
 
 use std::fmt;
 use std::fs::{File, OpenOptions};
@@ -20,7 +27,6 @@ use std::time::{Duration, Instant};
 use tracing::{Event, Subscriber};
 use tracing_subscriber::filter::Targets;
 use tracing_subscriber::fmt::format::Writer;
-use tracing_subscriber::fmt::writer::MakeWriterExt;
 use tracing_subscriber::fmt::{FmtContext, FormatEvent, FormatFields, FormattedFields, MakeWriter};
 use tracing_subscriber::layer::SubscriberExt;
 use tracing_subscriber::registry::LookupSpan;
@@ -162,31 +168,67 @@ pub fn init(settings: &LogSettings<'_>) -> LogControl {
         .join(format!("{}.log", settings.program_name));
     let opened = std::fs::create_dir_all(settings.log_dir)
         .and_then(|()| LogFile::open(&file_path, settings.max_size));
-    let registry = tracing_subscriber::registry().with(filter_layer);
-    match opened {
-        Ok(file) => {
-            let layer = tracing_subscriber::fmt::layer()
-                .event_format(format())
-                .with_writer(io::stderr.and(file));
-            let _ = registry.with(layer).try_init();
-            LogControl {
-                file: Some(file_path),
-                set_filter,
-            }
-        }
-        Err(e) => {
-            let layer = tracing_subscriber::fmt::layer()
-                .event_format(format())
-                .with_writer(io::stderr);
-            let _ = registry.with(layer).try_init();
+    let journal = journal_layer(settings.program_name);
+    let to_stderr = journal.is_none();
+    // Each output is a layer that may be absent: `Option<Layer>` is a layer.
+    let stderr_layer = to_stderr.then(|| {
+        tracing_subscriber::fmt::layer()
+            .event_format(format())
+            .with_writer(io::stderr)
+    });
+    let (file, open_error) = match opened {
+        Ok(file) => (Some(file), None),
+        Err(e) => (None, Some(e)),
+    };
+    let file_layer = file.map(|file| {
+        tracing_subscriber::fmt::layer()
+            .event_format(format())
+            .with_writer(file)
+    });
+    let _ = tracing_subscriber::registry()
+        .with(filter_layer)
+        .with(journal)
+        .with(stderr_layer)
+        .with(file_layer)
+        .try_init();
+    match open_error {
+        None => LogControl {
+            file: Some(file_path),
+            set_filter,
+        },
+        Some(e) => {
             tracing::warn!(
-                "cannot open the log file {}: {e}; logging to stderr only",
-                file_path.display()
+                "cannot open the log file {}: {e}; logging to {} only",
+                file_path.display(),
+                if to_stderr { "stderr" } else { "the journal" }
             );
             LogControl {
                 file: None,
                 set_filter,
             }
+        }
+    }
+}
+
+/// The journal, when stderr is connected to it: `JOURNAL_STREAM` names the
+/// device and inode of the stream systemd gave the service, and stderr must
+/// still be that stream (a child that redirected it is not in the journal).
+fn journal_layer(program_name: &str) -> Option<tracing_journald::Layer> {
+    let stream = std::env::var("JOURNAL_STREAM").ok()?;
+    let (device, inode) = stream.split_once(':')?;
+    let stderr = nix::sys::stat::fstat(libc::STDERR_FILENO).ok()?;
+    if device.parse::<u64>().ok()? != stderr.st_dev || inode.parse::<u64>().ok()? != stderr.st_ino {
+        return None;
+    }
+    match tracing_journald::layer() {
+        Ok(layer) => Some(
+            layer
+                .with_field_prefix(None)
+                .with_syslog_identifier(program_name.to_string()),
+        ),
+        Err(e) => {
+            eprintln!("cannot reach the journal's socket ({e}): logging to stderr");
+            None
         }
     }
 }

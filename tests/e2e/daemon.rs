@@ -440,7 +440,7 @@ fn agent_log_lines_carry_pid_component_and_deployment_id_and_never_secrets() {
     for name in record.issued() {
         let tagged = lines.iter().any(|l| {
             l.contains(&format!("deployment_id={}", deployment.deployment_id))
-                && l.contains(&format!("command={name}"))
+                && l.contains(&format!("lifecycle_event={name}"))
         });
         ensure!(
             bed,

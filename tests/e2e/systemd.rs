@@ -372,6 +372,97 @@ fn dpkg_install_enables_and_starts_the_service_which_polls_and_deploys() {
     );
 }
 
+/// The journal entries of the agent's unit that carry `field=value`, as
+/// JSON objects.
+fn journal_entries(host: &Host, filter: &str) -> Vec<serde_json::Value> {
+    let output =
+        host.container
+            .run(&["journalctl", "--no-pager", "-o", "json", "-u", UNIT, filter]);
+    ensure!(host, output.success(), "journalctl {filter}:\n{output}");
+    output
+        .stdout
+        .lines()
+        .filter_map(|line| serde_json::from_str(line).ok())
+        .collect()
+}
+
+#[test]
+fn journalctl_by_deployment_id_returns_that_deployments_lines_and_no_others() {
+    let Some(host) = Host::start("journal-fields") else {
+        return;
+    };
+    host.configure(&[]);
+    host.dpkg_install(Package::Deb);
+    let hooks = [("AfterInstall", "echo installed")];
+    let first = host.deploy("app/journal-1.tgz", &revision("one", &hooks), None);
+    host.expect_success(&first);
+    let second = host.deploy("app/journal-2.tgz", &revision("two", &hooks), Some(&first));
+    host.expect_success(&second);
+    host.container.run(&["journalctl", "--sync"]);
+
+    for (mine, other) in [(&first, &second), (&second, &first)] {
+        let id = &mine.deployment_id;
+        let entries = journal_entries(&host, &format!("DEPLOYMENT_ID={id}"));
+        let field =
+            |entry: &serde_json::Value, name: &str| entry[name].as_str().map(str::to_string);
+        let events: std::collections::BTreeSet<String> = entries
+            .iter()
+            .filter_map(|e| field(e, "LIFECYCLE_EVENT"))
+            .collect();
+        ensure!(
+            host,
+            [
+                "DownloadBundle",
+                "Install",
+                "AfterInstall",
+                "ValidateService"
+            ]
+            .iter()
+            .all(|e| events.contains(*e)),
+            "the lines of {id} name each command's lifecycle event: {events:?}"
+        );
+        for entry in &entries {
+            ensure_eq!(
+                host,
+                field(entry, "DEPLOYMENT_ID").as_ref(),
+                Some(id),
+                "only {id}'s lines: {entry}"
+            );
+            ensure_eq!(
+                host,
+                field(entry, "DEPLOYMENT_GROUP_ID").as_ref(),
+                Some(&mine.group_id),
+                "each line names the deployment group: {entry}"
+            );
+            ensure!(
+                host,
+                field(entry, "HOST_COMMAND").is_some(),
+                "each line names its command: {entry}"
+            );
+            let message = field(entry, "MESSAGE").unwrap_or_default();
+            ensure!(
+                host,
+                !message.contains(&other.deployment_id),
+                "no line of {} in {id}'s: {message}",
+                other.deployment_id
+            );
+        }
+        ensure!(
+            host,
+            entries
+                .iter()
+                .any(|e| field(e, "HOOK_SCRIPT").as_deref() == Some("scripts/AfterInstall.sh")),
+            "a line logged while the hook ran names it"
+        );
+    }
+    let all = journal_entries(&host, &format!("_SYSTEMD_UNIT={UNIT}.service"));
+    ensure!(
+        host,
+        all.iter().any(|e| e["DEPLOYMENT_ID"].is_null()),
+        "lines outside any deployment (start, polling) have no DEPLOYMENT_ID"
+    );
+}
+
 /// An ApplicationStart hook that starts a long-running application, and an
 /// ApplicationStop hook that stops it (run from this revision by the next
 /// deployment).

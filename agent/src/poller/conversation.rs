@@ -77,9 +77,14 @@ impl Poller {
             Err(failure) => return self.fail_untracked(id, &failure, shutdown).await,
         };
         // Display, not Debug: `deployment_id=d-X` greps like the rest of the line.
-        tracing::Span::current().record(
+        let span = tracing::Span::current();
+        span.record(
             "deployment_id",
             tracing::field::display(&spec.deployment_id),
+        );
+        span.record(
+            "deployment_group_id",
+            tracing::field::display(&spec.deployment_group_id),
         );
         let _turn = groups.take_turn(&spec.deployment_group_id).await;
         let prepared = match self.executor.prepare(CommandOrigin::Service, event, spec) {

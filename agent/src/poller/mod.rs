@@ -162,9 +162,10 @@ impl Poller {
                     in_flight.insert(command.host_command_identifier.clone());
                     let span = tracing::info_span!(
                         "command",
-                        command = %command.command_name,
+                        lifecycle_event = %command.command_name,
                         host_command = %command.host_command_identifier,
                         deployment_id = tracing::field::Empty,
+                        deployment_group_id = tracing::field::Empty,
                     );
                     running.push(
                         self.run_command(command, permit, &groups, shutdown.clone(), abort.clone())

@@ -25,6 +25,8 @@ use std::fmt;
 use std::path::Path;
 use std::time::Duration;
 
+use tracing::Instrument;
+
 use self::locate::{ensure_executable, locate};
 pub use self::outcome::KillReason;
 use self::outcome::{failure, Failed, Outcome};
@@ -118,7 +120,12 @@ pub async fn run_event_with_grace(
         }
     }
     for script in run.scripts {
-        if let Err(failed) = run_script(run, script, &mut log, &mut shutdown, kill_grace).await {
+        // Every line logged while the script runs names it (a journal field).
+        let span = tracing::info_span!("hook", hook_script = %script.location);
+        let ran = run_script(run, script, &mut log, &mut shutdown, kill_grace)
+            .instrument(span)
+            .await;
+        if let Err(failed) = ran {
             return Err(reported(failed, script, &log));
         }
     }
