@@ -246,3 +246,37 @@ fn an_idle_agent_never_touches_the_metrics_file() {
         "the file is not touched between deployments"
     );
 }
+
+#[test]
+fn the_readmes_alert_rules_pass_promtool_and_name_only_metrics_the_agent_writes() {
+    let readme =
+        std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("../README.md"))
+            .expect("README.md is readable");
+    let rules = readme
+        .split("Three alert rules to start from:")
+        .nth(1)
+        .and_then(|rest| rest.split("```yaml\n").nth(1))
+        .and_then(|block| block.split("```").next())
+        .expect("README.md has the alert rules in a yaml block");
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("rules.yml");
+    std::fs::write(&file, rules).unwrap();
+    let checked = std::process::Command::new(promtool())
+        .args(["check", "rules"])
+        .arg(&file)
+        .output()
+        .unwrap();
+    assert!(
+        checked.status.success(),
+        "promtool check rules:\n{}{}",
+        String::from_utf8_lossy(&checked.stdout),
+        String::from_utf8_lossy(&checked.stderr)
+    );
+    let documented = |name: &str| readme.contains(&format!("| `{name}"));
+    for name in rules
+        .split(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
+        .filter(|word| word.starts_with("codedeploy_agent_"))
+    {
+        assert!(documented(name), "{name} is in the README's metrics table");
+    }
+}
