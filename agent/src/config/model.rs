@@ -56,6 +56,10 @@ pub struct AgentConfig {
     /// `:metrics_textfile:` (ours): the `.prom` file the agent keeps its
     /// metrics in for node_exporter's textfile collector; `None` writes none.
     pub metrics_textfile: Option<PathBuf>,
+    /// `:enable_archive_reuse:` (2.1): a deployment naming an earlier one
+    /// with `ReuseArchiveFromDeploymentId` copies that one's folder instead
+    /// of downloading.
+    pub enable_archive_reuse: bool,
     pub enable_auth_policy: bool,
     pub ongoing_deployment_tracking: String,
     /// Ours: the CA chain that deployment-spec signatures must lead to.
@@ -122,6 +126,7 @@ impl Default for AgentConfig {
             s3_endpoint_override: None,
             github_endpoint_override: None,
             metrics_textfile: None,
+            enable_archive_reuse: true,
             enable_auth_policy: false,
             ongoing_deployment_tracking: "ongoing-deployment".to_string(),
             deployment_spec_ca_file: PathBuf::from(DEFAULT_SPEC_CA_FILE),

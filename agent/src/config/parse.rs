@@ -32,7 +32,6 @@ const RETIRED_KEYS: &[&str] = &[
     "instance_service_port",
     "codedeploy_test_profile",
     "ssl_verify_peer",
-    "enable_archive_reuse",
 ];
 
 fn is_retired(key: &str) -> bool {
@@ -190,6 +189,7 @@ pub fn parse_agent_config(text: &str, file: &Path) -> Result<ParsedConfig, Confi
                 }
                 config.metrics_textfile = Some(path);
             }
+            "enable_archive_reuse" => config.enable_archive_reuse = field.boolean()?,
             "enable_auth_policy" => config.enable_auth_policy = field.boolean()?,
             "ongoing_deployment_tracking" => {
                 let name = field.string()?;

@@ -32,6 +32,7 @@ pub fn live_reload_ignored(running: &AgentConfig, reread: &AgentConfig) -> Vec<&
         s3_endpoint_override,
         github_endpoint_override,
         metrics_textfile,
+        enable_archive_reuse,
         enable_auth_policy,
         ongoing_deployment_tracking,
         deployment_spec_ca_file,
@@ -95,6 +96,10 @@ pub fn live_reload_ignored(running: &AgentConfig, reread: &AgentConfig) -> Vec<&
     check(
         *github_endpoint_override != reread.github_endpoint_override,
         "github_endpoint_override",
+    );
+    check(
+        *enable_archive_reuse != reread.enable_archive_reuse,
+        "enable_archive_reuse",
     );
     check(
         *metrics_textfile != reread.metrics_textfile,

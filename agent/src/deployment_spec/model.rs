@@ -19,6 +19,10 @@ pub struct DeploymentSpec {
     pub file_exists_behavior: Option<FileExistsBehavior>,
     /// Set by the local CLI only.
     pub all_possible_lifecycle_events: Option<Vec<String>>,
+    /// `ReuseArchiveFromDeploymentId` (2.1's RESTART mode): the earlier
+    /// deployment whose folder on this host holds the same revision, as the
+    /// service sent it (the ARN form reduced to the id); checked where used.
+    pub reuse_archive_from: Option<String>,
 }
 
 impl DeploymentSpec {

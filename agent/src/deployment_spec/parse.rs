@@ -80,6 +80,13 @@ pub fn parse_spec(json: &str) -> Result<DeploymentSpec, SpecError> {
                 .collect()
         });
 
+    // Checked where it is used: a malformed one means "download", never a
+    // failed command.
+    let reuse_archive_from =
+        text("ReuseArchiveFromDeploymentId").map(|id| match id.split_once("deployment/") {
+            Some((_, bare)) if id.starts_with("arn:") => bare.to_string(),
+            _ => id,
+        });
     Ok(DeploymentSpec {
         deployment_id,
         deployment_group_id,
@@ -92,6 +99,7 @@ pub fn parse_spec(json: &str) -> Result<DeploymentSpec, SpecError> {
         revision: parse_revision(spec.get("Revision"), spec.get("GitHubAccessToken"))?,
         file_exists_behavior,
         all_possible_lifecycle_events,
+        reuse_archive_from,
     })
 }
 

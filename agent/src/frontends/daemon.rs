@@ -438,6 +438,7 @@ async fn build_poller(
                 credentials,
                 policy: config.hardening.bundle,
             },
+            archive_reuse: config.enable_archive_reuse,
             install: config.hardening.install,
             hooks: crate::hooks::HookPolicy::from_config(config, hooks_core_limit),
             hook_bounds: Arc::new(crate::hooks::bounds::Enforcer::new(config.hook_bounds)),

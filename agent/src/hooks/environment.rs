@@ -121,6 +121,7 @@ mod tests {
             revision,
             file_exists_behavior: None,
             all_possible_lifecycle_events: None,
+            reuse_archive_from: None,
         }
     }
 

@@ -13,7 +13,7 @@ use std::sync::Arc;
 
 use crate::appspec::{self, AppSpecLookup};
 use crate::blocking::off_runtime;
-use crate::bundle::{FetchTarget, Fetcher};
+use crate::bundle::{reuse_archive, DeploymentFiles, FetchTarget, Fetcher};
 use crate::config::InstallPolicy;
 use crate::deployment_spec::{DeploymentSpec, Revision};
 use crate::event::LifecycleEvent;
@@ -33,6 +33,9 @@ pub struct Executor {
     pub deployments_log: bool,
     /// Where revisions come from (S3, GitHub, local) and the bundle checks.
     pub fetcher: Fetcher,
+    /// `:enable_archive_reuse:`: a deployment naming an earlier one may take
+    /// its revision from that one's folder (2.1's RESTART mode).
+    pub archive_reuse: bool,
     /// The operator's install checks.
     pub install: InstallPolicy,
     /// Hook environments, script-log bounds and the hooks' core limit.
@@ -113,12 +116,74 @@ impl Executor {
             disk::remove_old_revisions(&root, &group, &deployment, max_revisions)
         })
         .await?;
-        let target = FetchTarget::new(&current.bundle_file(), &current.archive_dir());
-        self.fetcher.fetch(&spec.revision, &target, stop).await?;
+        let reused = self.reuse(spec, current).await;
+        if !reused {
+            let target = FetchTarget::new(&current.bundle_file(), &current.archive_dir());
+            self.fetcher.fetch(&spec.revision, &target, stop).await?;
+        }
+        let source = if reused {
+            "archive-reuse"
+        } else {
+            "downloaded"
+        };
+        if let Err(e) = disk::write_bundle_source(current, source) {
+            tracing::warn!("{e}");
+        }
         let pointer = self
             .root
             .most_recent_install_file(&spec.deployment_group_id);
         Ok(disk::write_pointer(&pointer, current)?)
+    }
+
+    /// 2.1's RESTART mode: `true` when the folder of the deployment the spec
+    /// names stood in for a download. Any refusal means a download, logged.
+    async fn reuse(&self, spec: &DeploymentSpec, current: &DeploymentDir) -> bool {
+        let Some(source_id) = spec.reuse_archive_from.clone() else {
+            return false;
+        };
+        if !self.archive_reuse {
+            tracing::info!(
+                "the deployment would reuse deployment {source_id}'s revision, but :enable_archive_reuse: is false: downloading it"
+            );
+            return false;
+        }
+        let group = &spec.deployment_group_id;
+        let files = |dir: &DeploymentDir| DeploymentFiles {
+            folder: dir.path().to_path_buf(),
+            archive_dir: dir.archive_dir(),
+            bundle_file: dir.bundle_file(),
+            etag_record: dir.etag_record(),
+        };
+        // Only a path until reuse_archive has checked the id.
+        let source = files(&self.root.deployment(group, &source_id));
+        let target = files(current);
+        let group_dir = self.root.group_dir(group);
+        let (appspec, target_id) = (spec.appspec_filename.clone(), spec.deployment_id.clone());
+        let id = source_id.clone();
+        let reused = off_runtime("archive reuse", move || {
+            reuse_archive(&group_dir, &id, &target_id, &appspec, &source, &target)
+        })
+        .await;
+        match reused {
+            Ok(Ok(())) => {
+                tracing::info!(
+                    "reusing deployment {source_id}'s revision on this host instead of downloading it"
+                );
+                true
+            }
+            Ok(Err(refused)) => {
+                tracing::warn!(
+                    "cannot reuse deployment {source_id}'s revision ({refused}): downloading it"
+                );
+                false
+            }
+            Err(failed) => {
+                tracing::warn!(
+                    "cannot reuse deployment {source_id}'s revision ({failed}): downloading it"
+                );
+                false
+            }
+        }
     }
 
     async fn install(

@@ -453,7 +453,6 @@ mod tests {
             "codedeploy_test_profile",
             "ssl_verify_peer",
             "wait_after_error",
-            "enable_archive_reuse",
         ];
         let text: String = keys.iter().map(|k| format!(":{k}: 4\n")).collect();
         let parsed = parse(&text).unwrap();

@@ -330,6 +330,7 @@ async fn executor_for(
             credentials: Arc::new(credentials),
             policy: config.hardening.bundle,
         },
+        archive_reuse: config.enable_archive_reuse,
         install: config.hardening.install,
         hooks: crate::hooks::HookPolicy::from_config(config, None),
         hook_bounds: Arc::new(crate::hooks::bounds::Enforcer::new(config.hook_bounds)),

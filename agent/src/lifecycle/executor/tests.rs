@@ -17,6 +17,7 @@ fn local_spec(revision: Revision) -> DeploymentSpec {
         revision,
         file_exists_behavior: None,
         all_possible_lifecycle_events: None,
+        reuse_archive_from: None,
     }
 }
 
@@ -38,6 +39,7 @@ fn executor(root: &Path) -> Executor {
             )),
             policy: hardening.bundle,
         },
+        archive_reuse: true,
         install: hardening.install,
         hooks: HookPolicy::default(),
         hook_bounds: Arc::new(hooks::bounds::Enforcer::disabled()),

@@ -65,6 +65,15 @@ pub fn write_pointer(file: &Path, dir: &DeploymentDir) -> Result<(), LayoutError
     .map_err(LayoutError::at("write", file))
 }
 
+/// Writes the `.bundle-source` marker: `downloaded` or `archive-reuse`.
+pub fn write_bundle_source(dir: &DeploymentDir, source: &str) -> Result<(), LayoutError> {
+    let file = dir.bundle_source_file();
+    crate::atomic_file::replace(&file, None, Durability::Unsynced, |out| {
+        out.write_all(source.as_bytes())
+    })
+    .map_err(LayoutError::at("write", &file))
+}
+
 /// Keeps at most `max_revisions` deployment folders of the group (the
 /// current one counted, the last successful one never removed); a folder
 /// that cannot be removed is logged and left. Blocks for as long as the

@@ -103,6 +103,17 @@ impl DeploymentDir {
         self.dir.join("deployment-archive")
     }
 
+    /// `.bundle-source`: how DownloadBundle got the revision (`downloaded`,
+    /// or `archive-reuse` from an earlier deployment's folder), as 2.1 marks it.
+    pub fn bundle_source_file(&self) -> PathBuf {
+        self.dir.join(".bundle-source")
+    }
+
+    /// `.bundle-etag`: the ETag record an official 2.x agent keeps.
+    pub fn etag_record(&self) -> PathBuf {
+        self.dir.join(".bundle-etag")
+    }
+
     pub fn logs_dir(&self) -> PathBuf {
         self.dir.join("logs")
     }
