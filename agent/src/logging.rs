@@ -49,6 +49,16 @@ pub struct AgentLogFormat {
     pid: u32,
 }
 
+impl AgentLogFormat {
+    /// The layout for this process, logging as `program`.
+    pub fn new(program: &str) -> AgentLogFormat {
+        AgentLogFormat {
+            program: program.to_string(),
+            pid: std::process::id(),
+        }
+    }
+}
+
 impl<S, N> FormatEvent<S, N> for AgentLogFormat
 where
     S: Subscriber + for<'a> LookupSpan<'a>,

@@ -379,27 +379,6 @@ fn a_second_agent_on_the_same_pid_dir_refuses_to_start() {
     );
 }
 
-/// `YYYY-MM-DDTHH:MM:SS LEVEL [codedeploy-agent(<pid>)]: component: ...`:
-/// the component, when the line has that shape.
-fn log_line_component(line: &str, pid: u32) -> Option<&str> {
-    let (timestamp, rest) = line.split_once(' ')?;
-    let timestamp_ok = timestamp.len() == 19
-        && timestamp.as_bytes()[10] == b'T'
-        && timestamp
-            .chars()
-            .enumerate()
-            .all(|(i, c)| matches!(i, 4 | 7 | 10 | 13 | 16) || c.is_ascii_digit());
-    let (level, rest) = rest.split_once(' ')?;
-    let known_level = ["TRACE", "DEBUG", "INFO", "WARN", "ERROR"].contains(&level);
-    let rest = rest.strip_prefix(&format!("[codedeploy-agent({pid})]: "))?;
-    let (component, _) = rest.split_once(": ")?;
-    let component_ok = !component.is_empty()
-        && component
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || c == '_');
-    (timestamp_ok && known_level && component_ok).then_some(component)
-}
-
 #[test]
 fn agent_log_lines_carry_pid_component_and_deployment_id_and_never_secrets() {
     let bed = TestBed::start_as("agent-log", HostRegistration::IamSession);
@@ -421,13 +400,13 @@ fn agent_log_lines_carry_pid_component_and_deployment_id_and_never_secrets() {
     for line in &lines {
         ensure!(
             bed,
-            log_line_component(line, pid).is_some(),
+            log_line_component(line, "codedeploy-agent", pid).is_some(),
             "every line has timestamp, level, [codedeploy-agent({pid})] and component: {line:?}"
         );
     }
     let components: std::collections::BTreeSet<&str> = lines
         .iter()
-        .filter_map(|l| log_line_component(l, pid))
+        .filter_map(|l| log_line_component(l, "codedeploy-agent", pid))
         .collect();
     for component in ["daemon", "poller"] {
         ensure!(
@@ -528,7 +507,7 @@ fn agent_log_rotates_by_size_without_losing_or_splitting_lines() {
     for line in &lines {
         ensure!(
             bed,
-            log_line_component(line, pid).is_some(),
+            log_line_component(line, "codedeploy-agent", pid).is_some(),
             "no line is split by a rotation: {line:?}"
         );
     }
@@ -588,7 +567,7 @@ fn agent_log_moved_away_or_truncated_by_logrotate_is_followed() {
     for line in lines(&log) {
         ensure!(
             bed,
-            log_line_component(&line, pid).is_some(),
+            log_line_component(&line, "codedeploy-agent", pid).is_some(),
             "lines after the truncation are whole: {line:?}"
         );
     }

@@ -4,7 +4,9 @@
 //! code 5, a message naming bucket, key and version), how many downloads the
 //! agent attempted (errors that cannot heal are not retried, transient ones
 //! are), and that no partial bundle is left behind; the agent then deploys
-//! the next revision.
+//! the next revision. On the control plane's side: outages ridden out, a
+//! deployment specification fetched again after a dropped connection or a
+//! server fault, and refused for good (the command fails, naming why).
 
 use std::path::Path;
 
@@ -662,12 +664,7 @@ fn control_plane_outages_are_ridden_out_and_the_held_complete_is_delivered() {
         first_accepted.is_some_and(|gap| gap <= Duration::from_secs(35)),
         "the agent resumes within one backoff interval of the recovery: {first_accepted:?}"
     );
-    ensure_eq!(
-        bed,
-        read(&install.join("index.html")),
-        "<p>v1</p>\n",
-        "the deployment went on to the end"
-    );
+    ensure_v1_installed(&bed, &install);
 }
 
 #[test]
@@ -712,4 +709,118 @@ fn answers_of_many_megabytes_are_refused_without_holding_them() {
     let deployment = Deployment::new("App", "App-Group", location);
     bed.emulator.add_deployment(deployment.clone());
     expect_success(&bed, &deployment);
+}
+
+fn ensure_v1_installed(bed: &TestBed, install: &Path) {
+    ensure_eq!(
+        bed,
+        read(&install.join("index.html")),
+        "<p>v1</p>\n",
+        "the deployment went on to the end"
+    );
+}
+
+/// A test bed with a deployment of [`revision`] for the emulator to hand
+/// out, once the test has set up the faults it meets.
+fn spec_fetch_bed(name: &str) -> (TestBed, std::path::PathBuf, Deployment) {
+    let bed = TestBed::start(name);
+    let install = bed.path().join("srv/app");
+    let location = bed.upload(BUCKET, "app/spec.tgz", &revision(&install), BundleType::Tgz);
+    let deployment = Deployment::new("App", "App-Group", location);
+    (bed, install, deployment)
+}
+
+/// The statuses the emulator gave to the deployment's specification
+/// fetches, in order (0 for a connection closed without an answer), and
+/// the gaps between them.
+fn spec_fetches(bed: &TestBed) -> (Vec<u16>, Vec<std::time::Duration>) {
+    use codedeploy_e2e::emulator::Operation;
+    let calls = bed.emulator.calls_of(Operation::GetDeploymentSpecification);
+    let statuses = calls.iter().map(|c| c.status).collect();
+    let gaps = calls
+        .windows(2)
+        .map(|pair| pair[1].elapsed.saturating_sub(pair[0].elapsed))
+        .collect();
+    (statuses, gaps)
+}
+
+#[test]
+fn spec_fetch_network_errors_and_server_faults_are_retried_and_the_deployment_succeeds() {
+    use codedeploy_e2e::emulator::{Operation, ServiceError};
+    use std::time::Duration;
+
+    let (bed, install, deployment) = spec_fetch_bed("spec-fetch-transient");
+    bed.emulator
+        .drop_connections(Operation::GetDeploymentSpecification, 1);
+    bed.emulator.inject_error(
+        Operation::GetDeploymentSpecification,
+        ServiceError::server("InternalFailure", "injected server fault"),
+        2,
+    );
+    bed.emulator.add_deployment(deployment.clone());
+    bed.start_agent(&agent_binary());
+    expect_success(&bed, &deployment);
+    ensure_command_cycle(&bed, &deployment);
+
+    let (statuses, gaps) = spec_fetches(&bed);
+    ensure_eq!(
+        bed,
+        statuses[..4],
+        [0, 500, 500, 200],
+        "the first command's specification is fetched again after a dropped connection \
+         and two server faults"
+    );
+    ensure!(
+        bed,
+        gaps[..3]
+            .iter()
+            .all(|gap| *gap >= Duration::from_millis(900)),
+        "each retry waits the shared backoff (at least a second): {gaps:?}"
+    );
+    ensure_v1_installed(&bed, &install);
+}
+
+#[test]
+fn a_refused_spec_fetch_fails_the_command_at_once_with_the_reason() {
+    use codedeploy_e2e::emulator::{Operation, ServiceError};
+
+    let (bed, install, deployment) = spec_fetch_bed("spec-fetch-refused");
+    let refusal =
+        "User is not authorized to perform: codedeploy-commands:GetDeploymentSpecification";
+    bed.emulator.inject_error(
+        Operation::GetDeploymentSpecification,
+        ServiceError::client("AccessDeniedException", refusal),
+        1,
+    );
+    bed.emulator.add_deployment(deployment.clone());
+    bed.start_agent(&agent_binary());
+    let first = deployment.events[0].as_str();
+    let failed = expect_failure_at(&bed, &deployment, first);
+    let diagnostics = failed.diagnostics().expect("the failure has diagnostics");
+    ensure_eq!(bed, diagnostics.error_code, 5, "an unknown error (code 5)");
+    for part in [
+        "GetDeploymentSpecification",
+        "AccessDeniedException",
+        refusal,
+    ] {
+        ensure!(
+            bed,
+            diagnostics.message.contains(part),
+            "the diagnostic names the refusal ({part}): {}",
+            diagnostics.message
+        );
+    }
+    ensure_eq!(
+        bed,
+        spec_fetches(&bed).0,
+        vec![400],
+        "a refusal is final: the specification is not asked for again"
+    );
+    ensure_eq!(
+        bed,
+        bed.emulator.count(Operation::PutHostCommandAcknowledgement),
+        0,
+        "a command without a specification is never acknowledged"
+    );
+    ensure!(bed, !install.exists(), "nothing was installed");
 }

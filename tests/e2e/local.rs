@@ -37,6 +37,7 @@ fn local_binary() -> &'static str {
 /// What one `codedeploy-local` run did.
 pub(crate) struct LocalRun {
     pub(crate) code: Option<i32>,
+    pid: u32,
     stdout: String,
     stderr: String,
 }
@@ -162,6 +163,7 @@ pub(crate) fn run_local(dir: &Path, args: &[&str], env: &[(&str, &str)]) -> Loca
     };
     let run = LocalRun {
         code: status.and_then(|s| s.code()),
+        pid: child.id(),
         stdout: std::fs::read_to_string(&out_path).unwrap_or_default(),
         stderr: std::fs::read_to_string(&err_path).unwrap_or_default(),
     };
@@ -382,6 +384,36 @@ fn each_bundle_type_deploys_with_all_default_events() {
             "{kind}: the local log names the deployment"
         );
     }
+}
+
+#[test]
+fn the_local_log_has_the_agent_logs_line_layout() {
+    let host = LocalHost::new("log-layout");
+    let install = host.path().join("srv/app");
+    let hooks_log = host.path().join("hooks.log");
+    let bundle = host.path().join("bundle");
+    write_tree(
+        &recording_revision("layout", &install, &hooks_log, &LOCAL_HOOKS),
+        &bundle,
+    );
+    let run = host.run(&["-l", bundle.to_str().expect("UTF-8 path")]);
+    assert_succeeded(&run);
+
+    let log = read(&host.path().join("log/codedeploy-local.log"));
+    let lines: Vec<&str> = log.lines().collect();
+    assert!(lines.len() > 10, "the local log has lines:\n{log}");
+    for line in &lines {
+        assert!(
+            log_line_component(line, "codedeploy-local", run.pid).is_some(),
+            "every line has timestamp, level, [codedeploy-local({})] and component: {line:?}\n{log}",
+            run.pid
+        );
+    }
+    let tagged = format!("[deployment_id={}] ", run.deployment_id());
+    assert!(
+        lines.iter().any(|l| l.contains(&tagged)),
+        "the deployment's lines carry its id as the agent's do ({tagged}):\n{log}"
+    );
 }
 
 #[test]

@@ -1,13 +1,17 @@
 //! The agent behind a real forward proxy (tinyproxy on loopback): with
 //! `:proxy_uri:` every Commands call and every S3 request goes through the
 //! proxy, as its log shows; without it, `HTTP(S)_PROXY` and `NO_PROXY` from
-//! the environment decide, for both clients alike.
+//! the environment decide, for both clients alike. Over HTTPS (the emulator
+//! and S3 behind TLS relays with a certificate of the test CA, which the
+//! agent trusts through `SSL_CERT_FILE`) both clients open CONNECT tunnels
+//! through the proxy and nothing crosses it in clear.
 
 use std::time::Duration;
 
 use codedeploy_e2e::emulator::Operation;
 use codedeploy_e2e::proxy::{ForwardProxy, ProxiedRequest, ProxyCredentials};
-use codedeploy_e2e::{BundleType, Deployment, Revision, TestBed};
+use codedeploy_e2e::tls_relay::TlsRelay;
+use codedeploy_e2e::{AgentConfig, BundleType, Deployment, Revision, TestBed};
 
 use crate::support::*;
 
@@ -27,6 +31,25 @@ fn deploy(bed: &TestBed, key: &str) -> Deployment {
 fn start_proxy(bed: &TestBed, credentials: Option<&ProxyCredentials>) -> ForwardProxy {
     ForwardProxy::start_with(&bed.path().join("proxy"), credentials)
         .unwrap_or_else(|e| panic!("{e}"))
+}
+
+/// A proxy that demands Basic credentials, and those credentials.
+fn start_proxy_requiring_credentials(bed: &TestBed) -> (ForwardProxy, ProxyCredentials) {
+    let credentials = ProxyCredentials {
+        user: "deployer".to_string(),
+        password: "proxy-pass-4321".to_string(),
+    };
+    (start_proxy(bed, Some(&credentials)), credentials)
+}
+
+/// `:proxy_uri:` for `proxy`, with the credentials in it.
+fn proxy_uri(proxy: &ForwardProxy, credentials: &ProxyCredentials) -> String {
+    format!(
+        "http://{}:{}@127.0.0.1:{}",
+        credentials.user,
+        credentials.password,
+        proxy.port()
+    )
 }
 
 /// The proxied requests whose URL starts with `prefix`.
@@ -59,21 +82,11 @@ fn ensure_all_commands_calls_proxied(bed: &TestBed, proxy: &ForwardProxy) {
 #[test]
 fn proxy_uri_carries_all_control_plane_and_s3_traffic() {
     let bed = TestBed::start("proxy-uri");
-    let credentials = ProxyCredentials {
-        user: "deployer".to_string(),
-        password: "proxy-pass-4321".to_string(),
-    };
-    let proxy = start_proxy(&bed, Some(&credentials));
-    let proxy_uri = format!(
-        "http://{}:{}@127.0.0.1:{}",
-        credentials.user,
-        credentials.password,
-        proxy.port()
-    );
+    let (proxy, credentials) = start_proxy_requiring_credentials(&bed);
     // NO_PROXY=127.0.0.1 stays set by the harness: an explicit proxy ignores it.
     let config = bed
         .agent_config()
-        .extra_line(&format!(":proxy_uri: {proxy_uri}"));
+        .extra_line(&format!(":proxy_uri: {}", proxy_uri(&proxy, &credentials)));
     let deployment = deploy(&bed, "app/proxied.tgz");
     bed.start_agent_with(&agent_binary(), &config);
     expect_success(&bed, &deployment);
@@ -161,4 +174,112 @@ fn proxy_environment_variables_are_honoured_and_no_proxy_bypasses_them() {
         proxied_so_far,
         "with NO_PROXY=127.0.0.1 nothing goes through a proxy"
     );
+}
+
+/// The emulator and S3, each behind a TLS relay on loopback.
+struct HttpsEndpoints {
+    commands: TlsRelay,
+    s3: TlsRelay,
+}
+
+impl HttpsEndpoints {
+    fn start(bed: &TestBed) -> HttpsEndpoints {
+        let identity = bed
+            .pki
+            .loopback_server()
+            .expect("the test CA issues a server certificate");
+        let relay = |port| TlsRelay::start(&identity, port).expect("a TLS relay starts");
+        HttpsEndpoints {
+            commands: relay(bed.emulator.port()),
+            s3: relay(bed.s3.port()),
+        }
+    }
+
+    /// The agent's configuration for the HTTPS endpoints, trusting the
+    /// test CA (and only it) through `SSL_CERT_FILE`.
+    fn agent_config(&self, bed: &TestBed) -> AgentConfig {
+        let mut config = bed.agent_config();
+        let ca_file = config.ca_file.display().to_string();
+        config = config.env("SSL_CERT_FILE", &ca_file);
+        config.deploy_control_endpoint = self.commands.endpoint();
+        config.s3_endpoint_override = self.s3.endpoint();
+        config
+    }
+}
+
+/// Everything went through the proxy as CONNECT tunnels to the two TLS
+/// endpoints, each TLS session through a tunnel of its own, and no request
+/// crossed the proxy in clear.
+fn ensure_tls_tunnelled(bed: &TestBed, proxy: &ForwardProxy, endpoints: &HttpsEndpoints) {
+    let tunnels_to = |relay: &TlsRelay| {
+        let target = format!("127.0.0.1:{}", relay.port());
+        proxy
+            .requests()
+            .iter()
+            .filter(|r| r.method == "CONNECT" && r.url == target)
+            .count()
+    };
+    let relays = [("Commands", &endpoints.commands), ("S3", &endpoints.s3)];
+    // The proxy's log can trail the last handshake a little.
+    let settled = wait_until(Duration::from_secs(10), || {
+        relays
+            .iter()
+            .all(|(_, relay)| tunnels_to(relay) == relay.handshakes())
+    });
+    for (name, relay) in relays {
+        ensure!(
+            bed,
+            settled && relay.handshakes() >= 1,
+            "the {name} endpoint was reached over TLS through CONNECT tunnels only: \
+             {} TLS sessions, {} tunnels\n{}",
+            relay.handshakes(),
+            tunnels_to(relay),
+            proxy.log()
+        );
+    }
+    let in_clear: Vec<_> = proxy
+        .requests()
+        .into_iter()
+        .filter(|r| r.method != "CONNECT")
+        .collect();
+    ensure!(
+        bed,
+        in_clear.is_empty(),
+        "no request crossed the proxy in clear: {in_clear:?}"
+    );
+}
+
+#[test]
+fn proxy_uri_tunnels_tls_to_the_commands_service_and_s3() {
+    let bed = TestBed::start("proxy-uri-tls");
+    let (proxy, credentials) = start_proxy_requiring_credentials(&bed);
+    let endpoints = HttpsEndpoints::start(&bed);
+    let config = endpoints
+        .agent_config(&bed)
+        .extra_line(&format!(":proxy_uri: {}", proxy_uri(&proxy, &credentials)));
+    let deployment = deploy(&bed, "app/proxied-tls.tgz");
+    bed.start_agent_with(&agent_binary(), &config);
+    expect_success(&bed, &deployment);
+    ensure_command_cycle(&bed, &deployment);
+    ensure_tls_tunnelled(&bed, &proxy, &endpoints);
+}
+
+#[test]
+fn https_proxy_tunnels_tls_to_the_commands_service_and_s3() {
+    let bed = TestBed::start("https-proxy-tls");
+    let proxy = start_proxy(&bed, None);
+    let endpoints = HttpsEndpoints::start(&bed);
+    // HTTP_PROXY leads nowhere: only HTTPS_PROXY can carry HTTPS requests.
+    let dead_proxy = format!("http://127.0.0.1:{}", codedeploy_e2e::s3::free_port());
+    let config = endpoints
+        .agent_config(&bed)
+        .env("HTTPS_PROXY", &proxy.url())
+        .env("HTTP_PROXY", &dead_proxy)
+        .env("NO_PROXY", "")
+        .env("no_proxy", "");
+    let deployment = deploy(&bed, "app/env-proxied-tls.tgz");
+    bed.start_agent_with(&agent_binary(), &config);
+    expect_success(&bed, &deployment);
+    ensure_command_cycle(&bed, &deployment);
+    ensure_tls_tunnelled(&bed, &proxy, &endpoints);
 }

@@ -312,3 +312,24 @@ pub fn terminate(
     }
     (took, status)
 }
+
+/// `YYYY-MM-DDTHH:MM:SS LEVEL [<program>(<pid>)]: component: ...`, the agent
+/// log's line layout: the component, when the line has that shape.
+pub fn log_line_component<'a>(line: &'a str, program: &str, pid: u32) -> Option<&'a str> {
+    let (timestamp, rest) = line.split_once(' ')?;
+    let timestamp_ok = timestamp.len() == 19
+        && timestamp.as_bytes()[10] == b'T'
+        && timestamp
+            .chars()
+            .enumerate()
+            .all(|(i, c)| matches!(i, 4 | 7 | 10 | 13 | 16) || c.is_ascii_digit());
+    let (level, rest) = rest.split_once(' ')?;
+    let known_level = ["TRACE", "DEBUG", "INFO", "WARN", "ERROR"].contains(&level);
+    let rest = rest.strip_prefix(&format!("[{program}({pid})]: "))?;
+    let (component, _) = rest.split_once(": ")?;
+    let component_ok = !component.is_empty()
+        && component
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '_');
+    (timestamp_ok && known_level && component_ok).then_some(component)
+}

@@ -1,6 +1,7 @@
 //! The test PKI: a root CA and a deployment-spec signer issued by it (the
 //! agent is told to trust the root), plus an unrelated "foreign" CA and signer
-//! for negative tests. Everything is generated at test time with the openssl
+//! for negative tests; the trusted root also issues the certificate of the
+//! loopback HTTPS endpoints (`tls_relay`). Everything is generated at test time with the openssl
 //! crate; nothing is read from disk and no key ever leaves the test.
 //!
 //! Only certificate plumbing lives here; signing deployment specifications
@@ -16,7 +17,8 @@ use openssl::hash::MessageDigest;
 use openssl::pkey::{PKey, Private};
 use openssl::rsa::Rsa;
 use openssl::x509::extension::{
-    AuthorityKeyIdentifier, BasicConstraints, ExtendedKeyUsage, KeyUsage, SubjectKeyIdentifier,
+    AuthorityKeyIdentifier, BasicConstraints, ExtendedKeyUsage, KeyUsage, SubjectAlternativeName,
+    SubjectKeyIdentifier,
 };
 use openssl::x509::{X509Builder, X509Name, X509NameBuilder, X509};
 
@@ -77,6 +79,12 @@ impl TestPki {
             trusted: SigningAuthority::generate("CodeDeploy E2E Test")?,
             foreign: SigningAuthority::generate("Foreign Test")?,
         })
+    }
+
+    /// A TLS server certificate for 127.0.0.1, issued by the trusted root:
+    /// a client that trusts the CA chain file accepts the endpoint.
+    pub fn loopback_server(&self) -> Result<CertifiedKey, ErrorStack> {
+        issue_loopback_server(&self.trusted.root)
     }
 
     /// Writes the trusted CA chain PEM to `path`.
@@ -164,6 +172,31 @@ fn issue_signer(common_name: &str, issuer: &CertifiedKey) -> Result<CertifiedKey
     })
 }
 
+fn issue_loopback_server(issuer: &CertifiedKey) -> Result<CertifiedKey, ErrorStack> {
+    let key = new_key()?;
+    let mut builder = base_builder("127.0.0.1", &key)?;
+    builder.set_issuer_name(issuer.cert.subject_name())?;
+    builder.append_extension(BasicConstraints::new().critical().build()?)?;
+    builder.append_extension(
+        KeyUsage::new()
+            .critical()
+            .digital_signature()
+            .key_encipherment()
+            .build()?,
+    )?;
+    builder.append_extension(ExtendedKeyUsage::new().server_auth().build()?)?;
+    // Clients match the address against the SAN, never the common name.
+    let san = SubjectAlternativeName::new()
+        .ip("127.0.0.1")
+        .build(&builder.x509v3_context(Some(&issuer.cert), None))?;
+    builder.append_extension(san)?;
+    builder.sign(&issuer.key, MessageDigest::sha256())?;
+    Ok(CertifiedKey {
+        cert: builder.build(),
+        key,
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -187,6 +220,14 @@ mod tests {
         assert!(verifies(&pki.trusted.root.cert, &pki.trusted.signer.cert));
         assert!(verifies(&pki.foreign.root.cert, &pki.foreign.signer.cert));
         assert!(!verifies(&pki.trusted.root.cert, &pki.foreign.signer.cert));
+    }
+
+    #[test]
+    fn loopback_server_certificate_chains_to_the_trusted_root() {
+        let pki = TestPki::generate().unwrap();
+        let server = pki.loopback_server().unwrap();
+        assert!(verifies(&pki.trusted.root.cert, &server.cert));
+        assert!(!verifies(&pki.foreign.root.cert, &server.cert));
     }
 
     #[test]

@@ -21,6 +21,7 @@ pub mod proxy;
 pub mod s3;
 pub mod s3_faults;
 pub mod testbed;
+pub mod tls_relay;
 
 pub use agent::{AgentConfig, AgentProcess, OnPremisesIdentity};
 pub use bundle::{BundleType, Revision};

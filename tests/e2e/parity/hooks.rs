@@ -5,7 +5,10 @@
 //! keeps its stdout or stderr open fails with code 6 once its timeout is
 //! over, the child left running; hook variables without a value are removed
 //! from the environment; a script without execute permission is made
-//! executable, a missing one fails with code 1.
+//! executable, a missing one fails with code 1. `sudo: true` runs the
+//! script through the real `sudo` (as root, or with `runas` as that user
+//! through `sudo su`), keeping the deployment's variables; without `sudo` on
+//! the host such a hook fails naming it.
 
 use std::os::unix::fs::PermissionsExt;
 use std::time::Duration;
@@ -25,9 +28,45 @@ echo \"HOME=$HOME\"
 echo \"USER=$USER\"
 echo \"LOGNAME=$LOGNAME\"
 echo \"pwd=$(pwd)\"
-echo \"env=$LIFECYCLE_EVENT $DEPLOYMENT_ID $APPLICATION_NAME $DEPLOYMENT_GROUP_NAME $DEPLOYMENT_GROUP_ID $BUNDLE_BUCKET $BUNDLE_KEY $BUNDLE_VERSION $BUNDLE_ETAG\"
+echo \"env $LIFECYCLE_EVENT $DEPLOYMENT_ID $APPLICATION_NAME $DEPLOYMENT_GROUP_NAME $DEPLOYMENT_GROUP_ID $BUNDLE_BUCKET $BUNDLE_KEY $BUNDLE_VERSION $BUNDLE_ETAG\"
 touch \"$HOME/hook-was-here\"
 ";
+
+/// The deployment's variables as [`IDENTITY_SCRIPT`] prints them in `event`.
+fn env_line(deployment: &Deployment, event: &str) -> String {
+    format!("[stdout]{}", expected_hook_line("env", event, deployment))
+}
+
+/// What scripts.log holds for `scripts/identity.sh` ([`IDENTITY_SCRIPT`])
+/// run in `event` as `user`, whose home is `home`.
+fn identity_lines(
+    bed: &TestBed,
+    deployment: &Deployment,
+    event: &str,
+    user: &str,
+    home: &str,
+) -> Vec<String> {
+    vec![
+        format!("LifecycleEvent - {event}"),
+        "Script - scripts/identity.sh".to_string(),
+        format!("[stdout]whoami={user}"),
+        format!("[stdout]HOME={home}"),
+        format!("[stdout]USER={user}"),
+        format!("[stdout]LOGNAME={user}"),
+        format!("[stdout]pwd={}", bed.agent_dir().display()),
+        env_line(deployment, event),
+    ]
+}
+
+/// The first `count` lines of scripts.log from `event`'s heading on.
+fn event_lines(log: &[String], event: &str, count: usize) -> Vec<String> {
+    let heading = format!("LifecycleEvent - {event}");
+    log.iter()
+        .skip_while(|l| **l != heading)
+        .take(count)
+        .cloned()
+        .collect()
+}
 
 #[test]
 fn runas_hook_runs_as_that_user_with_its_home_and_the_deployment_environment() {
@@ -95,44 +134,9 @@ fn runas_hook_runs_as_that_user_with_its_home_and_the_deployment_environment() {
         "the log tail has the script's output: {diagnostics:?}"
     );
 
-    let r = &deployment.revision;
-    let env_line = format!(
-        "[stdout]env={{event}} {} {} {} {} {} {} {} {}",
-        deployment.deployment_id,
-        deployment.application_name,
-        deployment.group_name,
-        deployment.group_id,
-        r.bucket,
-        r.key,
-        r.version.as_deref().unwrap_or(""),
-        r.etag.as_deref().unwrap_or("")
-    );
-    let agent_dir = bed.agent_dir().to_string_lossy().into_owned();
-    let identity = |event: &str, user: &str, home: &str| -> Vec<String> {
-        vec![
-            format!("LifecycleEvent - {event}"),
-            "Script - scripts/identity.sh".to_string(),
-            format!("[stdout]whoami={user}"),
-            format!("[stdout]HOME={home}"),
-            format!("[stdout]USER={user}"),
-            format!("[stdout]LOGNAME={user}"),
-            format!("[stdout]pwd={agent_dir}"),
-            env_line.replace("{event}", event),
-        ]
-    };
     let log = scripts_log(&bed, &deployment);
-    let before_install: Vec<String> = log
-        .iter()
-        .skip_while(|l| *l != "LifecycleEvent - BeforeInstall")
-        .take(8)
-        .cloned()
-        .collect();
-    let start: Vec<String> = log
-        .iter()
-        .skip_while(|l| *l != "LifecycleEvent - ApplicationStart")
-        .take(8)
-        .cloned()
-        .collect();
+    let before_install = event_lines(&log, "BeforeInstall", 8);
+    let start = event_lines(&log, "ApplicationStart", 8);
     let runner_home = runner.home.to_string_lossy().into_owned();
     // Without runas the script is the agent's (root's) own child; USER and
     // LOGNAME are whatever the agent had, so only whoami is compared.
@@ -145,13 +149,19 @@ fn runas_hook_runs_as_that_user_with_its_home_and_the_deployment_environment() {
     ensure_eq!(
         bed,
         before_install.get(7).cloned(),
-        Some(env_line.replace("{event}", "BeforeInstall")),
+        Some(env_line(&deployment, "BeforeInstall")),
         "BeforeInstall gets the CodeDeploy variables: {log:#?}"
     );
     ensure_eq!(
         bed,
         start,
-        identity("ApplicationStart", &runner.name, &runner_home),
+        identity_lines(
+            &bed,
+            &deployment,
+            "ApplicationStart",
+            &runner.name,
+            &runner_home
+        ),
         "ApplicationStart with runas: {} (scripts.log)",
         runner.name
     );
@@ -372,5 +382,135 @@ fn non_executable_script_is_made_executable_and_a_missing_one_fails_with_code_1(
             )
         )),
         "a missing script is ScriptMissing (1), naming its absolute path"
+    );
+}
+
+/// [`IDENTITY_SCRIPT`] (without its mark in HOME), then what sudo tells the
+/// command it runs.
+fn sudo_identity_script() -> String {
+    IDENTITY_SCRIPT.replace(
+        "touch \"$HOME/hook-was-here\"\n",
+        "echo \"sudo=$SUDO_USER $SUDO_COMMAND\"\n",
+    )
+}
+
+/// A deployment whose hooks are `hooks_yaml`, all running
+/// [`sudo_identity_script`] as `scripts/identity.sh`.
+fn sudo_deployment(bed: &TestBed, hooks_yaml: &str, key: &str) -> Deployment {
+    let install = bed.path().join("srv/worker");
+    let revision = Revision::new()
+        .file(
+            "appspec.yml",
+            format!("{}hooks:\n{hooks_yaml}", appspec("app", &install, &[])),
+        )
+        .file("app/worker.conf", "threads=4\n")
+        .script("scripts/identity.sh", sudo_identity_script());
+    let location = bed.upload("worker-revisions", key, &revision, BundleType::Tgz);
+    let deployment = Deployment::new("Worker", key, location);
+    bed.emulator.add_deployment(deployment.clone());
+    deployment
+}
+
+#[test]
+fn sudo_hooks_run_through_real_sudo_as_root_or_the_runas_user_with_the_deployment_environment() {
+    if skip_unless_root("sudo_hooks_run_through_real_sudo") {
+        return;
+    }
+    let sudo = std::process::Command::new("sudo").arg("-V").output();
+    assert!(
+        sudo.is_ok_and(|o| o.status.success()),
+        "this test runs the real sudo: install it with `apt-get install sudo` (scripts/setup does)"
+    );
+    let runner = HostUser::create("sudo");
+    let bed = TestBed::start("parity-sudo");
+    // The user's shell must reach the script below the test's directory.
+    std::fs::set_permissions(bed.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    let hooks = format!(
+        "  BeforeInstall:
+    - location: scripts/identity.sh
+      sudo: true
+  ApplicationStart:
+    - location: scripts/identity.sh
+      runas: {}
+      sudo: true
+",
+        runner.name
+    );
+    let deployment = sudo_deployment(&bed, &hooks, "sudo.tgz");
+    bed.start_agent(&agent_binary());
+    expect_success(&bed, &deployment);
+
+    let log = scripts_log(&bed, &deployment);
+    let script = deployment_dir(&bed, &deployment).join("deployment-archive/scripts/identity.sh");
+    let before_install = event_lines(&log, "BeforeInstall", 9);
+    ensure_eq!(
+        bed,
+        [2, 7, 8].map(|i| before_install.get(i).cloned().unwrap_or_default()),
+        [
+            "[stdout]whoami=root".to_string(),
+            env_line(&deployment, "BeforeInstall"),
+            format!("[stdout]sudo=root {}", script.display()),
+        ],
+        "BeforeInstall with sudo runs the script through sudo as root, with the \
+         deployment's variables: {log:#?}"
+    );
+    let start = event_lines(&log, "ApplicationStart", 9);
+    let runner_home = runner.home.to_string_lossy().into_owned();
+    let mut expected = identity_lines(
+        &bed,
+        &deployment,
+        "ApplicationStart",
+        &runner.name,
+        &runner_home,
+    );
+    expected.push(format!(
+        "[stdout]sudo=root /usr/bin/su {} -c '{}'",
+        runner.name,
+        script.display()
+    ));
+    ensure_eq!(
+        bed,
+        start,
+        expected,
+        "ApplicationStart with runas {} and sudo: through sudo su, as that user with its \
+         home and the deployment's variables",
+        runner.name
+    );
+}
+
+#[test]
+fn a_sudo_hook_without_sudo_on_the_host_fails_naming_sudo() {
+    let bed = TestBed::start("parity-sudo-missing");
+    let hooks = "  BeforeInstall:
+    - location: scripts/identity.sh
+      sudo: true
+";
+    let deployment = sudo_deployment(&bed, hooks, "no-sudo.tgz");
+    // A PATH where no sudo is found: as on a host without the package.
+    let empty_bin = bed.path().join("empty-bin");
+    std::fs::create_dir_all(&empty_bin).unwrap();
+    let config = bed
+        .agent_config()
+        .env("PATH", &empty_bin.display().to_string());
+    bed.start_agent_with(&agent_binary(), &config);
+
+    let failed = expect_failure_at(&bed, &deployment, "BeforeInstall");
+    let diagnostics = failed
+        .diagnostics()
+        .cloned()
+        .unwrap_or_else(|| panic!("BeforeInstall's failure has diagnostics\n{}", bed.report()));
+    ensure_eq!(
+        bed,
+        (diagnostics.error_code, diagnostics.script_name.as_str()),
+        (4, "scripts/identity.sh"),
+        "a script that cannot be started is a script failure"
+    );
+    ensure!(
+        bed,
+        diagnostics
+            .message
+            .contains("cannot start sudo: No such file or directory"),
+        "the message says that sudo is what is missing: {}",
+        diagnostics.message
     );
 }

@@ -320,6 +320,15 @@ impl Emulator {
         });
     }
 
+    /// The next `times` requests for `operation` get no answer: their
+    /// connection is closed, as a network fault would.
+    pub fn drop_connections(&self, operation: Operation, times: usize) {
+        self.shared
+            .lock()
+            .dropped_connections
+            .push((operation, times));
+    }
+
     /// Every request answered as `outage` says until `until` (after which
     /// the service is healthy again).
     pub fn outage(&self, outage: Outage, until: Instant) {
@@ -691,7 +700,12 @@ fn handle(shared: &Shared, mut request: tiny_http::Request) {
         .lock()
         .unwrap_or_else(|e| e.into_inner())
         .filter(|(_, until)| Instant::now() < *until)
-        .map(|(outage, _)| outage);
+        .map(|(outage, _)| outage)
+        .or_else(|| {
+            let op = Operation::from_target(header(&headers, "x-amz-target")).ok()?;
+            let dropped = shared.lock().take_dropped_connection(op);
+            dropped.then_some(Outage::DroppedConnections)
+        });
     match outage {
         Some(Outage::Slow(hold)) => std::thread::sleep(hold),
         Some(broken) => {

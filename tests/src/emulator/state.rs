@@ -211,6 +211,8 @@ pub(crate) struct State {
     pub deployments: Vec<DeploymentRecord>,
     pub calls: Vec<Call>,
     pub injections: Vec<Injection>,
+    /// Requests per operation whose connection is closed without an answer.
+    pub dropped_connections: Vec<(Operation, usize)>,
     /// Deployments of different groups are handed out at the same time.
     pub parallel_groups: bool,
     /// How many times each command in progress is handed out again.
@@ -238,6 +240,7 @@ impl State {
             deployments: Vec::new(),
             calls: Vec::new(),
             injections: Vec::new(),
+            dropped_connections: Vec::new(),
             parallel_groups: false,
             redeliveries: 0,
             storm: None,
@@ -324,6 +327,21 @@ impl State {
     }
 
     /// Starts a storm (replacing one still going on).
+    /// Whether this request for `op` is one whose connection is dropped.
+    pub fn take_dropped_connection(&mut self, op: Operation) -> bool {
+        match self
+            .dropped_connections
+            .iter_mut()
+            .find(|(o, remaining)| *o == op && *remaining > 0)
+        {
+            Some((_, remaining)) => {
+                *remaining -= 1;
+                true
+            }
+            None => false,
+        }
+    }
+
     pub fn start_storm(&mut self, storm: Storm) {
         self.storm = Some(storm);
         self.storm_counts.clear();

@@ -30,6 +30,7 @@ use crate::lifecycle::command::{CommandOrigin, NothingToRun};
 use crate::lifecycle::executor::Executor;
 use crate::lifecycle::failure::ExecutionError;
 use crate::lifecycle::layout::DeploymentRoot;
+use crate::logging::AgentLogFormat;
 use crate::shutdown::{self, Shutdown};
 
 pub use options::{
@@ -126,7 +127,8 @@ fn inspect_location(path: &Path) -> LocationKind {
     }
 }
 
-/// `<log_dir>/codedeploy-local.log`; the terminal gets only the summary lines.
+/// `<log_dir>/codedeploy-local.log`, in the agent log's line layout; the
+/// terminal gets only the summary lines.
 fn init_log(config: &AgentConfig, err: &mut dyn Write) {
     let file = config.log_dir.join("codedeploy-local.log");
     let opened = std::fs::create_dir_all(&config.log_dir)
@@ -137,7 +139,11 @@ fn init_log(config: &AgentConfig, err: &mut dyn Write) {
             use tracing_subscriber::util::SubscriberInitExt;
             let _ = tracing_subscriber::registry()
                 .with(crate::logging::default_filter(config.verbose))
-                .with(tracing_subscriber::fmt::layer().with_writer(log))
+                .with(
+                    tracing_subscriber::fmt::layer()
+                        .event_format(AgentLogFormat::new("codedeploy-local"))
+                        .with_writer(log),
+                )
                 .try_init();
         }
         Err(e) => {

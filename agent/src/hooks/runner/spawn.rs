@@ -46,7 +46,10 @@ pub(super) fn start(
     confinement: &Confinement,
 ) -> io::Result<tokio::process::Child> {
     let (program, args) = command_line(path, script);
-    match spawn(run, confinement, program, args) {
+    // The error of a missing `sudo` or `su` must not read as if the script
+    // itself were missing.
+    let through = (program != path.as_os_str()).then(|| program.clone());
+    let started = match spawn(run, confinement, program, args) {
         // A script without a `#!` line: the official agent hands the path to a
         // shell, which runs such a file as a shell script. Do the same.
         Err(e)
@@ -62,7 +65,14 @@ pub(super) fn start(
             )
         }
         other => other,
-    }
+    };
+    started.map_err(|e| match through {
+        Some(program) => io::Error::new(
+            e.kind(),
+            format!("cannot start {}: {e}", program.to_string_lossy()),
+        ),
+        None => e,
+    })
 }
 
 fn spawn(
@@ -103,23 +113,18 @@ fn spawn(
     tokio::process::Command::from(command).spawn()
 }
 
-/// The program and arguments for a script: the path itself; `sudo <path>`;
-/// `su <user> -c '<path>'` or `sudo su <user> -c '<path>'` (the user's shell
-/// reads the path, so it is quoted for it).
+/// The program and arguments for a script: the path itself; `sudo -E <path>`;
+/// `su <user> -c '<path>'` or `sudo -E su <user> -c '<path>'` (the user's
+/// shell reads the path, so it is quoted for it). `-E`: sudo's default
+/// `env_reset` would otherwise drop the deployment's variables
+/// (`LIFECYCLE_EVENT`, `DEPLOYMENT_ID`, ...) that every hook gets.
 pub(crate) fn command_line(path: &Path, script: &HookScript) -> (OsString, Vec<OsString>) {
+    let su_args = |user: &str| vec![OsString::from(user), "-c".into(), shell_quoted(path)];
+    let sudo = |rest: Vec<OsString>| ("sudo".into(), [vec!["-E".into()], rest].concat());
     match (&script.runas, script.sudo) {
-        (Some(user), sudo) => {
-            let su_args = vec![OsString::from(user), "-c".into(), shell_quoted(path)];
-            if sudo {
-                (
-                    "sudo".into(),
-                    std::iter::once("su".into()).chain(su_args).collect(),
-                )
-            } else {
-                ("su".into(), su_args)
-            }
-        }
-        (None, true) => ("sudo".into(), vec![path.into()]),
+        (Some(user), false) => ("su".into(), su_args(user)),
+        (Some(user), true) => sudo([vec!["su".into()], su_args(user)].concat()),
+        (None, true) => sudo(vec![path.into()]),
         (None, false) => (path.into(), Vec::new()),
     }
 }

@@ -422,9 +422,13 @@ fn command_lines_follow_runas_and_sudo() {
     let path = Path::new("/a/it's.sh");
     let cases: &[(Option<&str>, bool, &str)] = &[
         (None, false, "/a/it's.sh"),
-        (None, true, "sudo /a/it's.sh"),
+        (None, true, "sudo -E /a/it's.sh"),
         (Some("deploy"), false, "su deploy -c '/a/it'\\''s.sh'"),
-        (Some("deploy"), true, "sudo su deploy -c '/a/it'\\''s.sh'"),
+        (
+            Some("deploy"),
+            true,
+            "sudo -E su deploy -c '/a/it'\\''s.sh'",
+        ),
     ];
     for (runas, sudo, expected) in cases {
         let mut script = hook("it's.sh", 1);
