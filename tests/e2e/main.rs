@@ -45,5 +45,6 @@ mod names;
 mod parity;
 mod polling;
 mod proxy;
+mod restart;
 mod systemd;
 mod validate;

@@ -68,6 +68,9 @@ pub struct Deployment {
     pub creator: Option<String>,
     pub deployment_type: Option<String>,
     pub appspec_filename: Option<String>,
+    /// `ReuseArchiveFromDeploymentId` (2.1's RESTART mode): the deployment
+    /// whose folder on the host holds the same revision.
+    pub reuse_archive_from: Option<String>,
     /// Command names, in the order they are handed out.
     pub events: Vec<String>,
     pub spec_format: SpecFormat,
@@ -94,6 +97,7 @@ impl Deployment {
             creator: None,
             deployment_type: None,
             appspec_filename: None,
+            reuse_archive_from: None,
             events: IN_PLACE_EVENTS.iter().map(|e| e.to_string()).collect(),
             spec_format: SpecFormat::SignedByTestCa,
             ack_status: "InProgress".to_string(),
@@ -136,6 +140,20 @@ impl Deployment {
 
     pub fn deployment_type(mut self, deployment_type: &str) -> Self {
         self.deployment_type = Some(deployment_type.to_string());
+        self
+    }
+
+    /// A restart of `previous`: the same revision, to be taken from
+    /// `previous`'s folder on the host (`ReuseArchiveFromDeploymentId`).
+    pub fn restart_of(previous: &Deployment) -> Self {
+        let mut restart = Deployment::next_in_group(previous, previous.revision.clone());
+        restart.reuse_archive_from = Some(previous.deployment_id.clone());
+        restart
+    }
+
+    /// Sets `ReuseArchiveFromDeploymentId` as given.
+    pub fn reuse_archive_from(mut self, deployment_id: &str) -> Self {
+        self.reuse_archive_from = Some(deployment_id.to_string());
         self
     }
 
@@ -192,6 +210,7 @@ impl Deployment {
             ("DeploymentCreator", &self.creator),
             ("DeploymentType", &self.deployment_type),
             ("AppSpecFilename", &self.appspec_filename),
+            ("ReuseArchiveFromDeploymentId", &self.reuse_archive_from),
         ] {
             if let Some(value) = value {
                 spec.insert(key.into(), json!(value));
