@@ -504,7 +504,7 @@ fn large_revision(args: &Args, figures: &mut Vec<Figure>) -> Result<(), String> 
         Some(out) => Some(start_perf(pid, out)?),
         None => None,
     };
-    let deployment = Deployment::new("BenchLarge", "BenchLarge-Fleet", location);
+    let deployment = Deployment::new("BenchLarge", "BenchLarge-Fleet", location.clone());
     let deployed = bed.deploy(&deployment, Duration::from_secs(900));
     if let Some(perf) = perf {
         stop_perf(perf);
@@ -528,6 +528,15 @@ fn large_revision(args: &Args, figures: &mut Vec<Figure>) -> Result<(), String> 
             println!("large revision: agent log: {line}");
         }
     }
+    // 2.1's RESTART mode against a redeploy of the same revision that
+    // downloads it: DownloadBundle's time, acknowledged to completed.
+    let mut download_bundle_secs = |redeploy: &Deployment| -> Result<f64, String> {
+        bed.deploy(redeploy, Duration::from_secs(900))?;
+        let step = Recorded::of(&bed, redeploy)?.timeline("DownloadBundle")?;
+        Ok(seconds_between(step.acknowledged, step.completed).unwrap_or(0.0))
+    };
+    let downloaded = download_bundle_secs(&Deployment::next_in_group(&deployment, location))?;
+    let reused = download_bundle_secs(&Deployment::restart_of(&deployment))?;
     bed.stop_agent();
     let _ = std::fs::remove_dir_all(&destination);
     drop(agent_fs);
@@ -565,6 +574,13 @@ fn large_revision(args: &Args, figures: &mut Vec<Figure>) -> Result<(), String> 
             format!("{floor:.2} s (DownloadBundle took {download_secs:.2} s)"),
         ));
     }
+    figures.push(Figure::new(
+        "redeploying that revision: DownloadBundle with archive reuse (2.1's RESTART mode) vs with a download",
+        format!(
+            "{reused:.2} s vs {downloaded:.2} s ({:.1}× faster)",
+            downloaded / reused.max(0.001)
+        ),
+    ));
     figures.push(
         Figure::new("same, against issue 8", format!("{ratio:.2}×"))
             .target("≤ 1.5× (issue 8)", Verdict::at_most(ratio, 1.5)),
