@@ -11,14 +11,11 @@ use std::time::Instant;
 use futures_util::future::FutureExt;
 use tokio::sync::OwnedSemaphorePermit;
 
-use crate::deployment_spec::{parse_spec, DeploymentSpec, UnsignedSpecs};
 use crate::diagnostics::Diagnostic;
-use crate::event::LifecycleEvent;
-use crate::lifecycle::command::{event_for_command, CommandOrigin, PreparedCommand};
+use crate::lifecycle::command::{CommandOrigin, PreparedCommand};
 use crate::lifecycle::failure::{CommandFailure, ExecutionError};
 use crate::lifecycle::record::CommandState;
 use crate::lifecycle::tracking::{Ending, TrackedCommand};
-use crate::metrics::{unix_now, CommandEnded};
 use crate::protocol::{CommandStatus, HostCommand};
 use crate::shutdown::Shutdown;
 
@@ -27,7 +24,7 @@ use super::retry::{persist, REQUEST_PATIENCE};
 use super::Poller;
 
 /// How a tracked command ended.
-enum Conclusion {
+pub(super) enum Conclusion {
     /// The service reported the command's result itself: recorded, not sent.
     Reported(CommandStatus),
     Succeeded(Diagnostic),
@@ -113,49 +110,6 @@ impl Poller {
         self.tracker.finish(&spec.deployment_id);
     }
 
-    /// Fetches, verifies and parses the specification of a command.
-    async fn specification(
-        &self,
-        command: &HostCommand,
-        shutdown: &Shutdown,
-    ) -> Result<(LifecycleEvent, DeploymentSpec), CommandFailure> {
-        if command.command_name.is_empty() {
-            return Err(CommandFailure::NoCommandName);
-        }
-        let (theirs, ours) = (&command.host_identifier, &self.host_identifier);
-        if !theirs.is_empty() && !ours.contains(theirs.as_str()) && !theirs.contains(ours.as_str())
-        {
-            return Err(CommandFailure::OtherHost {
-                command_host: theirs.clone(),
-                this_host: ours.clone(),
-            });
-        }
-        let response = persist(
-            "fetching the deployment specification",
-            REQUEST_PATIENCE,
-            shutdown,
-            || {
-                self.client
-                    .get_deployment_specification(&command.deployment_execution_id, ours)
-            },
-        )
-        .await
-        .map_err(CommandFailure::SpecFetch)?;
-        if response.deployment_system.as_deref() != Some("CodeDeploy") {
-            return Err(CommandFailure::UnsupportedSystem(
-                response.deployment_system,
-            ));
-        }
-        let envelope = response
-            .deployment_specification
-            .and_then(|s| s.generic_envelope)
-            .ok_or(CommandFailure::NoSpecification)?;
-        let json = self.verifier.open(&envelope, UnsignedSpecs::Refused)?;
-        let spec = parse_spec(&json)?;
-        let event = event_for_command(&command.command_name)?;
-        Ok((event, spec))
-    }
-
     /// Acknowledges a tracked command and runs it, unless the service has
     /// its result already.
     async fn acknowledge_and_execute(
@@ -207,30 +161,6 @@ impl Poller {
                 ExecutionError::panic(format!("running {event}"), panic.as_ref()).into(),
             ),
         }
-    }
-
-    /// What the metrics count of a command this agent ran.
-    fn record(&self, prepared: &PreparedCommand, conclusion: &Conclusion, started: Instant) {
-        let failure = match conclusion {
-            Conclusion::Reported(_) => return,
-            Conclusion::Succeeded(_) => None,
-            Conclusion::Failed(failure) => Some((
-                failure.diagnostic().error_code.number(),
-                failure.killed_script().map(|reason| reason.name()),
-            )),
-        };
-        let event = prepared.event.to_string();
-        self.metrics.update(|m| {
-            m.command_ended(&CommandEnded {
-                deployment_group: &prepared.spec.deployment_group_name,
-                deployment_id: &prepared.spec.deployment_id,
-                lifecycle_event: &event,
-                seconds: started.elapsed().as_secs_f64(),
-                failure,
-                now: unix_now(),
-            });
-            true
-        });
     }
 
     /// Records how a tracked command ended and reports it to the service:

@@ -9,16 +9,17 @@
 //!
 //! Commands are futures driven by this loop on the agent's one thread (their
 //! blocking work goes to the blocking pool), not threads. One command's
-//! conversation with the service is in [`conversation`], how its end is
-//! reported in [`report`], how requests are retried in [`retry`], the
-//! groups' turns in [`group_locks`].
+//! conversation is in [`conversation`] (its spec: [`specification`]), its end
+//! reported in [`report`], counted in [`metrics`]; retries in [`retry`].
 
 mod backoff;
 mod conversation;
 mod group_locks;
+mod metrics;
 mod report;
 mod retry;
 pub mod schedule;
+mod specification;
 
 #[cfg(test)]
 mod fleet_sim;
@@ -34,7 +35,7 @@ use tracing::Instrument;
 use crate::deployment_spec::SpecVerifier;
 use crate::lifecycle::executor::Executor;
 use crate::lifecycle::tracking::Tracker;
-use crate::metrics::{unix_now, MetricsFile};
+use crate::metrics::MetricsFile;
 use crate::protocol::{CommandsClient, CommandsError, ErrorClass, HostCommand};
 use crate::shutdown::Shutdown;
 
@@ -214,21 +215,6 @@ impl Poller {
         }
         while running.next().await.is_some() {}
         tracing::info!("polling stopped");
-    }
-
-    /// The metrics see every poll: a failure, or the end of a throttling
-    /// spell, changes the file; an answered poll while idle does not.
-    fn record_poll(&self, polled: &Result<Option<HostCommand>, CommandsError>) {
-        let Err(error) = polled else {
-            return self.metrics.update(|m| m.poll_answered());
-        };
-        let kind = match error.class() {
-            ErrorClass::Throttling => "throttling",
-            ErrorClass::Connection => "connection",
-            ErrorClass::Credentials => "credentials",
-            ErrorClass::Other => "other",
-        };
-        self.metrics.update(|m| m.poll_failed(kind, unix_now()));
     }
 
     /// One PollHostCommand; `None` when the agent is stopping and the service
