@@ -26,6 +26,7 @@ mod support;
 
 mod bounds;
 mod bundles;
+mod chaos;
 mod concurrency;
 mod control;
 mod daemon;

@@ -12,6 +12,7 @@
 pub mod agent;
 pub mod bundle;
 pub mod ca;
+pub mod chaos;
 pub mod container;
 pub mod emulator;
 pub mod github;

@@ -22,7 +22,9 @@
 //!   folders every 20;
 //! - many-files (only when asked): a bundle of a million empty files, which
 //!   the agent must refuse in bounded time and memory, and one of 200,000
-//!   (the default `:archive_max_entries:`), which it must deploy.
+//!   (the default `:archive_max_entries:`), which it must deploy;
+//! - chaos (`--chaos N` alone): N random SIGKILLs of the agent, each
+//!   followed by a restart and the invariants of `codedeploy_e2e::chaos`.
 
 mod bed;
 mod figures;
@@ -46,6 +48,7 @@ enum Phase {
     Large,
     LongRun,
     ManyFiles,
+    Chaos,
 }
 
 struct Args {
@@ -58,12 +61,16 @@ struct Args {
     work_dir: PathBuf,
     scale_down: usize,
     perf_record: Option<PathBuf>,
+    /// `--chaos N`: random kills of the agent (issue 21).
+    chaos: usize,
+    /// `--seed S`: the chaos run's kill times, to repeat a run.
+    seed: Option<u64>,
 }
 
 const USAGE: &str =
     "bench --agent <path> [--only footprint|large|long-run|many-files]... [--idle-seconds S] \
      [--idle-wait-between-runs W] [--deployments N] [--long-run N] [--work-dir DIR] \
-     [--scale-down F] [--perf-record FILE]";
+     [--scale-down F] [--perf-record FILE] [--chaos N [--seed S]]";
 
 fn parse_args(args: impl Iterator<Item = String>) -> Result<Args, String> {
     let workspace = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
@@ -77,6 +84,8 @@ fn parse_args(args: impl Iterator<Item = String>) -> Result<Args, String> {
         work_dir: workspace.join("target/bench-cache"),
         scale_down: 1,
         perf_record: None,
+        chaos: 0,
+        seed: None,
     };
     let mut it = args;
     while let Some(arg) = it.next() {
@@ -105,6 +114,8 @@ fn parse_args(args: impl Iterator<Item = String>) -> Result<Args, String> {
             "--work-dir" => parsed.work_dir = PathBuf::from(value()?),
             "--scale-down" => parsed.scale_down = number(&arg, value()?)?,
             "--perf-record" => parsed.perf_record = Some(PathBuf::from(value()?)),
+            "--chaos" => parsed.chaos = number(&arg, value()?)?,
+            "--seed" => parsed.seed = Some(number(&arg, value()?)?),
             "--help" | "-h" => return Err(USAGE.to_string()),
             other => return Err(format!("unknown argument {other:?}\nusage: {USAGE}")),
         }
@@ -115,7 +126,9 @@ fn parse_args(args: impl Iterator<Item = String>) -> Result<Args, String> {
         ));
     }
     if parsed.phases.is_empty() {
-        parsed.phases = if parsed.long_run > 0 {
+        parsed.phases = if parsed.chaos > 0 {
+            vec![Phase::Chaos]
+        } else if parsed.long_run > 0 {
             vec![Phase::LongRun]
         } else {
             vec![Phase::Footprint, Phase::Large]
@@ -146,6 +159,7 @@ fn main() -> ExitCode {
             Phase::Large => large_revision(&args, &mut figures),
             Phase::LongRun => long_run(&args, &mut figures),
             Phase::ManyFiles => many_files(&args, &mut figures),
+            Phase::Chaos => chaos(&args, &mut figures),
         };
         if let Err(e) = result {
             eprintln!("bench: {phase:?} phase: {e}");
@@ -595,6 +609,68 @@ fn large_revision(args: &Args, figures: &mut Vec<Figure>) -> Result<(), String> 
     figures.push(
         Figure::new("same, against issue 8", format!("{:.2} MiB", mib(peak)))
             .target("≤ 48 MiB (issue 8)", Verdict::at_most(mib(peak), 48.0)),
+    );
+    Ok(())
+}
+
+/// Files in each of the chaos run's two revisions ("a few thousand").
+const CHAOS_FILES: usize = 3000;
+
+/// Issue 21's random kills: `--chaos N` kill-and-restart rounds of the agent,
+/// each followed by an undisturbed deployment, every invariant checked.
+fn chaos(args: &Args, figures: &mut Vec<Figure>) -> Result<(), String> {
+    let bed = codedeploy_e2e::TestBed::start("bench-chaos");
+    let seed = args.seed.unwrap_or_else(|| fastrand::u64(..));
+    println!(
+        "chaos: {} random kills, revisions of {CHAOS_FILES} files and 5 hooks, seed {seed} (--seed {seed} repeats the kill times)",
+        args.chaos
+    );
+    let agent = args.agent.to_string_lossy().into_owned();
+    let report = codedeploy_e2e::chaos::soak(&bed, &agent, args.chaos, CHAOS_FILES, seed, |line| {
+        println!("{line}")
+    });
+    println!(
+        "chaos: an undisturbed deployment took {:.2} s; the run took {:.0} s\n\n{}",
+        report.deployment.as_secs_f64(),
+        report.elapsed.as_secs_f64(),
+        report.table()
+    );
+    for violation in &report.violations {
+        println!("chaos: violation: {violation}");
+    }
+    let broken = report.violations.len();
+    figures.push(
+        Figure::new(
+            format!("invariants broken over {} random kills", report.kills),
+            broken.to_string(),
+        )
+        .target("0 (issue 21)", Verdict::at_most(broken as f64, 0.0)),
+    );
+    let (first, last) = report.fds;
+    figures.push(
+        Figure::new(
+            "open descriptors of the idle agent, after the first and the last restart",
+            format!("{first} → {last}"),
+        )
+        .target(
+            "no growth (± an idle connection)",
+            Verdict::at_most(last as f64, first as f64 + 2.0),
+        ),
+    );
+    let (first, last) = report.rss_kib;
+    figures.push(
+        Figure::new(
+            "RSS of the idle agent, after the first and the last restart",
+            format!(
+                "{:.2} → {:.2} MiB",
+                first as f64 / 1024.0,
+                last as f64 / 1024.0
+            ),
+        )
+        .target(
+            "within 1 MiB",
+            Verdict::at_most((last as f64 - first as f64) / 1024.0, 1.0),
+        ),
     );
     Ok(())
 }
