@@ -26,6 +26,7 @@ const PURE: &[&str] = &[
     "poller/schedule.rs",
     "poller/backoff.rs",
     "protocol/endpoint.rs",
+    "protocol/answer.rs",
     "lifecycle/retention.rs",
     "lifecycle/revision.rs",
     "diagnostics.rs",

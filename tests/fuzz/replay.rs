@@ -4,14 +4,24 @@
 
 use std::path::{Path, PathBuf};
 
+#[path = "targets/agent_config.rs"]
+mod agent_config_target;
 #[path = "targets/appspec.rs"]
 mod appspec_target;
 #[path = "targets/archive.rs"]
 mod archive_target;
+#[path = "targets/commands_answers.rs"]
+mod commands_answers_target;
 #[path = "targets/deployment_spec.rs"]
 mod deployment_spec_target;
 #[path = "targets/hostile_revision.rs"]
 mod hostile_revision_target;
+#[path = "targets/install_plan.rs"]
+mod install_plan_target;
+#[path = "targets/on_premises.rs"]
+mod on_premises_target;
+#[path = "targets/zip.rs"]
+mod zip_target;
 
 fn corpus(target: &str) -> Vec<PathBuf> {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -40,21 +50,19 @@ fn replay(target: &str, run: fn(&[u8])) {
 }
 
 #[test]
-fn appspec_corpus_replays_without_a_crash() {
-    replay("appspec", appspec_target::run);
-}
-
-#[test]
-fn deployment_spec_corpus_replays_without_a_crash() {
-    replay("deployment_spec", deployment_spec_target::run);
-}
-
-#[test]
-fn archive_corpus_replays_without_a_crash() {
-    replay("archive", archive_target::run);
-}
-
-#[test]
-fn hostile_revision_corpus_replays_without_a_crash() {
-    replay("hostile_revision", hostile_revision_target::run);
+fn every_corpus_replays_without_a_crash() {
+    let targets: [(&str, fn(&[u8])); 9] = [
+        ("agent_config", agent_config_target::run),
+        ("appspec", appspec_target::run),
+        ("archive", archive_target::run),
+        ("commands_answers", commands_answers_target::run),
+        ("deployment_spec", deployment_spec_target::run),
+        ("hostile_revision", hostile_revision_target::run),
+        ("install_plan", install_plan_target::run),
+        ("on_premises", on_premises_target::run),
+        ("zip", zip_target::run),
+    ];
+    for (target, run) in targets {
+        replay(target, run);
+    }
 }

@@ -463,60 +463,23 @@ impl CommandsClient {
             }
             bytes.extend_from_slice(&chunk);
         }
-        if !status.is_success() {
-            let error = service_error(name, status.as_u16(), &bytes);
-            match error.class() {
+        let decoded = super::answer::decode(name, status.as_u16(), &bytes);
+        match &decoded {
+            Err(error) if !status.is_success() => match error.class() {
                 ErrorClass::Throttling => self.gate.throttled(name, generation),
                 // Whatever the cache believes, these keys were refused: look again.
                 ErrorClass::Credentials => self.credentials.invalidate().await,
                 _ => self.gate.answered(),
-            }
-            return Err(error);
+            },
+            _ => self.gate.answered(),
         }
-        self.gate.answered();
-        let bytes: &[u8] = if bytes.iter().all(u8::is_ascii_whitespace) {
-            b"{}"
-        } else {
-            &bytes
-        };
-        serde_json::from_slice(bytes).map_err(|e| CommandsError::Decode {
-            operation: name,
-            detail: e.to_string(),
-        })
-    }
-}
-
-/// The service's error shape: `{"__type": "...#Name", "message": "..."}`.
-fn service_error(operation: &'static str, status: u16, body: &[u8]) -> CommandsError {
-    let parsed: serde_json::Value = serde_json::from_slice(body).unwrap_or_default();
-    let error_type = parsed
-        .get("__type")
-        .and_then(|v| v.as_str())
-        .map(|t| t.rsplit('#').next().unwrap_or(t).to_string())
-        .unwrap_or_else(|| {
-            if status >= 500 {
-                "ServerException"
-            } else {
-                "ClientException"
-            }
-            .to_string()
-        });
-    let message = parsed
-        .get("message")
-        .or_else(|| parsed.get("Message"))
-        .and_then(|v| v.as_str())
-        .map(str::to_string)
-        .unwrap_or_else(|| String::from_utf8_lossy(&body[..body.len().min(512)]).into_owned());
-    CommandsError::Service {
-        operation,
-        status,
-        error_type,
-        message,
+        decoded
     }
 }
 
 #[cfg(test)]
 mod tests {
+    use super::super::answer::service_error;
     use super::*;
 
     #[test]

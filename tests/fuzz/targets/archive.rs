@@ -5,31 +5,16 @@
 //! install from the unpacked tree must not panic either.
 
 use std::fs;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use codedeploy_agent::appspec::{self, FileExistsBehavior};
 use codedeploy_agent::bundle::unpack;
 use codedeploy_agent::deployment_spec::BundleType;
 use codedeploy_agent::install::{plan, Existing, FsRevision};
 
-/// Every path below `root`, without following links.
-fn tree(root: &Path) -> Vec<PathBuf> {
-    let mut all = Vec::new();
-    let mut pending = vec![root.to_path_buf()];
-    while let Some(dir) = pending.pop() {
-        let Ok(entries) = fs::read_dir(&dir) else {
-            continue;
-        };
-        for entry in entries.flatten() {
-            let path = entry.path();
-            if entry.file_type().map(|t| t.is_dir()).unwrap_or(false) {
-                pending.push(path.clone());
-            }
-            all.push(path);
-        }
-    }
-    all
-}
+#[path = "scratch_tree.rs"]
+mod scratch_tree;
+use scratch_tree::tree;
 
 pub fn run(data: &[u8]) {
     let Some((&selector, bundle)) = data.split_first() else {

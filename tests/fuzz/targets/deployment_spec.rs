@@ -63,10 +63,16 @@ pub fn run(data: &[u8]) {
         format: format.to_string(),
         payload: String::from_utf8_lossy(payload).into_owned(),
     };
-    match verifier().open(&envelope, UnsignedSpecs::Allowed) {
+    open_and_parse(&envelope);
+}
+
+/// Opens `envelope` as the daemon would (unsigned specs allowed, so the
+/// parser is reached too) and parses what it holds.
+pub fn open_and_parse(envelope: &Envelope) {
+    match verifier().open(envelope, UnsignedSpecs::Allowed) {
         Ok(json) => {
             assert_ne!(
-                format, "PKCS7/JSON",
+                envelope.format, "PKCS7/JSON",
                 "a payload no key of the CA signed was accepted"
             );
             if let Err(error) = parse_spec(&json) {
