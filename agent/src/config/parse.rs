@@ -79,7 +79,11 @@ pub fn parse_agent_config(text: &str, file: &Path) -> Result<ParsedConfig, Confi
                 ),
             });
         };
-        let key = raw_key.strip_prefix(':').unwrap_or(raw_key);
+        // `:: value` is the key `:`: it is named as written, never as "".
+        let key = raw_key
+            .strip_prefix(':')
+            .filter(|k| !k.is_empty())
+            .unwrap_or(raw_key);
         let field = Field {
             file,
             text,
