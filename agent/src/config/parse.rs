@@ -79,11 +79,13 @@ pub fn parse_agent_config(text: &str, file: &Path) -> Result<ParsedConfig, Confi
                 ),
             });
         };
-        // `:: value` is the key `:`: it is named as written, never as "".
-        let key = raw_key
-            .strip_prefix(':')
-            .filter(|k| !k.is_empty())
-            .unwrap_or(raw_key);
+        // A key is never named "": `:: value` is the key `:`, and an empty
+        // one (`'': value`) is named as YAML writes it.
+        let key = match raw_key.strip_prefix(':').unwrap_or(raw_key) {
+            "" if raw_key.is_empty() => "''",
+            "" => raw_key,
+            key => key,
+        };
         let field = Field {
             file,
             text,

@@ -269,13 +269,13 @@ fn polling_and_concurrency_keys_are_read_and_checked() {
 }
 
 #[test]
-fn a_key_that_is_only_a_colon_is_warned_about_by_name_and_line() {
-    // Found by the agent_config fuzz target: `::` used to be the key "".
-    let parsed = parse(":verbose: true\n:: ftp://proxy\n").unwrap();
+fn a_key_that_is_only_a_colon_or_empty_is_warned_about_by_name_and_line() {
+    // Found by the agent_config fuzz target: both used to be the key "".
+    let parsed = parse(":verbose: true\n:: ftp://proxy\n'': oo\n").unwrap();
     let warned: Vec<(&str, Option<usize>)> = parsed
         .warnings
         .iter()
         .map(|w| (w.key.as_str(), w.line))
         .collect();
-    assert_eq!(warned, [(":", Some(2))]);
+    assert_eq!(warned, [(":", Some(2)), ("''", Some(3))]);
 }
