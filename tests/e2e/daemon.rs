@@ -93,6 +93,76 @@ fn ongoing_files(bed: &TestBed) -> Vec<String> {
         .unwrap_or_default()
 }
 
+/// Found by the random-kill soak: an agent killed after its Complete was
+/// delivered but before it removed the tracking file reported the command a
+/// second time (Failed, code 7) after its restart. The restarted agent now
+/// asks the service (the acknowledgement's answer) before reporting.
+#[test]
+fn a_command_already_reported_before_the_agent_died_is_not_reported_again() {
+    let bed = TestBed::start("reported-then-killed");
+    let install = bed.path().join("srv/app");
+    let revision = Revision::new()
+        .file("appspec.yml", appspec("site", &install, &[]))
+        .file("site/index.html", "<p>once</p>\n");
+    let location = bed.upload("reported", "app.tgz", &revision, BundleType::Tgz);
+    let deployment = Deployment::new("App", "App-Group", location);
+    bed.emulator.add_deployment(deployment.clone());
+    bed.start_agent(&agent_binary());
+    expect_success(&bed, &deployment);
+    bed.kill_agent();
+    let _ = bed.wait_for_agent_exit(Duration::from_secs(10));
+    // What the agent leaves when it dies between the Complete and the
+    // removal of its tracking file.
+    let record = bed.emulator.deployment(&deployment.deployment_id).unwrap();
+    let last = record.command("ValidateService").unwrap().clone();
+    let tracking = bed.root_dir().join("ongoing-deployment");
+    std::fs::create_dir_all(&tracking).unwrap();
+    std::fs::write(
+        tracking.join(&deployment.deployment_id),
+        &last.host_command_identifier,
+    )
+    .unwrap();
+
+    bed.start_agent(&agent_binary());
+    let asked = bed.emulator.wait_until(Duration::from_secs(20), |e| {
+        e.deployment(&deployment.deployment_id).and_then(|d| {
+            d.command("ValidateService")
+                .map(|c| c.acknowledgements.len())
+        }) > Some(last.acknowledgements.len())
+            && e.count(Operation::PollHostCommand) > 1
+    });
+    ensure!(
+        bed,
+        asked,
+        "the restarted agent asked the service about the command"
+    );
+    let after = bed.emulator.deployment(&deployment.deployment_id).unwrap();
+    let completions = &after.command("ValidateService").unwrap().completions;
+    ensure_eq!(
+        bed,
+        completions
+            .iter()
+            .map(|c| c.status.as_str())
+            .collect::<Vec<_>>(),
+        vec!["Succeeded"],
+        "ValidateService is reported once, as it ended"
+    );
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !bed.agent_output().contains("not reporting it again") && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    ensure!(
+        bed,
+        bed.agent_output().contains("not reporting it again"),
+        "the agent says why it did not report the command"
+    );
+    ensure!(
+        bed,
+        std::fs::read_dir(&tracking).unwrap().next().is_none(),
+        "the tracking file is gone"
+    );
+}
+
 #[test]
 fn killed_agent_reports_the_interrupted_command_after_restart_and_deploys_again() {
     let bed = TestBed::start("kill-9");

@@ -51,7 +51,8 @@ fn replay(target: &str, run: fn(&[u8])) {
 
 #[test]
 fn every_corpus_replays_without_a_crash() {
-    let targets: [(&str, fn(&[u8])); 9] = [
+    type Target = (&'static str, fn(&[u8]));
+    let targets: [Target; 9] = [
         ("agent_config", agent_config_target::run),
         ("appspec", appspec_target::run),
         ("archive", archive_target::run),

@@ -10,7 +10,7 @@ use crate::lifecycle::failure::CommandFailure;
 use crate::protocol::CommandStatus;
 use crate::shutdown::Shutdown;
 
-use super::retry::{persist, COMPLETE_PATIENCE};
+use super::retry::{persist, COMPLETE_PATIENCE, REQUEST_PATIENCE};
 use super::Poller;
 
 impl Poller {
@@ -60,8 +60,27 @@ impl Poller {
     }
 
     /// After a restart, tells the service that the commands cut short failed.
+    /// A command whose Complete was delivered just before the agent died is
+    /// still tracked on disk; the acknowledgement's answer says the service
+    /// has its result already, and it is not reported a second time.
     pub(super) async fn report_interrupted_commands(&self, shutdown: &Shutdown) {
         for interrupted in self.tracker.take_interrupted(SystemTime::now()) {
+            let id = &interrupted.host_command_identifier;
+            let asked = persist(
+                "asking the service about an interrupted command",
+                REQUEST_PATIENCE,
+                shutdown,
+                || self.client.acknowledge(id, false),
+            )
+            .await;
+            if let Ok(Some(status @ (CommandStatus::Succeeded | CommandStatus::Failed))) = asked {
+                tracing::info!(
+                    deployment_id = %interrupted.deployment_id,
+                    "a command tracked when the agent stopped was reported {} before it stopped: not reporting it again",
+                    status.name()
+                );
+                continue;
+            }
             tracing::warn!(
                 deployment_id = %interrupted.deployment_id,
                 "a command was in progress when the agent stopped; reporting it failed"
@@ -72,14 +91,10 @@ impl Poller {
                 m.command_refused(code);
                 true
             });
-            let id = &interrupted.host_command_identifier;
             self.complete(id, CommandStatus::Failed, &diagnostic, shutdown)
                 .await;
-            self.tracker.record_interrupted(
-                &interrupted,
-                diagnostic.error_code.number(),
-                &diagnostic.message,
-            );
+            self.tracker
+                .record_interrupted(&interrupted, code, &diagnostic.message);
         }
     }
 }

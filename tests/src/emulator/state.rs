@@ -546,7 +546,12 @@ impl State {
         diagnostics: Option<Envelope>,
     ) -> Result<Value, ServiceError> {
         let (deployment, i) = self.find_command(id)?;
-        let answer = deployment.deployment.ack_status.clone();
+        // A settled command answers its settled state, as the service does.
+        let answer = match deployment.commands[i].state {
+            CommandState::Succeeded => "Succeeded".to_string(),
+            CommandState::Failed => "Failed".to_string(),
+            _ => deployment.deployment.ack_status.clone(),
+        };
         let command = &mut deployment.commands[i];
         command.acknowledgements.push(diagnostics);
         if command.state == CommandState::Issued {
