@@ -164,26 +164,20 @@ impl Executor {
             reuse_archive(&group_dir, &id, &target_id, &appspec, &source, &target)
         })
         .await;
-        match reused {
+        let refused = match reused {
             Ok(Ok(())) => {
                 tracing::info!(
                     "reusing deployment {source_id}'s revision on this host instead of downloading it"
                 );
-                true
+                return true;
             }
-            Ok(Err(refused)) => {
-                tracing::warn!(
-                    "cannot reuse deployment {source_id}'s revision ({refused}): downloading it"
-                );
-                false
-            }
-            Err(failed) => {
-                tracing::warn!(
-                    "cannot reuse deployment {source_id}'s revision ({failed}): downloading it"
-                );
-                false
-            }
-        }
+            Ok(Err(refused)) => refused.to_string(),
+            Err(failed) => failed.to_string(),
+        };
+        tracing::warn!(
+            "cannot reuse deployment {source_id}'s revision ({refused}): downloading it"
+        );
+        false
     }
 
     async fn install(

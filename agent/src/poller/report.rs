@@ -23,12 +23,18 @@ impl Poller {
     ) {
         tracing::error!("command failed before it started: {failure}");
         let diagnostic = failure.diagnostic();
+        self.report_failed(id, &diagnostic, shutdown).await;
+    }
+
+    /// Counts a command that failed outside its own run (before it was
+    /// tracked, or cut short by a restart) and reports it Failed.
+    async fn report_failed(&self, id: &str, diagnostic: &Diagnostic, shutdown: &Shutdown) {
         let code = diagnostic.error_code.number();
         self.metrics.update(|m| {
             m.command_refused(code);
             true
         });
-        self.complete(id, CommandStatus::Failed, &diagnostic, shutdown)
+        self.complete(id, CommandStatus::Failed, diagnostic, shutdown)
             .await;
     }
 
@@ -86,15 +92,12 @@ impl Poller {
                 "a command was in progress when the agent stopped; reporting it failed"
             );
             let diagnostic = CommandFailure::CutShortByRestart.diagnostic();
-            let code = diagnostic.error_code.number();
-            self.metrics.update(|m| {
-                m.command_refused(code);
-                true
-            });
-            self.complete(id, CommandStatus::Failed, &diagnostic, shutdown)
-                .await;
-            self.tracker
-                .record_interrupted(&interrupted, code, &diagnostic.message);
+            self.report_failed(id, &diagnostic, shutdown).await;
+            self.tracker.record_interrupted(
+                &interrupted,
+                diagnostic.error_code.number(),
+                &diagnostic.message,
+            );
         }
     }
 }
