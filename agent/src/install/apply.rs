@@ -8,10 +8,13 @@
 //! path is recorded in the cleanup log before (copies) or right after
 //! (directories) it appears.
 //!
-//! A run of folders and copies is applied folders first, then the copies on
-//! as many threads as the CPUs allow (at most four), each thread working in
-//! its own folder where it can; permission steps wait until every copy before
-//! them has landed, and run in the plan's order on one thread.
+//! The steps are read from the plan as they are applied. A run of folders
+//! and copies (up to [`BATCH`] steps at a time) is applied folders first,
+//! then the copies on as many threads as the CPUs allow (at most four), each
+//! thread working in its own folder where it can; permission steps wait
+//! until every copy before them has landed, and run in the plan's order on
+//! one thread. A folder's step always comes before the copies into it, so a
+//! batch never needs a folder of a later one.
 
 use std::collections::HashMap;
 use std::ffi::OsString;
@@ -29,14 +32,21 @@ use nix::unistd::{Group, Uid, User};
 
 use super::cleanup::{partial_path, remove_partial, CleanupLog};
 use super::error::InstallError;
-use super::plan::{InstallPlan, Instruction};
+use super::plan::Instruction;
 use super::sparse_copy;
 use crate::appspec::{AclEntry, AclKind, AclPerms, SeLinuxContext};
 use crate::config::PermissionLinks;
 use crate::shutdown::Shutdown;
 
+/// Folders and copies applied together, at most: enough to keep the copying
+/// threads busy, few enough that a plan of a million steps is applied in
+/// the memory of this many.
+const BATCH: usize = 4096;
+
+/// Applies the plan's steps as they are read (see the module's
+/// documentation).
 pub fn apply(
-    plan: &InstallPlan,
+    steps: impl Iterator<Item = Result<Instruction, InstallError>>,
     cleanup: &mut CleanupLog,
     link_targets: PermissionLinks,
     stop: &Shutdown,
@@ -44,25 +54,31 @@ pub fn apply(
     let as_root = Uid::effective().is_root();
     // Destinations whose copy landed in the file a host link points to; the
     // permission steps for them go to that file.
-    let mut written_through: HashMap<&Path, PathBuf> = HashMap::new();
-    let instructions = &plan.instructions;
-    let mut at = 0;
-    while at < instructions.len() {
+    let mut written_through: HashMap<PathBuf, PathBuf> = HashMap::new();
+    let mut placing: Vec<Instruction> = Vec::with_capacity(BATCH);
+    let mut steps = steps.peekable();
+    while let Some(step) = steps.next() {
         if stop.is_triggered() {
             return Err(InstallError::Stopped);
         }
-        let placing = instructions[at..]
-            .iter()
-            .take_while(|i| matches!(i, Instruction::Copy { .. } | Instruction::Mkdir { .. }))
-            .count();
-        if placing > 0 {
-            let placed = place_all(&instructions[at..at + placing], cleanup, as_root, stop)?;
-            written_through.extend(placed);
-            at += placing;
+        let step = step?;
+        if matches!(step, Instruction::Copy { .. } | Instruction::Mkdir { .. }) {
+            placing.push(step);
+            let run_goes_on = matches!(
+                steps.peek(),
+                Some(Ok(Instruction::Copy { .. } | Instruction::Mkdir { .. }))
+            );
+            if placing.len() == BATCH || !run_goes_on {
+                let placed = place_all(&placing, cleanup, as_root, stop)?;
+                written_through.extend(
+                    placed
+                        .into_iter()
+                        .map(|(destination, linked)| (destination.to_path_buf(), linked)),
+                );
+                placing.clear();
+            }
         } else {
-            let instruction = &instructions[at];
-            permission_step(instruction, &written_through, cleanup, link_targets)?;
-            at += 1;
+            permission_step(&step, &written_through, cleanup, link_targets)?;
         }
     }
     Ok(())
@@ -72,7 +88,7 @@ pub fn apply(
 /// copy to when there was one. Copies and folders are [`place_all`]'s.
 fn permission_step(
     instruction: &Instruction,
-    written_through: &HashMap<&Path, PathBuf>,
+    written_through: &HashMap<PathBuf, PathBuf>,
     cleanup: &mut CleanupLog,
     link_targets: PermissionLinks,
 ) -> Result<(), InstallError> {

@@ -16,10 +16,14 @@
 //! previous Install's `<group>-install.json` (written before its first
 //! record, by either agent) lists as a copy destination or a directory it
 //! made. Any other record is left alone, named escaped in a warning.
+//!
+//! The replay holds neither file in memory: the cleanup file is read from its
+//! end a block at a time, and `install.json` as a stream, of which only a
+//! keyed 64-bit hash of each listed path is kept (8 bytes a path).
 
-use std::collections::HashSet;
 use std::fs;
-use std::io::{self, Write};
+use std::hash::BuildHasher;
+use std::io::{self, BufReader, Read, Seek, SeekFrom, Write};
 use std::os::unix::ffi::{OsStrExt, OsStringExt};
 use std::path::{Path, PathBuf};
 
@@ -46,26 +50,68 @@ pub fn parse_cleanup(contents: &[u8]) -> Vec<CleanupEntry> {
         Some(last_newline) => &contents[..last_newline],
         None => return Vec::new(),
     };
-    complete
-        .split(|b| *b == b'\n')
-        .filter(|line| !line.is_empty())
-        .map(|line| match line.strip_prefix(CONTEXT_PREFIX) {
-            Some(path) => {
-                CleanupEntry::Context(PathBuf::from(std::ffi::OsString::from_vec(path.to_vec())))
-            }
-            None => CleanupEntry::Path(PathBuf::from(std::ffi::OsString::from_vec(line.to_vec()))),
-        })
-        .collect()
+    complete.split(|b| *b == b'\n').filter_map(parse_line).collect()
 }
 
-/// The paths an Install's `install.json` says it creates: copy destinations
-/// and the directories it makes. `None` when the file is missing or is not
-/// such a document.
-pub fn recorded_paths(install_json: &[u8]) -> Option<HashSet<String>> {
-    #[derive(serde::Deserialize)]
-    struct Document {
-        instructions: Vec<Step>,
+/// One line of a cleanup file, without its newline; `None` for an empty one.
+fn parse_line(line: &[u8]) -> Option<CleanupEntry> {
+    if line.is_empty() {
+        return None;
     }
+    let path = |bytes: &[u8]| PathBuf::from(std::ffi::OsString::from_vec(bytes.to_vec()));
+    Some(match line.strip_prefix(CONTEXT_PREFIX) {
+        Some(context) => CleanupEntry::Context(path(context)),
+        None => CleanupEntry::Path(path(line)),
+    })
+}
+
+/// The paths an Install's `install.json` lists as created (copy
+/// destinations and the directories it makes), as keyed hashes: the key is
+/// drawn per process, so a path cannot be chosen to pass for another.
+#[derive(Debug)]
+pub struct Recorded {
+    key: std::hash::RandomState,
+    /// Sorted.
+    hashes: Vec<u64>,
+}
+
+impl Recorded {
+    pub fn contains(&self, path: &str) -> bool {
+        self.hashes
+            .binary_search(&self.key.hash_one(path))
+            .is_ok()
+    }
+}
+
+/// What an `install.json` lists as created, read as a stream. `None` when
+/// it is not such a document.
+pub fn recorded_paths(install_json: impl Read) -> Option<Recorded> {
+    let mut recorded = Recorded {
+        key: std::hash::RandomState::new(),
+        hashes: Vec::new(),
+    };
+    let mut reader = serde_json::Deserializer::from_reader(install_json);
+    serde::de::DeserializeSeed::deserialize(listing::Document(&mut recorded), &mut reader).ok()?;
+    reader.end().ok()?;
+    recorded.hashes.sort_unstable();
+    recorded.hashes.dedup();
+    recorded.hashes.shrink_to_fit();
+    Some(recorded)
+}
+
+/// Reading `install.json` one step at a time.
+mod listing {
+    use std::fmt;
+
+    use std::hash::BuildHasher;
+
+    use serde::de::{self, DeserializeSeed, IgnoredAny, MapAccess, SeqAccess, Visitor};
+
+    use super::Recorded;
+
+    pub(super) struct Document<'a>(pub(super) &'a mut Recorded);
+    struct Steps<'a>(&'a mut Recorded);
+
     #[derive(serde::Deserialize)]
     struct Step {
         #[serde(rename = "type")]
@@ -73,23 +119,131 @@ pub fn recorded_paths(install_json: &[u8]) -> Option<HashSet<String>> {
         destination: Option<String>,
         directory: Option<String>,
     }
-    let document: Document = serde_json::from_slice(install_json).ok()?;
-    Some(
-        document
-            .instructions
-            .into_iter()
-            .filter_map(|step| match step.kind.as_str() {
-                "copy" => step.destination,
-                "mkdir" => step.directory,
-                _ => None,
-            })
-            .collect(),
-    )
+
+    impl<'de> DeserializeSeed<'de> for Document<'_> {
+        type Value = ();
+        fn deserialize<D: de::Deserializer<'de>>(self, input: D) -> Result<(), D::Error> {
+            input.deserialize_map(self)
+        }
+    }
+
+    impl<'de> Visitor<'de> for Document<'_> {
+        type Value = ();
+        fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+            f.write_str("an object with an instructions list")
+        }
+        fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
+            let mut found = false;
+            while let Some(key) = map.next_key::<String>()? {
+                if key == "instructions" && !found {
+                    map.next_value_seed(Steps(&mut *self.0))?;
+                    found = true;
+                } else {
+                    map.next_value::<IgnoredAny>()?;
+                }
+            }
+            if found {
+                Ok(())
+            } else {
+                Err(de::Error::missing_field("instructions"))
+            }
+        }
+    }
+
+    impl<'de> DeserializeSeed<'de> for Steps<'_> {
+        type Value = ();
+        fn deserialize<D: de::Deserializer<'de>>(self, input: D) -> Result<(), D::Error> {
+            input.deserialize_seq(self)
+        }
+    }
+
+    impl<'de> Visitor<'de> for Steps<'_> {
+        type Value = ();
+        fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+            f.write_str("a list of steps")
+        }
+        fn visit_seq<A: SeqAccess<'de>>(self, mut steps: A) -> Result<(), A::Error> {
+            while let Some(step) = steps.next_element::<Step>()? {
+                let created = match step.kind.as_str() {
+                    "copy" => step.destination,
+                    "mkdir" => step.directory,
+                    _ => None,
+                };
+                if let Some(path) = created {
+                    let hash = self.0.key.hash_one(path.as_str());
+                    self.0.hashes.push(hash);
+                }
+            }
+            Ok(())
+        }
+    }
+}
+
+/// The complete lines of a file, last first, read from the end a block at a
+/// time. A last line without its newline is not a line.
+struct ReverseLines {
+    file: fs::File,
+    /// Where the bytes in `buffer` start in the file.
+    start: u64,
+    /// The part of the file not handed out yet, from `start`: empty, or
+    /// ending with a newline.
+    buffer: Vec<u8>,
+}
+
+const BLOCK: u64 = 64 * 1024;
+
+impl ReverseLines {
+    fn new(mut file: fs::File) -> io::Result<ReverseLines> {
+        let start = file.seek(SeekFrom::End(0))?;
+        let mut lines = ReverseLines {
+            file,
+            start,
+            buffer: Vec::new(),
+        };
+        // Up to the last newline: what follows it was being written.
+        while !lines.buffer.contains(&b'\n') && lines.start > 0 {
+            lines.read_block()?;
+        }
+        let complete = lines.buffer.iter().rposition(|b| *b == b'\n').map_or(0, |at| at + 1);
+        lines.buffer.truncate(complete);
+        Ok(lines)
+    }
+
+    /// Puts the block before `start` in front of the buffer.
+    fn read_block(&mut self) -> io::Result<()> {
+        let length = BLOCK.min(self.start);
+        self.start -= length;
+        let mut block = vec![0u8; length as usize];
+        self.file.seek(SeekFrom::Start(self.start))?;
+        self.file.read_exact(&mut block)?;
+        block.extend_from_slice(&self.buffer);
+        self.buffer = block;
+        Ok(())
+    }
+
+    fn next_line(&mut self) -> io::Result<Option<Vec<u8>>> {
+        loop {
+            let Some((_, body)) = self.buffer.split_last() else {
+                return Ok(None);
+            };
+            if let Some(at) = body.iter().rposition(|b| *b == b'\n') {
+                let line = body[at + 1..].to_vec();
+                self.buffer.truncate(at + 1);
+                return Ok(Some(line));
+            }
+            if self.start == 0 {
+                let line = body.to_vec();
+                self.buffer.clear();
+                return Ok(Some(line));
+            }
+            self.read_block()?;
+        }
+    }
 }
 
 /// Why a record of a cleanup file must not be replayed, `None` when it may.
 /// `recorded` is what the previous Install's `install.json` lists. Pure.
-pub fn refusal(entry: &CleanupEntry, recorded: Option<&HashSet<String>>) -> Option<String> {
+pub fn refusal(entry: &CleanupEntry, recorded: Option<&Recorded>) -> Option<String> {
     let path = match entry {
         CleanupEntry::Path(path) | CleanupEntry::Context(path) => path,
     };
@@ -120,15 +274,19 @@ pub fn refusal(entry: &CleanupEntry, recorded: Option<&HashSet<String>>) -> Opti
 /// decides which records are replayed (see the module's documentation). No
 /// cleanup file (first Install of the group): nothing to do.
 pub fn run_cleanup(cleanup_file: &Path, instructions_file: &Path) -> Result<(), InstallError> {
-    let contents = match fs::read(cleanup_file) {
-        Ok(contents) => contents,
+    let read_error = |e| InstallError::io("read the cleanup file", cleanup_file)(e);
+    let mut lines = match fs::File::open(cleanup_file).and_then(ReverseLines::new) {
+        Ok(lines) => lines,
         Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
-        Err(e) => return Err(InstallError::io("read the cleanup file", cleanup_file)(e)),
+        Err(e) => return Err(read_error(e)),
     };
-    let recorded = fs::read(instructions_file)
+    let recorded = fs::File::open(instructions_file)
         .ok()
-        .and_then(|json| recorded_paths(&json));
-    for entry in parse_cleanup(&contents).into_iter().rev() {
+        .and_then(|json| recorded_paths(BufReader::with_capacity(64 * 1024, json)));
+    while let Some(line) = lines.next_line().map_err(read_error)? {
+        let Some(entry) = parse_line(&line) else {
+            continue;
+        };
         if let Some(reason) = refusal(&entry, recorded.as_ref()) {
             let (CleanupEntry::Path(path) | CleanupEntry::Context(path)) = &entry;
             tracing::warn!(
@@ -298,7 +456,7 @@ mod tests {
             {"type":"copy","source":"/r/a","destination":"/srv/app/a"},
             {"type":"copy","source":"/r/x\n/etc/shadow","destination":"/srv/app/x\n/etc/shadow"},
             {"type":"chmod","mode":"644","file":"/etc/passwd"}]}"#;
-        let recorded = recorded_paths(install_json).unwrap();
+        let recorded = recorded_paths(&install_json[..]).unwrap();
         let verdicts: Vec<(String, Option<String>)> = parse_cleanup(
             b"/srv/app\n/srv/app/a\n/srv/app/x\n/etc/shadow\n/etc/passwd\nrelative\n/srv/app/../etc/hosts\n/srv/app/tab\there\nsemanage\0/srv/app/a\n",
         )
@@ -333,7 +491,9 @@ mod tests {
             refusal(&CleanupEntry::Path("/srv/app/a".into()), None).as_deref(),
             Some("the previous Install's install.json, which lists what it created, is missing or unreadable")
         );
-        assert_eq!(recorded_paths(b"not json"), None);
+        assert!(recorded_paths(&b"not json"[..]).is_none());
+        assert!(recorded_paths(&b"{\"instructions\":[]} trailing"[..]).is_none());
+        assert!(recorded_paths(&b"{\"other\":1}"[..]).is_none());
     }
 
     #[test]
@@ -374,5 +534,39 @@ mod tests {
                 .collect();
             assert_eq!(parsed, *expected, "{contents:?}");
         }
+    }
+
+    /// The replay reads the file backwards in blocks: it must see exactly
+    /// the records the forward parser sees, last first, also when lines
+    /// straddle the blocks.
+    #[test]
+    fn reading_from_the_end_gives_the_records_in_reverse() {
+        let mut long = Vec::new();
+        for n in 0..20_000 {
+            long.extend_from_slice(format!("/srv/app/{}/file-{n}\n", "d".repeat(n % 97)).as_bytes());
+        }
+        long.extend_from_slice(b"/srv/app/cut-sho");
+        let cases: Vec<&[u8]> = vec![
+            b"",
+            b"/a/b",
+            b"\n",
+            b"/a\n/a/b\n",
+            b"/a\n/a/b\n/a/c",
+            b"/a\nsemanage\0/a/b\n\n",
+            &long,
+        ];
+        let dir = tempfile::tempdir().unwrap();
+        for contents in cases {
+            let file = dir.path().join("g-cleanup");
+            fs::write(&file, contents).unwrap();
+            let mut lines = ReverseLines::new(fs::File::open(&file).unwrap()).unwrap();
+            let mut backwards = Vec::new();
+            while let Some(line) = lines.next_line().unwrap() {
+                backwards.extend(parse_line(&line));
+            }
+            backwards.reverse();
+            assert_eq!(backwards, parse_cleanup(contents), "{} bytes", contents.len());
+        }
+        assert!(BLOCK < long.len() as u64 / 4, "the long case spans several blocks");
     }
 }

@@ -114,16 +114,40 @@ fn step(instruction: &Instruction) -> Step<'_> {
     }
 }
 
-/// Writes the instructions file, replacing the previous Install's.
-pub fn write_instructions(plan: &InstallPlan, path: &Path) -> Result<(), InstallError> {
-    let error = InstallError::io("write the install instructions", path);
+/// Writes the instructions file, replacing the previous Install's, from the
+/// plan's steps as they are read; each step is first passed to `check`. A
+/// step `check` refuses, or one that cannot be read, leaves the previous
+/// file in place and is the error returned.
+pub fn write_instructions(
+    steps: impl Iterator<Item = Result<Instruction, InstallError>>,
+    check: impl Fn(&Instruction) -> Result<(), InstallError>,
+    path: &Path,
+) -> Result<(), InstallError> {
+    let mut refusal = None;
     // Synced: the next Install's cleanup trusts it to say what this one made.
-    crate::atomic_file::replace(path, None, Durability::Synced, |file| {
+    let written = crate::atomic_file::replace(path, None, Durability::Synced, |file| {
         let mut writer = BufWriter::new(file);
-        serde_json::to_writer(&mut writer, &document(plan))?;
+        writer.write_all(b"{\"instructions\":[")?;
+        for (at, instruction) in steps.enumerate() {
+            let instruction = match instruction.and_then(|i| check(&i).map(|()| i)) {
+                Ok(instruction) => instruction,
+                Err(error) => {
+                    refusal = Some(error);
+                    return Err(std::io::Error::other("the plan was refused"));
+                }
+            };
+            if at > 0 {
+                writer.write_all(b",")?;
+            }
+            serde_json::to_writer(&mut writer, &step(&instruction))?;
+        }
+        writer.write_all(b"]}")?;
         writer.flush()
-    })
-    .map_err(error)
+    });
+    match (written, refusal) {
+        (_, Some(refusal)) => Err(refusal),
+        (written, None) => written.map_err(InstallError::io("write the install instructions", path)),
+    }
 }
 
 #[cfg(test)]

@@ -12,13 +12,16 @@ mod instructions;
 mod plan;
 mod revision_tree;
 mod sparse_copy;
+mod spool;
 
+use std::cell::Cell;
 use std::path::Path;
 
 pub use cleanup::{parse_cleanup, recorded_paths, refusal, run_cleanup, CleanupEntry};
 pub use error::InstallError;
 pub use instructions::instructions_json;
 pub use plan::{plan, Existing, InstallPlan, Instruction, RevisionTree, SourceKind};
+use spool::Spool;
 pub use revision_tree::{host_existing, FsRevision};
 
 use crate::appspec::{AppSpec, FileExistsBehavior};
@@ -61,26 +64,40 @@ pub fn install(request: &InstallRequest<'_>) -> Result<(), InstallError> {
     run_cleanup(request.cleanup_file, request.instructions_file)?;
     let cleaned = started.elapsed();
     let revision = FsRevision::new(request.archive_dir)?.stopped_by(request.stop);
-    let plan = plan::plan(
+    let group_folder = request
+        .instructions_file
+        .parent()
+        .unwrap_or_else(|| Path::new("/"));
+    let mut spool = Spool::new(group_folder, &request.appspec.permissions)?;
+    plan::plan_into(
         request.appspec,
         &revision,
         &host_existing,
         request.file_exists_behavior,
+        &mut spool,
     )?;
     let planned = started.elapsed();
-    // Checked before anything is written: a refused plan changes nothing.
-    check_policy(&plan, &request.policy)?;
-    instructions::write_instructions(&plan, request.instructions_file)?;
+    // Checked as install.json is written, before anything is installed: a
+    // refused plan changes nothing.
+    let steps = Cell::new(0usize);
+    instructions::write_instructions(
+        spool.steps()?,
+        |step| {
+            steps.set(steps.get() + 1);
+            check_step(step, &request.policy)
+        },
+        request.instructions_file,
+    )?;
     let written = started.elapsed();
     let mut cleanup = cleanup::CleanupLog::create(request.cleanup_file)?;
     apply::apply(
-        &plan,
+        spool.steps()?,
         &mut cleanup,
         request.policy.link_targets,
         request.stop,
     )?;
     tracing::info!(
-        steps = plan.instructions.len(),
+        steps = steps.get(),
         "previous revision removed in {:.3} s, planned in {:.3} s, install.json in {:.3} s, applied in {:.3} s",
         cleaned.as_secs_f64(),
         (planned - cleaned).as_secs_f64(),
@@ -92,7 +109,14 @@ pub fn install(request: &InstallRequest<'_>) -> Result<(), InstallError> {
 
 /// The plan's permission steps against the operator's hardening keys. Pure.
 pub fn check_policy(plan: &InstallPlan, policy: &InstallPolicy) -> Result<(), InstallError> {
-    for instruction in &plan.instructions {
+    plan.instructions
+        .iter()
+        .try_for_each(|step| check_step(step, policy))
+}
+
+/// One step against the operator's hardening keys. Pure.
+fn check_step(instruction: &Instruction, policy: &InstallPolicy) -> Result<(), InstallError> {
+    {
         match instruction {
             Instruction::Chmod { file, mode }
                 if policy.setid_modes == SetIdBits::Refuse && mode.bits() & 0o6000 != 0 =>

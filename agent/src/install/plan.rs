@@ -3,15 +3,24 @@
 //! (mkdir, copy, then chmod / setfacl / semanage / chown). Pure: both views are
 //! passed in, so the rules of LIFECYCLE.md "Install" (file_exists_behavior,
 //! conflicts, permissions matching) are tested without touching the disk.
+//!
+//! The steps go to a [`StepSink`] as they are found, and the planner keeps
+//! nothing per file: a revision of a million files is planned in the memory
+//! of its widest folder's names. Conflicts between destinations need no
+//! index either, with one exception: a walk yields every destination once,
+//! so two steps can only meet when two `files` entries install into the same
+//! tree, and only the copies and folders of such entries are remembered.
+//! Permissions are matched against the copies and folders read back from the
+//! sink, one pass per `permissions` entry.
 
-use std::collections::hash_map::{Entry, RandomState};
 use std::collections::{HashMap, HashSet};
 use std::ffi::OsString;
-use std::hash::BuildHasher;
 use std::path::{Path, PathBuf};
 
 use super::error::InstallError;
-use crate::appspec::{AclEntry, AppSpec, FileExistsBehavior, Mode, Permission, SeLinuxContext};
+use crate::appspec::{
+    AclEntry, AppSpec, FileExistsBehavior, FileMapping, Mode, Permission, SeLinuxContext,
+};
 
 /// What a revision-relative path is, as far as the planner cares.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -89,29 +98,132 @@ pub enum Instruction {
     },
 }
 
-/// The ordered instructions of one Install.
+/// The ordered instructions of one Install, held in memory: what `validate`
+/// shows and what the tables test. Install itself plans into a
+/// [`Spool`](super::spool::Spool) on disk.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct InstallPlan {
     pub instructions: Vec<Instruction>,
 }
 
-/// Plans the copies of `appspec.files` and the permissions that apply to them.
+/// Where the planner puts its steps, in plan order, and where it reads back
+/// the copies and folders it placed while it adds permission steps.
+pub trait StepSink {
+    fn push(&mut self, step: Instruction) -> Result<(), InstallError>;
+
+    /// The steps `permission` (the `index`th of the appspec's) gives `file`.
+    fn push_permission(
+        &mut self,
+        file: &Path,
+        index: usize,
+        permission: &Permission,
+    ) -> Result<(), InstallError> {
+        let _ = index;
+        permission_steps(file, permission)
+            .into_iter()
+            .try_for_each(|step| self.push(step))
+    }
+
+    /// Every copy and folder is pushed: what [`StepSink::next_placed`] reads ends here.
+    fn end_placing(&mut self) -> Result<(), InstallError> {
+        Ok(())
+    }
+
+    /// The next Copy or Mkdir step of the plan; `read` counts the steps
+    /// read so far and starts at 0 for each pass.
+    fn next_placed(&mut self, read: &mut usize) -> Result<Option<Instruction>, InstallError>;
+}
+
+impl StepSink for InstallPlan {
+    fn push(&mut self, step: Instruction) -> Result<(), InstallError> {
+        self.instructions.push(step);
+        Ok(())
+    }
+
+    fn next_placed(&mut self, read: &mut usize) -> Result<Option<Instruction>, InstallError> {
+        while let Some(step) = self.instructions.get(*read) {
+            *read += 1;
+            if matches!(step, Instruction::Copy { .. } | Instruction::Mkdir { .. }) {
+                return Ok(Some(step.clone()));
+            }
+        }
+        Ok(None)
+    }
+}
+
+/// The steps of one permission on one path: mode, acls, context, then owner
+/// and group (chown last: it may clear setuid).
+pub fn permission_steps(file: &Path, permission: &Permission) -> Vec<Instruction> {
+    let mut steps = Vec::new();
+    if let Some(mode) = permission.mode {
+        steps.push(Instruction::Chmod {
+            file: file.to_path_buf(),
+            mode,
+        });
+    }
+    if !permission.acls.is_empty() {
+        steps.push(Instruction::SetAcl {
+            file: file.to_path_buf(),
+            acl: permission.acls.clone(),
+        });
+    }
+    if let Some(context) = &permission.context {
+        steps.push(Instruction::SetContext {
+            file: file.to_path_buf(),
+            context: Box::new(context.clone()),
+        });
+    }
+    if permission.owner.is_some() || permission.group.is_some() {
+        steps.push(Instruction::Chown {
+            file: file.to_path_buf(),
+            owner: permission.owner.clone(),
+            group: permission.group.clone(),
+        });
+    }
+    steps
+}
+
+/// Plans the copies of `appspec.files` and the permissions that apply to
+/// them, in memory.
 pub fn plan(
     appspec: &AppSpec,
     revision: &dyn RevisionTree,
     host: &dyn Fn(&Path) -> Existing,
     behavior: FileExistsBehavior,
 ) -> Result<InstallPlan, InstallError> {
+    let mut plan = InstallPlan::default();
+    plan_into(appspec, revision, host, behavior, &mut plan)?;
+    Ok(plan)
+}
+
+/// Plans the copies of `appspec.files` and the permissions that apply to
+/// them into `sink`. A conflict (DISALLOW and a file on the host, two sources
+/// for one destination...) fails here, before anything is installed.
+pub fn plan_into(
+    appspec: &AppSpec,
+    revision: &dyn RevisionTree,
+    host: &dyn Fn(&Path) -> Existing,
+    behavior: FileExistsBehavior,
+    sink: &mut dyn StepSink,
+) -> Result<(), InstallError> {
+    let roots: Vec<Option<PathBuf>> = appspec
+        .files
+        .iter()
+        .map(|mapping| destination_root(mapping, revision))
+        .collect();
     let mut planner = Planner {
         revision,
         host,
         behavior,
-        plan: InstallPlan::default(),
-        copies: CopyIndex::default(),
+        sink,
+        permissions: &appspec.permissions,
+        remember: false,
+        copies: HashMap::new(),
         directories: HashSet::new(),
-        permission_targets: HashSet::new(),
+        applied: Vec::new(),
     };
-    for mapping in &appspec.files {
+    for (at, mapping) in appspec.files.iter().enumerate() {
+        planner.remember = shares_a_tree(&roots, at);
         let relative = mapping.source.relative();
         match revision.kind(relative) {
             Some(SourceKind::Directory) => {
@@ -144,61 +256,66 @@ pub fn plan(
             }
         }
     }
-    for permission in &appspec.permissions {
-        planner.apply_permission(permission)?;
+    planner.sink.end_placing()?;
+    for (index, permission) in appspec.permissions.iter().enumerate() {
+        planner.apply_permission(index, permission)?;
     }
-    Ok(planner.plan)
+    Ok(())
+}
+
+/// The host path below which a `files` entry installs everything: its
+/// destination for a folder, the file's path for anything else. `None` when
+/// the source is missing (planning it fails anyway).
+fn destination_root(mapping: &FileMapping, revision: &dyn RevisionTree) -> Option<PathBuf> {
+    let relative = mapping.source.relative();
+    match revision.kind(relative)? {
+        SourceKind::Directory
+        | SourceKind::DirectoryLink {
+            inside: Some(_), ..
+        } => Some(mapping.destination.clone()),
+        _ => Some(mapping.destination.join(relative.file_name()?)),
+    }
+}
+
+/// Whether the `at`th entry installs into a tree another entry installs
+/// into too (one root at or below the other). Pure.
+fn shares_a_tree(roots: &[Option<PathBuf>], at: usize) -> bool {
+    let Some(mine) = &roots[at] else {
+        return false;
+    };
+    roots.iter().enumerate().any(|(other, root)| {
+        other != at
+            && root
+                .as_ref()
+                .is_some_and(|root| root.starts_with(mine) || mine.starts_with(root))
+    })
 }
 
 struct Planner<'a> {
     revision: &'a dyn RevisionTree,
     host: &'a dyn Fn(&Path) -> Existing,
     behavior: FileExistsBehavior,
-    plan: InstallPlan,
-    copies: CopyIndex,
+    sink: &'a mut dyn StepSink,
+    permissions: &'a [Permission],
+    /// Whether the entry being planned shares a tree with another: only
+    /// then are its copies and folders remembered.
+    remember: bool,
+    /// Remembered copies: destination to source.
+    copies: HashMap<PathBuf, PathBuf>,
+    /// Remembered folders this plan makes, and every missing ancestor of a
+    /// destination (a few per entry).
     directories: HashSet<PathBuf>,
-    permission_targets: HashSet<PathBuf>,
+    /// The permissions planned so far, to catch a path two of them reach.
+    applied: Vec<Applied>,
 }
 
-/// Where each planned copy's destination is in `plan.instructions`, by a
-/// hash of the path: the plan's own instructions hold the paths, so a
-/// revision of many files costs a few bytes per file here, not a second copy
-/// of every destination. Two destinations with the same 64-bit hash (never
-/// seen in practice, but possible) are told apart by the paths themselves.
-#[derive(Default)]
-struct CopyIndex<S = RandomState> {
-    hasher: S,
-    by_hash: HashMap<u64, usize>,
-    colliding: HashMap<PathBuf, usize>,
-}
-
-impl<S: BuildHasher> CopyIndex<S> {
-    fn get(&self, instructions: &[Instruction], destination: &Path) -> Option<usize> {
-        let hash = self.hasher.hash_one(destination);
-        match self.by_hash.get(&hash) {
-            Some(&index) if copy_destination(instructions, index) == Some(destination) => {
-                Some(index)
-            }
-            Some(_) => self.colliding.get(destination).copied(),
-            None => None,
-        }
-    }
-
-    /// Records the copy at `index`; `destination` must not be recorded yet.
-    fn insert(&mut self, instructions: &[Instruction], destination: &Path, index: usize) {
-        match self.by_hash.entry(self.hasher.hash_one(destination)) {
-            Entry::Vacant(slot) => {
-                slot.insert(index);
-            }
-            Entry::Occupied(slot) => {
-                debug_assert_ne!(
-                    copy_destination(instructions, *slot.get()),
-                    Some(destination)
-                );
-                self.colliding.insert(destination.to_path_buf(), index);
-            }
-        }
-    }
+/// What a planned `permissions` entry gave its steps to.
+enum Applied {
+    /// The file it names, and nothing else.
+    File(PathBuf),
+    /// The copies and folders of this plan below its object that it
+    /// matches (the entry at this index of the appspec).
+    Below(usize),
 }
 
 /// A folder of the revision being copied: where it goes, and its children
@@ -207,13 +324,6 @@ struct OpenFolder {
     source: PathBuf,
     destination: PathBuf,
     children: std::vec::IntoIter<OsString>,
-}
-
-fn copy_destination(instructions: &[Instruction], index: usize) -> Option<&Path> {
-    match instructions.get(index) {
-        Some(Instruction::Copy { destination, .. }) => Some(destination),
-        _ => None,
-    }
 }
 
 impl Planner<'_> {
@@ -230,7 +340,7 @@ impl Planner<'_> {
             parent = dir.parent();
         }
         for dir in missing.into_iter().rev() {
-            self.mkdir(dir)?;
+            self.mkdir(dir, true)?;
         }
         Ok(())
     }
@@ -275,7 +385,7 @@ impl Planner<'_> {
     ) -> Result<(), InstallError> {
         match (self.host)(&destination) {
             Existing::Directory => {}
-            Existing::Missing => self.mkdir(destination.clone())?,
+            Existing::Missing => self.mkdir(destination.clone(), self.remember)?,
             Existing::Other => {
                 return Err(InstallError::DirectoryOverExistingFile {
                     directory: destination,
@@ -347,10 +457,10 @@ impl Planner<'_> {
             (Existing::Other, FileExistsBehavior::Overwrite) => {}
         }
         let source = self.revision.absolute(source);
-        if let Some(first) = self.copy_source(destination) {
+        if let Some(first) = self.copies.get(destination) {
             return Err(InstallError::TwoSources {
                 destination: destination.to_path_buf(),
-                first,
+                first: first.clone(),
                 second: source,
             });
         }
@@ -360,48 +470,53 @@ impl Planner<'_> {
                 destination: destination.to_path_buf(),
             });
         }
-        self.copies.insert(
-            &self.plan.instructions,
-            destination,
-            self.plan.instructions.len(),
-        );
-        self.plan.instructions.push(Instruction::Copy {
+        if self.remember {
+            self.copies
+                .insert(destination.to_path_buf(), source.clone());
+        }
+        self.sink.push(Instruction::Copy {
             source,
             destination: destination.to_path_buf(),
-        });
-        Ok(())
+        })
     }
 
-    /// The source this plan copies to `destination`, if any.
-    fn copy_source(&self, destination: &Path) -> Option<PathBuf> {
-        let index = self.copies.get(&self.plan.instructions, destination)?;
-        match self.plan.instructions.get(index) {
-            Some(Instruction::Copy { source, .. }) => Some(source.clone()),
-            _ => None,
-        }
-    }
-
-    fn mkdir(&mut self, directory: PathBuf) -> Result<(), InstallError> {
-        if let Some(source) = self.copy_source(&directory) {
+    /// Plans a folder unless this plan makes it already; `remember` keeps it
+    /// for the checks of later entries.
+    fn mkdir(&mut self, directory: PathBuf, remember: bool) -> Result<(), InstallError> {
+        if let Some(source) = self.copies.get(&directory) {
             return Err(InstallError::DirectoryOverPlannedFile {
-                source_path: source,
+                source_path: source.clone(),
                 directory,
             });
         }
-        if self.directories.insert(directory.clone()) {
-            self.plan
-                .instructions
-                .push(Instruction::Mkdir { directory });
+        if self.directories.contains(&directory) {
+            return Ok(());
         }
-        Ok(())
+        if remember {
+            self.directories.insert(directory.clone());
+        }
+        self.sink.push(Instruction::Mkdir { directory })
     }
 
     /// A permission reaches the object itself when it is a file this plan
     /// copies, or what this plan installs below it when it is a directory
     /// (made now or already there). Pre-existing content is never touched.
-    fn apply_permission(&mut self, permission: &Permission) -> Result<(), InstallError> {
+    fn apply_permission(
+        &mut self,
+        index: usize,
+        permission: &Permission,
+    ) -> Result<(), InstallError> {
         let object = &permission.object;
-        if self.copies.get(&self.plan.instructions, object).is_some() {
+        let (mut copied, mut made) = (false, false);
+        let mut read = 0;
+        while let Some(step) = self.sink.next_placed(&mut read)? {
+            match step {
+                Instruction::Copy { destination, .. } if destination == *object => copied = true,
+                Instruction::Mkdir { directory } if directory == *object => made = true,
+                _ => {}
+            }
+        }
+        if copied {
             if !permission.kinds.files {
                 return Ok(());
             }
@@ -421,82 +536,78 @@ impl Planner<'_> {
                     file: object.clone(),
                 });
             }
-            return self.set_permissions(object.clone(), permission);
+            self.set_permissions(object, index, permission, true)?;
+            self.applied.push(Applied::File(object.clone()));
+            return Ok(());
         }
-        if !self.directories.contains(object) && (self.host)(object) != Existing::Directory {
+        if !made && (self.host)(object) != Existing::Directory {
             return Ok(());
         }
         // Files in the order they are copied, then directories in the order
-        // they are made.
-        let mut matches = Vec::new();
-        if permission.kinds.files {
-            for file in self.plan.instructions.iter().filter_map(|step| match step {
-                Instruction::Copy { destination, .. } => Some(destination),
-                _ => None,
+        // they are made: one pass each.
+        for files in [true, false] {
+            if !(if files {
+                permission.kinds.files
+            } else {
+                permission.kinds.directories
             }) {
-                if permission.reaches_below(file) {
-                    if permission.has_default_acl() {
-                        return Err(InstallError::DefaultAclOnFile { file: file.clone() });
-                    }
-                    matches.push(file.clone());
+                continue;
+            }
+            let mut read = 0;
+            while let Some(step) = self.sink.next_placed(&mut read)? {
+                let path = match step {
+                    Instruction::Copy { destination, .. } if files => destination,
+                    Instruction::Mkdir { directory } if !files => directory,
+                    _ => continue,
+                };
+                if !permission.reaches_below(&path) {
+                    continue;
                 }
+                if files && permission.has_default_acl() {
+                    return Err(InstallError::DefaultAclOnFile { file: path });
+                }
+                self.set_permissions(&path, index, permission, files)?;
             }
         }
-        if permission.kinds.directories {
-            matches.extend(
-                self.plan
-                    .instructions
-                    .iter()
-                    .filter_map(|step| match step {
-                        Instruction::Mkdir { directory } => Some(directory),
-                        _ => None,
-                    })
-                    .filter(|d| permission.reaches_below(d))
-                    .cloned(),
-            );
-        }
-        for path in matches {
-            self.set_permissions(path, permission)?;
-        }
+        self.applied.push(Applied::Below(index));
         Ok(())
     }
 
-    /// Mode, acls, context, then owner/group (chown last: it may clear setuid).
+    /// The steps of `permission` on `file`, unless an earlier permission
+    /// gave it steps already.
     fn set_permissions(
         &mut self,
-        file: PathBuf,
+        file: &Path,
+        index: usize,
         permission: &Permission,
+        is_file: bool,
     ) -> Result<(), InstallError> {
-        if !self.permission_targets.insert(file.clone()) {
-            return Err(InstallError::PermissionsTwice { path: file });
-        }
-        let steps = &mut self.plan.instructions;
-        if let Some(mode) = permission.mode {
-            steps.push(Instruction::Chmod {
-                file: file.clone(),
-                mode,
+        if self
+            .applied
+            .iter()
+            .any(|applied| self.gave_steps(applied, file, is_file))
+        {
+            return Err(InstallError::PermissionsTwice {
+                path: file.to_path_buf(),
             });
         }
-        if !permission.acls.is_empty() {
-            steps.push(Instruction::SetAcl {
-                file: file.clone(),
-                acl: permission.acls.clone(),
-            });
+        self.sink.push_permission(file, index, permission)
+    }
+
+    /// Whether an earlier permission gave `path` its steps.
+    fn gave_steps(&self, applied: &Applied, path: &Path, is_file: bool) -> bool {
+        match applied {
+            Applied::File(file) => file == path,
+            Applied::Below(index) => {
+                let earlier = &self.permissions[*index];
+                let kind = if is_file {
+                    earlier.kinds.files
+                } else {
+                    earlier.kinds.directories
+                };
+                kind && earlier.reaches_below(path)
+            }
         }
-        if let Some(context) = &permission.context {
-            steps.push(Instruction::SetContext {
-                file: file.clone(),
-                context: Box::new(context.clone()),
-            });
-        }
-        if permission.owner.is_some() || permission.group.is_some() {
-            steps.push(Instruction::Chown {
-                file,
-                owner: permission.owner.clone(),
-                group: permission.group.clone(),
-            });
-        }
-        Ok(())
     }
 }
 

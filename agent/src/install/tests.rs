@@ -537,7 +537,7 @@ fn a_directory_made_by_another_group_after_planning_is_used_not_recorded() {
     let log = host.path("instructions/g-1-cleanup");
     let mut cleanup = cleanup::CleanupLog::create(&log).unwrap();
     apply::apply(
-        &plan,
+        plan.instructions.iter().cloned().map(Ok),
         &mut cleanup,
         crate::config::PermissionLinks::Skip,
         &crate::shutdown::never(),
@@ -551,7 +551,7 @@ fn a_directory_made_by_another_group_after_planning_is_used_not_recorded() {
     fs::write(&own, "not a directory").unwrap();
     let mut cleanup = cleanup::CleanupLog::create(&log).unwrap();
     let err = apply::apply(
-        &plan,
+        plan.instructions.iter().cloned().map(Ok),
         &mut cleanup,
         crate::config::PermissionLinks::Skip,
         &crate::shutdown::never(),

@@ -395,48 +395,24 @@ fn invalid_permissions_fail_the_plan() {
     }
 }
 
-/// Every destination hashes alike: the index still tells them apart.
-#[derive(Default)]
-struct OneHash;
-
-impl std::hash::BuildHasher for OneHash {
-    type Hasher = OneHasher;
-    fn build_hasher(&self) -> OneHasher {
-        OneHasher
-    }
-}
-
-struct OneHasher;
-
-impl std::hash::Hasher for OneHasher {
-    fn finish(&self) -> u64 {
-        7
-    }
-    fn write(&mut self, _: &[u8]) {}
-}
-
 #[test]
-fn the_copy_index_tells_apart_destinations_whose_hashes_collide() {
-    let copy = |to: &str| Instruction::Copy {
-        source: PathBuf::from(format!("/rev{to}")),
-        destination: PathBuf::from(to),
+fn only_entries_that_install_into_one_tree_share_it() {
+    let roots = |paths: &[Option<&str>]| -> Vec<Option<PathBuf>> {
+        paths.iter().map(|p| p.map(PathBuf::from)).collect()
     };
-    let instructions = vec![
-        copy("/srv/a"),
-        Instruction::Mkdir {
-            directory: PathBuf::from("/srv/d"),
-        },
-        copy("/srv/b"),
-        copy("/srv/c"),
+    let cases: &[(&[Option<&str>], &[bool])] = &[
+        (&[Some("/srv/app")], &[false]),
+        (&[Some("/srv/app"), Some("/srv/web")], &[false, false]),
+        (&[Some("/srv/app"), Some("/srv/app/conf")], &[true, true]),
+        (&[Some("/srv/app/conf/a.conf"), Some("/srv")], &[true, true]),
+        (&[Some("/srv/app"), Some("/srv/app")], &[true, true]),
+        (&[Some("/srv/app"), Some("/srv/application")], &[false, false]),
+        (&[Some("/srv/app"), None, Some("/opt/x")], &[false, false, false]),
+        (&[Some("/a"), Some("/b"), Some("/a/c")], &[true, false, true]),
     ];
-    let mut index = CopyIndex::<OneHash>::default();
-    for (at, to) in [(0, "/srv/a"), (2, "/srv/b"), (3, "/srv/c")] {
-        assert_eq!(index.get(&instructions, Path::new(to)), None, "{to}");
-        index.insert(&instructions, Path::new(to), at);
+    for (paths, expected) in cases {
+        let roots = roots(paths);
+        let shared: Vec<bool> = (0..roots.len()).map(|at| shares_a_tree(&roots, at)).collect();
+        assert_eq!(&shared, expected, "{paths:?}");
     }
-    for (at, to) in [(0, "/srv/a"), (2, "/srv/b"), (3, "/srv/c")] {
-        assert_eq!(index.get(&instructions, Path::new(to)), Some(at), "{to}");
-    }
-    assert_eq!(index.get(&instructions, Path::new("/srv/d")), None);
-    assert_eq!(index.get(&instructions, Path::new("/srv/e")), None);
 }
