@@ -18,14 +18,13 @@ use std::path::PathBuf;
 pub const DEFAULT_MAX_EXTRACTION_SIZE: u64 = 16 * 1024 * 1024 * 1024;
 
 /// The default cap on the entries (files, directories, links) of one bundle.
-/// A million empty files compress to a tgz of a few MB, and every file
-/// costs the install plan about 500 bytes (its source and destination paths
-/// and its step), so the count, not the size, is what must be bounded:
-/// 200,000 files took the agent to 109 MiB at the peak of Install
-/// (`bench --only many-files`, BENCHMARKS.md), a million would take about
-/// 500 MiB. Real revisions rarely reach 100,000 files, node_modules-heavy
-/// ones included; an operator raises `:archive_max_entries:` for a bigger one.
-pub const DEFAULT_MAX_ENTRIES: u64 = 200_000;
+/// A million empty files compress to a tgz of a few MB, so the count, not
+/// only the size, is bounded: it caps the time and the inodes a bundle can
+/// cost. Memory no longer grows with it (Install plans into a file on disk,
+/// `bench --only many-files` in BENCHMARKS.md), so the default lets the
+/// largest node_modules-heavy or monorepo revisions through; an operator
+/// raises `:archive_max_entries:` for a bigger one.
+pub const DEFAULT_MAX_ENTRIES: u64 = 1_000_000;
 
 /// scripts.log is rotated when it would grow past this (`:scripts_log_max_size_mb:`).
 pub const DEFAULT_SCRIPTS_LOG_MAX_SIZE: u64 = 64 * 1024 * 1024;

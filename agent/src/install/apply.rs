@@ -359,7 +359,6 @@ fn place(
                 std::os::unix::fs::lchown(&partial, Some(uid), Some(gid))?;
             }
         } else {
-            let mut input = fs::File::open(source)?;
             // create_new: O_EXCL, which also refuses to follow a link planted
             // at the partial file's name since it was cleared.
             let mut output = create_partial(destination, || {
@@ -369,13 +368,18 @@ fn place(
                     .mode(0o600)
                     .open(&partial)
             })?;
-            if sparse_copy::has_holes(meta) {
-                sparse_copy::copy_with_holes(&mut input, &mut output, meta.len())?;
-            } else {
-                // File to File: std uses copy_file_range (the kernel copies,
-                // no user buffer), falling back to read/write where the file
-                // system cannot.
-                io::copy(&mut input, &mut output)?;
+            // An empty file (a package's __init__.py, a .gitkeep) has nothing
+            // to copy: its source is not even opened.
+            if meta.len() > 0 {
+                let mut input = fs::File::open(source)?;
+                if sparse_copy::has_holes(meta) {
+                    sparse_copy::copy_with_holes(&mut input, &mut output, meta.len())?;
+                } else {
+                    // File to File: std uses copy_file_range (the kernel
+                    // copies, no user buffer), falling back to read/write
+                    // where the file system cannot.
+                    io::copy(&mut input, &mut output)?;
+                }
             }
             // Owner before mode: chown clears setuid and setgid.
             if let Some((uid, gid)) = owner {

@@ -50,7 +50,10 @@ pub fn parse_cleanup(contents: &[u8]) -> Vec<CleanupEntry> {
         Some(last_newline) => &contents[..last_newline],
         None => return Vec::new(),
     };
-    complete.split(|b| *b == b'\n').filter_map(parse_line).collect()
+    complete
+        .split(|b| *b == b'\n')
+        .filter_map(parse_line)
+        .collect()
 }
 
 /// One line of a cleanup file, without its newline; `None` for an empty one.
@@ -77,9 +80,7 @@ pub struct Recorded {
 
 impl Recorded {
     pub fn contains(&self, path: &str) -> bool {
-        self.hashes
-            .binary_search(&self.key.hash_one(path))
-            .is_ok()
+        self.hashes.binary_search(&self.key.hash_one(path)).is_ok()
     }
 }
 
@@ -204,7 +205,11 @@ impl ReverseLines {
         while !lines.buffer.contains(&b'\n') && lines.start > 0 {
             lines.read_block()?;
         }
-        let complete = lines.buffer.iter().rposition(|b| *b == b'\n').map_or(0, |at| at + 1);
+        let complete = lines
+            .buffer
+            .iter()
+            .rposition(|b| *b == b'\n')
+            .map_or(0, |at| at + 1);
         lines.buffer.truncate(complete);
         Ok(lines)
     }
@@ -543,7 +548,9 @@ mod tests {
     fn reading_from_the_end_gives_the_records_in_reverse() {
         let mut long = Vec::new();
         for n in 0..20_000 {
-            long.extend_from_slice(format!("/srv/app/{}/file-{n}\n", "d".repeat(n % 97)).as_bytes());
+            long.extend_from_slice(
+                format!("/srv/app/{}/file-{n}\n", "d".repeat(n % 97)).as_bytes(),
+            );
         }
         long.extend_from_slice(b"/srv/app/cut-sho");
         let cases: Vec<&[u8]> = vec![
@@ -565,8 +572,16 @@ mod tests {
                 backwards.extend(parse_line(&line));
             }
             backwards.reverse();
-            assert_eq!(backwards, parse_cleanup(contents), "{} bytes", contents.len());
+            assert_eq!(
+                backwards,
+                parse_cleanup(contents),
+                "{} bytes",
+                contents.len()
+            );
         }
-        assert!(BLOCK < long.len() as u64 / 4, "the long case spans several blocks");
+        assert!(
+            BLOCK < long.len() as u64 / 4,
+            "the long case spans several blocks"
+        );
     }
 }

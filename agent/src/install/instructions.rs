@@ -146,7 +146,9 @@ pub fn write_instructions(
     });
     match (written, refusal) {
         (_, Some(refusal)) => Err(refusal),
-        (written, None) => written.map_err(InstallError::io("write the install instructions", path)),
+        (written, None) => {
+            written.map_err(InstallError::io("write the install instructions", path))
+        }
     }
 }
 

@@ -21,8 +21,8 @@ pub use cleanup::{parse_cleanup, recorded_paths, refusal, run_cleanup, CleanupEn
 pub use error::InstallError;
 pub use instructions::instructions_json;
 pub use plan::{plan, Existing, InstallPlan, Instruction, RevisionTree, SourceKind};
-use spool::Spool;
 pub use revision_tree::{host_existing, FsRevision};
+use spool::Spool;
 
 use crate::appspec::{AppSpec, FileExistsBehavior};
 use crate::config::{

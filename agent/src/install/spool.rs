@@ -45,8 +45,10 @@ pub struct Spool {
 impl Spool {
     /// A new, empty spool in `folder`, for an appspec with these permissions.
     pub fn new(folder: &Path, permissions: &[Permission]) -> Result<Spool, InstallError> {
-        let file = tempfile::tempfile_in(folder)
-            .map_err(InstallError::io("create the install plan's file in", folder))?;
+        let file = tempfile::tempfile_in(folder).map_err(InstallError::io(
+            "create the install plan's file in",
+            folder,
+        ))?;
         Ok(Spool {
             writer: BufWriter::with_capacity(BUFFER, file),
             placed_end: 0,
@@ -180,15 +182,23 @@ impl Iterator for Steps {
         }
         let record = match read_record(&mut self.reader) {
             Ok(record) => record?,
-            Err(e) => return Some(Err(InstallError::io("read the install plan's file in", &self.folder)(e))),
+            Err(e) => {
+                return Some(Err(InstallError::io(
+                    "read the install plan's file in",
+                    &self.folder,
+                )(e)))
+            }
         };
         match record {
             Record::Placed(step) => Some(Ok(step)),
             Record::Permission { file, index } => {
                 let Some(permission) = self.permissions.get(index) else {
-                    return Some(Err(InstallError::io("read the install plan's file in", &self.folder)(
-                        io::Error::other(format!("a permission entry {index} the appspec does not have")),
-                    )));
+                    return Some(Err(InstallError::io(
+                        "read the install plan's file in",
+                        &self.folder,
+                    )(io::Error::other(format!(
+                        "a permission entry {index} the appspec does not have"
+                    )))));
                 };
                 self.expanded = permission_steps(&file, permission);
                 self.expanded.reverse();

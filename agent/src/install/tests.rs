@@ -656,3 +656,98 @@ fn the_first_failing_copy_in_plan_order_is_the_one_reported() {
         .cleanup_lines()
         .contains(&"dest/app/d2/f090".to_string()));
 }
+
+/// Install plans into a file on disk and keeps nothing per file in memory:
+/// a conflict met at the last of thousands of files must still fail before
+/// anything is installed, name that file, and leave the previous
+/// install.json as it was and no plan file behind.
+#[test]
+fn a_conflict_at_the_last_of_many_files_fails_before_anything_is_installed() {
+    let host = Host::new();
+    for n in 0..3000 {
+        host.write(&format!("rev1/d{:02}/f{n:04}", n % 30), "new", 0o644);
+    }
+    fs::write(
+        host.path("instructions/g-1-install.json"),
+        "{\"instructions\":[]}",
+    )
+    .unwrap();
+    // The walk goes folder by folder in name order: d29/f2999 comes last.
+    host.write("dest/app/d29/f2999", "existing", 0o644);
+    let error = host
+        .install("rev1", WHOLE_REVISION, FileExistsBehavior::Disallow)
+        .unwrap_err()
+        .to_string();
+    assert!(
+        error.contains("d29/f2999") && error.contains("already exists"),
+        "{error}"
+    );
+    let mut installed: Vec<PathBuf> = Vec::new();
+    let mut folders = vec![host.path("dest")];
+    while let Some(folder) = folders.pop() {
+        for entry in fs::read_dir(folder).unwrap() {
+            let path = entry.unwrap().path();
+            if path.is_dir() {
+                folders.push(path);
+            } else {
+                installed.push(path);
+            }
+        }
+    }
+    assert_eq!(installed, [host.path("dest/app/d29/f2999")]);
+    assert_eq!(
+        fs::read_to_string(host.path("instructions/g-1-install.json")).unwrap(),
+        "{\"instructions\":[]}"
+    );
+    let mut left: Vec<String> = fs::read_dir(host.path("instructions"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    left.sort();
+    assert_eq!(left, ["g-1-install.json"]);
+}
+
+/// Two `files` entries into one tree are the case where the planner
+/// remembers destinations: both conflicts it catches there are caught
+/// whichever entry comes first, and disjoint entries install side by side.
+#[test]
+fn files_entries_that_share_a_tree_are_checked_against_each_other() {
+    let cases: &[(&str, Result<&[&str], &str>)] = &[
+        (
+            "  - source: conf\n    destination: DEST/app\n  - source: more\n    destination: DEST/app\n",
+            Err("copies two sources"),
+        ),
+        (
+            "  - source: conf\n    destination: DEST/app\n  - source: more\n    destination: DEST/web\n",
+            Ok(&["app/a.conf", "web/a.conf"]),
+        ),
+        (
+            "  - source: conf\n    destination: DEST/app\n  - source: other/b.conf\n    destination: DEST/app\n",
+            Ok(&["app/a.conf", "app/b.conf"]),
+        ),
+    ];
+    for (files, expected) in cases {
+        let host = Host::new();
+        host.write("rev1/conf/a.conf", "one", 0o644);
+        host.write("rev1/more/a.conf", "two", 0o644);
+        host.write("rev1/other/b.conf", "three", 0o644);
+        let appspec = format!("version: 0.0\nos: linux\nfiles:\n{files}");
+        let result = host.install("rev1", &appspec, FileExistsBehavior::Disallow);
+        match expected {
+            Ok(paths) => {
+                result.unwrap();
+                for path in *paths {
+                    assert!(
+                        host.path(&format!("dest/{path}")).is_file(),
+                        "{files}: {path}"
+                    );
+                }
+            }
+            Err(fragment) => {
+                let message = result.unwrap_err().to_string();
+                assert!(message.contains(fragment), "{files}: {message}");
+                assert!(!host.path("dest/app/a.conf").exists(), "{files}");
+            }
+        }
+    }
+}

@@ -412,7 +412,7 @@ mod tests {
             ),
             (
                 ":archive_max_entries: false",
-                "cannot turn the entry cap off; it stays at 200000 entries",
+                "cannot turn the entry cap off; it stays at 1000000 entries",
             ),
             (":enable_command_port: true", "no command port"),
             (":disable_powershell_profile_in_hooks: true", "Windows only"),

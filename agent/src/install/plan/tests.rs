@@ -406,13 +406,24 @@ fn only_entries_that_install_into_one_tree_share_it() {
         (&[Some("/srv/app"), Some("/srv/app/conf")], &[true, true]),
         (&[Some("/srv/app/conf/a.conf"), Some("/srv")], &[true, true]),
         (&[Some("/srv/app"), Some("/srv/app")], &[true, true]),
-        (&[Some("/srv/app"), Some("/srv/application")], &[false, false]),
-        (&[Some("/srv/app"), None, Some("/opt/x")], &[false, false, false]),
-        (&[Some("/a"), Some("/b"), Some("/a/c")], &[true, false, true]),
+        (
+            &[Some("/srv/app"), Some("/srv/application")],
+            &[false, false],
+        ),
+        (
+            &[Some("/srv/app"), None, Some("/opt/x")],
+            &[false, false, false],
+        ),
+        (
+            &[Some("/a"), Some("/b"), Some("/a/c")],
+            &[true, false, true],
+        ),
     ];
     for (paths, expected) in cases {
         let roots = roots(paths);
-        let shared: Vec<bool> = (0..roots.len()).map(|at| shares_a_tree(&roots, at)).collect();
+        let shared: Vec<bool> = (0..roots.len())
+            .map(|at| shares_a_tree(&roots, at))
+            .collect();
         assert_eq!(&shared, expected, "{paths:?}");
     }
 }

@@ -20,9 +20,11 @@
 //!   against `tar -xzf` + `cp -a` of the same bundle, peak RSS;
 //! - long-run: N consecutive deployments, RSS, open descriptors and revision
 //!   folders every 20;
-//! - many-files (only when asked): a bundle of a million empty files, which
-//!   the agent must refuse in bounded time and memory, and one of 200,000
-//!   (the default `:archive_max_entries:`), which it must deploy;
+//! - many-files (only when asked): revisions of 20,000, 200,000 and
+//!   1,000,000 entries of empty files (the last one at the default
+//!   `:archive_max_entries:`), deployed, with the time per file and peak RSS
+//!   of each, the 200,000 against `tar -xzf` + `cp -a`; and a bundle one
+//!   past the cap, which the agent must refuse in bounded time and memory;
 //! - chaos (`--chaos N` alone): N random SIGKILLs of the agent, each
 //!   followed by a restart and the invariants of `codedeploy_e2e::chaos`.
 
@@ -158,7 +160,7 @@ fn main() -> ExitCode {
             Phase::Footprint => footprint(&args, &mut figures),
             Phase::Large => large_revision(&args, &mut figures),
             Phase::LongRun => long_run(&args, &mut figures),
-            Phase::ManyFiles => many_files(&args, &mut figures),
+            Phase::ManyFiles => many::run(&args, &mut figures),
             Phase::Chaos => chaos(&args, &mut figures),
         };
         if let Err(e) = result {
@@ -218,7 +220,7 @@ fn poll_calls_between(calls: &[Call], from: SystemTime, to: SystemTime) -> (usiz
 }
 
 /// Seconds from the agent's spawn to the arrival of its first poll.
-fn startup_to_first_poll(bed: &BenchBed, spawned_at: SystemTime) -> Result<f64, String> {
+pub(crate) fn startup_to_first_poll(bed: &BenchBed, spawned_at: SystemTime) -> Result<f64, String> {
     if !bed.emulator.wait_until(Duration::from_secs(30), |e| {
         e.count(Operation::PollHostCommand) > 0
     }) {
@@ -834,131 +836,6 @@ fn long_run(args: &Args, figures: &mut Vec<Figure>) -> Result<(), String> {
             Verdict::at_most(max_folders as f64, MAX_REVISIONS as f64),
         ),
     );
-    Ok(())
-}
-
-/// Issue 8's "a million empty files": refused at `:archive_max_entries:`
-/// (default 200,000) during DownloadBundle, with the agent's peak RSS and
-/// what is left on disk; then 200,000 empty files, deployed, for scale.
-fn many_files(args: &Args, figures: &mut Vec<Figure>) -> Result<(), String> {
-    const HOSTILE: usize = 1_000_000;
-    // With its 1,000 folders and the appspec: exactly the default cap.
-    const AT_THE_CAP: usize = 198_999;
-    let cache = args.work_dir.join("many");
-    // As for the large revision, each deployment on a new file system when
-    // the machine allows it: deleting a million files leaves ext4 slow to
-    // allocate inodes for a while, and each run here deletes one.
-    // The 200,000 unpacked entries and as many installed files.
-    let steps = large::StepFs::new(&cache, Some(600_000));
-    let work = &steps.work;
-    for files in [HOSTILE, AT_THE_CAP] {
-        let destination = work.join(format!("install-{files}"));
-        let generating = Instant::now();
-        let bundle = many::ensure_bundle(&cache, files, &destination)?;
-        let bytes = std::fs::read(&bundle).map_err(|e| format!("{}: {e}", bundle.display()))?;
-        println!(
-            "many files: {} ({files} empty files, {:.1} MiB tgz) ready in {:.1} s",
-            bundle.display(),
-            bytes.len() as f64 / 1048576.0,
-            generating.elapsed().as_secs_f64()
-        );
-        // Declared before the bed, so dropped after the agent has stopped.
-        let _fs = steps.mount()?;
-        let mut bed = BenchBed::start(&args.work_dir, Duration::from_millis(500))?;
-        let location = bed.upload("bench-many", "many.tgz", bytes, BundleType::Tgz)?;
-        let mut config = bed.agent_config("agent-many", 1);
-        if steps.fresh {
-            config.root_dir = work.join("deployment-root");
-        }
-        let (pid, spawned_at) = bed.start_agent(&args.agent, &config)?;
-        startup_to_first_poll(&bed, spawned_at)?;
-        let _ = std::fs::remove_dir_all(&destination);
-        let deployment = Deployment::new("BenchMany", "BenchMany-Fleet", location);
-        bed.emulator.add_deployment(deployment.clone());
-        let outcome =
-            bed.wait_for_deployment_end(&deployment.deployment_id, Duration::from_secs(1800));
-        let peak = procfs::hwm_kib(pid);
-        let recorded = Recorded::of(&bed, &deployment)?;
-        let download = recorded.timeline("DownloadBundle")?;
-        if files == HOSTILE {
-            // The agent forgets the ongoing deployment just after its answer
-            // reached the emulator; what is left is judged after that.
-            let ongoing = config.root_dir.join("ongoing-deployment");
-            let waiting = Instant::now();
-            while !large::file_paths(&ongoing).is_empty()
-                && waiting.elapsed() < Duration::from_secs(10)
-            {
-                std::thread::sleep(Duration::from_millis(50));
-            }
-            // What may remain: the downloaded bundle.tar (the official layout
-            // keeps it) and the deployment's logs (scripts.log, the agent's
-            // record of its commands in logs/commands.jsonl, which `status`
-            // reads).
-            let left: Vec<PathBuf> = large::file_paths(&config.root_dir)
-                .into_iter()
-                .filter(|path| {
-                    let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("");
-                    let in_logs = path
-                        .parent()
-                        .and_then(|p| p.file_name())
-                        .is_some_and(|p| p == "logs");
-                    name != "bundle.tar" && !name.ends_with(".log") && !in_logs
-                })
-                .collect();
-            let message = recorded
-                .record
-                .command("DownloadBundle")
-                .and_then(|c| c.completions.last().cloned())
-                .and_then(|c| c.diagnostics.ok())
-                .map(|d| d.message)
-                .unwrap_or_default();
-            let refused = !outcome.is_succeeded() && message.contains("archive_max_entries");
-            let secs =
-                seconds_between(download.acknowledged, download.completed).unwrap_or(f64::NAN);
-            let clean = left.is_empty();
-            println!("many files: DownloadBundle said: {message}");
-            for path in left.iter().take(5) {
-                println!(
-                    "many files: left under the deployment root: {}",
-                    path.display()
-                );
-            }
-            figures.push(
-                Figure::new(
-                    format!("a million empty files ({files} in one tgz): DownloadBundle refused it"),
-                    format!(
-                        "{} after {secs:.1} s; peak RSS {:.2} MiB; {} file(s) left under the deployment root besides bundle.tar and logs",
-                        if refused { "refused" } else { "NOT refused" },
-                        mib(peak),
-                        left.len()
-                    ),
-                )
-                .target(
-                    "refused, peak RSS ≤ 48 MiB, nothing but bundle.tar and logs left (issue 8)",
-                    Verdict::holds(refused && mib(peak) <= 48.0 && clean),
-                ),
-            );
-        } else {
-            let install = recorded.timeline("Install")?;
-            let total =
-                seconds_between(download.acknowledged, install.completed).unwrap_or(f64::NAN);
-            let download_secs =
-                seconds_between(download.acknowledged, download.completed).unwrap_or(0.0);
-            let install_secs =
-                seconds_between(install.acknowledged, install.completed).unwrap_or(0.0);
-            let installed = large::count_files(&destination).0;
-            figures.push(Figure::new(
-                format!("{files} empty files in 1,000 folders, DownloadBundle acknowledged → Install completed"),
-                format!(
-                    "{} in {total:.1} s (DownloadBundle {download_secs:.1} s, Install {install_secs:.1} s); {installed} files installed; peak RSS {:.2} MiB",
-                    if outcome.is_succeeded() { "deployed" } else { "FAILED" },
-                    mib(peak)
-                ),
-            ));
-            let _ = std::fs::remove_dir_all(&destination);
-        }
-        bed.stop_agent();
-    }
     Ok(())
 }
 
