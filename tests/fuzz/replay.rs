@@ -2,6 +2,12 @@
 //! stable toolchain, as a regression test: an input that once crashed a
 //! target (saved under corpus/<target>/) must never crash it again.
 
+// Each target is its own binary under cargo-fuzz, so the targets that share
+// a helper (the scratch tree, the specification checks) each include it;
+// here, where all of them are one crate, the helper is compiled once per
+// target that includes it.
+#![allow(clippy::duplicate_mod)]
+
 use std::path::{Path, PathBuf};
 
 #[path = "targets/agent_config.rs"]

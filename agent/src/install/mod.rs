@@ -107,11 +107,23 @@ pub fn install(request: &InstallRequest<'_>) -> Result<(), InstallError> {
     Ok(())
 }
 
-/// The plan's permission steps against the operator's hardening keys. Pure.
-pub fn check_policy(plan: &InstallPlan, policy: &InstallPolicy) -> Result<(), InstallError> {
-    plan.instructions
-        .iter()
-        .try_for_each(|step| check_step(step, policy))
+/// What Install would refuse, without installing anything: plans the
+/// revision against `host` (into an unnamed file in `scratch`, so that a
+/// revision of a million files is checked in the memory of ten) and checks
+/// every step against the operator's hardening keys. For `validate`.
+pub fn check_plan(
+    appspec: &AppSpec,
+    revision: &FsRevision,
+    host: &dyn Fn(&Path) -> Existing,
+    behavior: FileExistsBehavior,
+    policy: &InstallPolicy,
+    scratch: &Path,
+) -> Result<(), InstallError> {
+    let mut spool = Spool::new(scratch, &appspec.permissions)?;
+    plan::plan_into(appspec, revision, host, behavior, &mut spool)?;
+    spool
+        .steps()?
+        .try_for_each(|step| check_step(&step?, policy))
 }
 
 /// One step against the operator's hardening keys. Pure.

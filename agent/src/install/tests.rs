@@ -415,10 +415,7 @@ fn the_install_policy_refuses_setid_modes_and_unconfined_types_when_asked() {
         (context("httpd_sys_content_t"), strict, None),
     ];
     for (instruction, policy, refusal) in cases {
-        let plan = InstallPlan {
-            instructions: vec![instruction.clone()],
-        };
-        match (check_policy(&plan, &policy), refusal) {
+        match (check_step(&instruction, &policy), refusal) {
             (Ok(()), None) => {}
             (Err(e), Some(fragment)) => {
                 let message = e.to_string();

@@ -387,13 +387,14 @@ fn validate_appspec(dir: &Path, name: &str, shown: &str, settings: &Settings) ->
 /// which name its line.
 fn install_findings(appspec: &AppSpec, dir: &Path, settings: &Settings) -> Option<Finding> {
     let planned = FsRevision::new(dir).and_then(|revision| {
-        let plan = install::plan(
+        install::check_plan(
             appspec,
             &revision.stopped_by(&settings.stop),
             &|_| Existing::Missing,
             appspec.file_exists_behavior.unwrap_or_default(),
-        )?;
-        install::check_policy(&plan, &settings.install)
+            &settings.install,
+            &std::env::temp_dir(),
+        )
     });
     match planned {
         Ok(()) | Err(InstallError::SourceMissing { .. } | InstallError::Stopped) => None,
