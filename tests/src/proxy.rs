@@ -167,7 +167,11 @@ fn wait_until_listening(child: &mut Child, port: u16, timeout: Duration) -> Resu
         if let Ok(Some(status)) = child.try_wait() {
             return Err(format!("tinyproxy exited with {status}"));
         }
-        if TcpStream::connect_timeout(&address, Duration::from_millis(200)).is_ok() {
+        // Only this child's socket counts: another process may have taken
+        // the port since it was found free.
+        if TcpStream::connect_timeout(&address, Duration::from_millis(200)).is_ok()
+            && crate::s3::listens_on(child.id(), port)
+        {
             return Ok(());
         }
         if Instant::now() >= deadline {

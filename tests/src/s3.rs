@@ -300,7 +300,10 @@ fn wait_until_answering(child: &mut Child, port: u16, limit: Duration) -> Result
         if let Ok(Some(status)) = child.try_wait() {
             return Err(format!("moto_server exited with {status}"));
         }
-        if answers_http(port) {
+        // Another harness's moto may have taken the port between
+        // free_port() and this one's bind: an answer counts only from a
+        // socket this child listens on.
+        if answers_http(port) && listens_on(child.id(), port) {
             return Ok(());
         }
         if Instant::now() >= deadline {
@@ -310,6 +313,33 @@ fn wait_until_answering(child: &mut Child, port: u16, limit: Duration) -> Result
         }
         std::thread::sleep(Duration::from_millis(100));
     }
+}
+
+/// Whether process `pid` holds the socket listening on 127.0.0.1:`port`:
+/// the socket's inode from /proc/net/tcp, found among the process's files.
+pub(crate) fn listens_on(pid: u32, port: u16) -> bool {
+    const LISTEN: &str = "0A";
+    let local = format!("0100007F:{port:04X}");
+    let Ok(table) = std::fs::read_to_string("/proc/net/tcp") else {
+        return false;
+    };
+    let inodes: Vec<String> = table
+        .lines()
+        .skip(1)
+        .map(|line| line.split_whitespace().collect::<Vec<_>>())
+        .filter(|fields| fields.len() > 9 && fields[1] == local && fields[3] == LISTEN)
+        .map(|fields| format!("socket:[{}]", fields[9]))
+        .collect();
+    let Ok(fds) = std::fs::read_dir(format!("/proc/{pid}/fd")) else {
+        return false;
+    };
+    fds.flatten().any(|fd| {
+        std::fs::read_link(fd.path()).is_ok_and(|target| {
+            inodes
+                .iter()
+                .any(|inode| target.as_os_str() == inode.as_str())
+        })
+    })
 }
 
 fn answers_http(port: u16) -> bool {
@@ -330,6 +360,17 @@ fn answers_http(port: u16) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_port_counts_as_this_process_s_only_when_it_holds_the_listening_socket() {
+        let listener = TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).unwrap();
+        let port = listener.local_addr().unwrap().port();
+        assert!(listens_on(std::process::id(), port));
+        // PID 1 never holds a test's socket.
+        assert!(!listens_on(1, port));
+        drop(listener);
+        assert!(!listens_on(std::process::id(), port));
+    }
 
     #[test]
     fn versioned_upload_returns_version_and_etag_and_reads_back() {
