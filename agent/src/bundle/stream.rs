@@ -35,15 +35,18 @@ const HEAD_LEN: usize = 512;
 /// look for it to prove nothing partial is left).
 pub(super) const PARTIAL_PREFIX: &str = ".bundle-download-";
 
-/// A response body, chunk by chunk. The S3 body implements it; tests feed
-/// chunks of their own, including a body that breaks off.
+/// A response body, chunk by chunk. The S3 body and the ranged download
+/// (`s3/ranged.rs`) implement it; tests feed chunks of their own, including a
+/// body that breaks off.
 pub(super) trait Body {
     type Chunk: AsRef<[u8]> + Send + 'static;
-    /// The next chunk, `None` at the end; `Err` (with the transport's
-    /// error) when the body broke off.
+    /// The next chunk, `None` at the end; `Err(Fetch::BrokenOff)` (with the
+    /// transport's error) when the body broke off, `Err(Fetch::Final)` when
+    /// fetching again cannot help (the object changed under a ranged
+    /// download).
     fn next_chunk(
         &mut self,
-    ) -> impl std::future::Future<Output = Result<Option<Self::Chunk>, BrokenOff>>;
+    ) -> impl std::future::Future<Output = Result<Option<Self::Chunk>, Fetch>>;
 }
 
 /// Why one attempt failed: whether fetching again may help.
@@ -94,7 +97,7 @@ pub(super) async fn receive<B: Body>(
     let mut head_len = 0;
     let mut ended = false;
     while head_len < HEAD_LEN {
-        match body.next_chunk().await.map_err(Fetch::BrokenOff)? {
+        match body.next_chunk().await? {
             Some(chunk) => {
                 head_len += chunk.as_ref().len();
                 head.push(chunk);
@@ -162,9 +165,10 @@ pub(super) async fn receive<B: Body>(
     })?;
     // A body that broke off is fetched again whatever the unpacking made of
     // the truncated stream: the next attempt starts from an empty archive
-    // directory, and the partial bundle file is already gone.
+    // directory, and the partial bundle file is already gone. A body that
+    // failed for good says why, whatever the unpacking made of it.
     if let Some(cause) = broken {
-        return Err(Fetch::BrokenOff(cause));
+        return Err(cause);
     }
     outcome.map_err(Fetch::Final)
 }

@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 use aws_sdk_s3::primitives::ByteStream;
 
 use super::*;
-use crate::config::BundlePolicy;
+use crate::config::{BundleDownload, BundlePolicy};
 use crate::deployment_spec::BundleType;
 use crate::shutdown;
 
@@ -129,6 +129,7 @@ async fn downloads_by_key_version_and_etag_and_names_the_object_on_failure() {
         &dest,
         &archive,
         &policy,
+        BundleDownload::default(),
         &shutdown::never(),
     )
     .await
@@ -140,9 +141,17 @@ async fn downloads_by_key_version_and_etag_and_names_the_object_on_failure() {
     let mut old = revision("bundles", "app/bundle.tar");
     old.version = first.version_id().map(str::to_string);
     old.etag = first.e_tag().map(|e| e.trim_matches('"').to_string());
-    fetch_s3(&client, &old, &dest, &archive, &policy, &shutdown::never())
-        .await
-        .unwrap();
+    fetch_s3(
+        &client,
+        &old,
+        &dest,
+        &archive,
+        &policy,
+        BundleDownload::default(),
+        &shutdown::never(),
+    )
+    .await
+    .unwrap();
     assert_eq!(std::fs::read(&dest).unwrap(), old_bundle);
     assert_eq!(names(&archive), ["old.txt"]);
     assert_eq!(
@@ -160,6 +169,7 @@ async fn downloads_by_key_version_and_etag_and_names_the_object_on_failure() {
         &dir.path().join("other.tar"),
         &other_archive,
         &policy,
+        BundleDownload::default(),
         &shutdown::never(),
     )
     .await
@@ -183,6 +193,7 @@ async fn downloads_by_key_version_and_etag_and_names_the_object_on_failure() {
         &dest,
         &archive,
         &policy,
+        BundleDownload::default(),
         &shutdown::never(),
     )
     .await

@@ -11,6 +11,7 @@ use std::path::Path;
 use std::sync::atomic::{AtomicU32, Ordering};
 
 use super::*;
+use crate::bundle::error::BrokenOff;
 use crate::bundle::s3::with_retries;
 use crate::bundle::unpack::tests::{dir, file, hard_link, symlink_entry, tar_bytes};
 use crate::bundle::S3Object;
@@ -42,8 +43,11 @@ impl MemoryBody {
 impl Body for MemoryBody {
     type Chunk = Vec<u8>;
 
-    async fn next_chunk(&mut self) -> Result<Option<Vec<u8>>, BrokenOff> {
-        self.pieces.pop_front().transpose()
+    async fn next_chunk(&mut self) -> Result<Option<Vec<u8>>, Fetch> {
+        self.pieces
+            .pop_front()
+            .transpose()
+            .map_err(Fetch::BrokenOff)
     }
 }
 
