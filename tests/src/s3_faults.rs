@@ -100,13 +100,13 @@ impl Drop for S3FaultProxy {
 }
 
 /// One request: its head (request line and headers, as received) and body.
-struct Request {
-    method: String,
-    head: Vec<String>,
-    body: Vec<u8>,
+pub(crate) struct Request {
+    pub method: String,
+    pub head: Vec<String>,
+    pub body: Vec<u8>,
 }
 
-fn read_request(reader: &mut impl BufRead) -> io::Result<Option<Request>> {
+pub(crate) fn read_request(reader: &mut impl BufRead) -> io::Result<Option<Request>> {
     let mut head = Vec::new();
     loop {
         let mut line = String::new();
@@ -132,7 +132,7 @@ fn read_request(reader: &mut impl BufRead) -> io::Result<Option<Request>> {
     Ok(Some(Request { method, head, body }))
 }
 
-fn header<'a>(head: &'a [String], name: &str) -> Option<&'a str> {
+pub(crate) fn header<'a>(head: &'a [String], name: &str) -> Option<&'a str> {
     head.iter().skip(1).find_map(|line| {
         let (key, value) = line.split_once(':')?;
         key.trim()
