@@ -62,6 +62,14 @@ fn gets(proxy: &ThrottleProxy) -> Vec<Served> {
     proxy.served().into_iter().filter(Served::is_get).collect()
 }
 
+/// The GETs of the object's parts: all but the probe of its first byte.
+fn part_gets(proxy: &ThrottleProxy) -> Vec<Served> {
+    let gets = gets(proxy);
+    let probes = gets.iter().filter(|g| g.is_probe()).count();
+    assert_eq!(probes, 1, "one probe of the first byte: {gets:#?}");
+    gets.into_iter().filter(|g| !g.is_probe()).collect()
+}
+
 fn body_bytes(served: &[Served]) -> u64 {
     served.iter().map(|s| s.body_bytes).sum()
 }
@@ -84,7 +92,11 @@ fn a_bundle_above_the_threshold_arrives_as_ranges_over_several_connections() {
 
     let object = object_bytes(&bed, &location);
     let bundle = std::fs::read(deployment_dir(&bed, &deployment).join("bundle.tar")).unwrap();
-    ensure!(bed, bundle == object, "bundle.tar is the object, byte for byte");
+    ensure!(
+        bed,
+        bundle == object,
+        "bundle.tar is the object, byte for byte"
+    );
     ensure!(
         bed,
         std::fs::read(install.join("payload.bin")).unwrap() == payload(9 * MIB, 1),
@@ -93,7 +105,7 @@ fn a_bundle_above_the_threshold_arrives_as_ranges_over_several_connections() {
     ensure_eq!(bed, read(&install.join("version.txt")), "version 1\n", "");
 
     // 4 connections share 8 MiB: parts of 2 MiB, every one a ranged GET.
-    let gets = gets(&proxy);
+    let gets = part_gets(&proxy);
     let parts = object.len().div_ceil(2 * MIB);
     ensure_eq!(bed, gets.len(), parts, "one GET per part: {gets:#?}");
     ensure!(
@@ -134,14 +146,23 @@ fn a_connection_cut_in_a_range_is_ridden_out_fetching_only_the_rest() {
 
     let object = object_bytes(&bed, &location);
     let bundle = std::fs::read(deployment_dir(&bed, &deployment).join("bundle.tar")).unwrap();
-    ensure!(bed, bundle == object, "bundle.tar is the object, byte for byte");
+    ensure!(
+        bed,
+        bundle == object,
+        "bundle.tar is the object, byte for byte"
+    );
     ensure_eq!(bed, read(&install.join("version.txt")), "version 2\n", "");
 
-    let gets = gets(&proxy);
+    let gets = part_gets(&proxy);
     let cut: Vec<&Served> = gets.iter().filter(|g| g.cut).collect();
     ensure_eq!(bed, cut.len(), 1, "one range was cut: {gets:#?}");
     let cut = cut[0];
-    ensure_eq!(bed, cut.body_bytes, cut_after, "cut after {cut_after} bytes");
+    ensure_eq!(
+        bed,
+        cut.body_bytes,
+        cut_after,
+        "cut after {cut_after} bytes"
+    );
     let resumed_at = cut.range_start().unwrap() + cut_after;
     ensure!(
         bed,
@@ -170,7 +191,7 @@ fn a_connection_cut_in_a_range_is_ridden_out_fetching_only_the_rest() {
     );
 }
 
-/// Uploads the revision (version 3) to `bucket`, deploys it with the ranges
+/// Uploads the revision (version 3) to `bucket`, deploys it with the parts
 /// from the 3rd on held at the proxy until the object has been overwritten
 /// (version 4); returns the deployment and the first version's location.
 fn deploy_while_overwritten(
@@ -179,7 +200,11 @@ fn deploy_while_overwritten(
     install: &Path,
     versioned: bool,
 ) -> (Deployment, S3Location) {
-    let bucket = if versioned { BUCKET } else { "replaced-revisions" };
+    let bucket = if versioned {
+        BUCKET
+    } else {
+        "replaced-revisions"
+    };
     if !versioned {
         bed.s3.create_bucket(bucket).unwrap();
     }
@@ -196,8 +221,9 @@ fn deploy_while_overwritten(
     let location = upload(3);
     let deployment = Deployment::new("App", "App-Group", location.clone());
     bed.emulator.add_deployment(deployment.clone());
-    // 2 connections: parts of 4 MiB, the 3rd asked for once the 1st is in.
-    proxy.hold_ranges_from(3);
+    // 2 connections: parts of 4 MiB, the 3rd asked for once the 1st is in
+    // (the 4th ranged GET, after the probe of the first byte).
+    proxy.hold_ranges_from(4);
     start_agent(
         bed,
         proxy,
@@ -208,8 +234,8 @@ fn deploy_while_overwritten(
     );
     ensure!(
         bed,
-        wait_until(Duration::from_secs(60), || proxy.ranged_gets_seen() >= 3),
-        "the agent asked for a 3rd range: {:#?}",
+        wait_until(Duration::from_secs(60), || proxy.ranged_gets_seen() >= 4),
+        "the agent asked for a 3rd part: {:#?}",
         proxy.served()
     );
     upload(4);
@@ -227,7 +253,12 @@ fn an_object_replaced_during_a_ranged_download_fails_the_command_naming_it() {
 
     let failed = expect_failure_at(&bed, &deployment, "DownloadBundle");
     let diagnostics = failed.diagnostics().cloned().unwrap();
-    ensure_eq!(bed, diagnostics.error_code, 5, "a download failure is code 5");
+    ensure_eq!(
+        bed,
+        diagnostics.error_code,
+        5,
+        "a download failure is code 5"
+    );
     for part in [
         "s3://replaced-revisions/app/overwritten.tgz",
         "changed during the download",
@@ -281,8 +312,9 @@ fn an_object_overwritten_in_a_versioned_bucket_deploys_the_version_the_download_
     ensure_eq!(bed, read(&install.join("version.txt")), "version 3\n", "");
     ensure!(
         bed,
-        gets(&proxy).iter().all(|g| g.status == 206
-            && g.target.contains(location.version.as_deref().unwrap())),
+        gets(&proxy)
+            .iter()
+            .all(|g| g.status == 206 && g.target.contains(location.version.as_deref().unwrap())),
         "every range asked for the first version: {:#?}",
         proxy.served()
     );
@@ -291,9 +323,10 @@ fn an_object_overwritten_in_a_versioned_bucket_deploys_the_version_the_download_
 #[test]
 fn a_bundle_below_the_threshold_or_with_one_connection_comes_in_one_get() {
     let cases: &[(&str, &[&str], usize, bool)] = &[
-        // The default threshold (64 MiB): a HEAD learns the size, then one GET.
+        // The default threshold (64 MiB): a GET of the first byte learns the
+        // size, then one GET without a range carries the bundle.
         ("ranged-below", &[], 2 * MIB, true),
-        // One connection: no HEAD at all, whatever the size.
+        // One connection: no probe at all, whatever the size.
         (
             "ranged-one-connection",
             &[
@@ -304,7 +337,7 @@ fn a_bundle_below_the_threshold_or_with_one_connection_comes_in_one_get() {
             false,
         ),
     ];
-    for (name, keys, size, head) in cases {
+    for (name, keys, size, probe) in cases {
         let (bed, proxy) = bed_behind_throttle(name);
         let install = bed.path().join("srv/app");
         let revision = large_revision(&install, *size, 5);
@@ -316,11 +349,34 @@ fn a_bundle_below_the_threshold_or_with_one_connection_comes_in_one_get() {
 
         let object = object_bytes(&bed, &location);
         let gets = gets(&proxy);
-        ensure_eq!(bed, gets.len(), 1, "{name}: one GET: {gets:#?}");
-        ensure_eq!(bed, gets[0].range, None, "{name}: without a Range header");
-        ensure_eq!(bed, gets[0].body_bytes, object.len() as u64, "{name}");
+        let (probes, whole): (Vec<Served>, Vec<Served>) =
+            gets.iter().cloned().partition(Served::is_probe);
+        ensure_eq!(
+            bed,
+            whole.len(),
+            1,
+            "{name}: one GET of the bundle: {gets:#?}"
+        );
+        ensure_eq!(bed, whole[0].range, None, "{name}: without a Range header");
+        ensure_eq!(bed, whole[0].body_bytes, object.len() as u64, "{name}");
+        ensure_eq!(
+            bed,
+            probes.len(),
+            usize::from(*probe),
+            "{name}: probes: {gets:#?}"
+        );
+        ensure!(
+            bed,
+            probes.iter().all(|p| p.body_bytes == 1),
+            "{name}: a probe reads one byte: {gets:#?}"
+        );
         let heads = proxy.served().iter().filter(|s| s.method == "HEAD").count();
-        ensure_eq!(bed, heads, usize::from(*head), "{name}: HEADs");
-        ensure_eq!(bed, read(&install.join("version.txt")), "version 5\n", "{name}");
+        ensure_eq!(bed, heads, 0, "{name}: no HEAD");
+        ensure_eq!(
+            bed,
+            read(&install.join("version.txt")),
+            "version 5\n",
+            "{name}"
+        );
     }
 }

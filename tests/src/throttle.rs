@@ -49,6 +49,12 @@ impl Served {
     pub fn is_get(&self) -> bool {
         self.method == "GET"
     }
+
+    /// The agent's probe of an object's first byte (its size, ETag and
+    /// version), before a ranged download.
+    pub fn is_probe(&self) -> bool {
+        self.range.as_deref() == Some("bytes=0-0")
+    }
 }
 
 /// An object the proxy answers for itself, from a file.
@@ -158,8 +164,8 @@ impl ThrottleProxy {
         self.shared.ranged_seen.load(Ordering::SeqCst)
     }
 
-    /// The next ranged GET is cut (the connection closed) after `bytes` of
-    /// its body; once.
+    /// The next ranged GET of more than `bytes` is cut (the connection
+    /// closed) after `bytes` of its body; once.
     pub fn cut_next_range_after(&self, bytes: u64) {
         lock(&self.shared.controls).cut_after = Some(bytes);
     }
@@ -191,6 +197,13 @@ impl Drop for ThrottleProxy {
             let _ = accept.join();
         }
     }
+}
+
+/// How many bytes `bytes=first-last` asks for.
+fn range_length(range: &str) -> Option<u64> {
+    let (first, last) = range.strip_prefix("bytes=")?.split_once('-')?;
+    let (first, last): (u64, u64) = (first.trim().parse().ok()?, last.trim().parse().ok()?);
+    last.checked_sub(first).map(|n| n + 1)
 }
 
 fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -275,7 +288,15 @@ fn serve(mut client: TcpStream, shared: &Shared) -> io::Result<()> {
                 .unwrap_or_else(|e| e.into_inner())
                 .0;
         }
-        cut_after = controls.cut_after.take();
+        // Only a range long enough to be cut where asked (not the agent's
+        // probe of the first byte).
+        let length = range.as_deref().and_then(range_length);
+        if controls
+            .cut_after
+            .is_some_and(|cut| length.is_some_and(|length| length > cut))
+        {
+            cut_after = controls.cut_after.take();
+        }
     }
     let _answering = is_get.then(|| Answering::new(shared));
     let mut pacer = Pacer {

@@ -3,9 +3,9 @@
 //! handed in order to the same streaming unpack and `bundle.tar` tee as a
 //! single stream (`stream.rs`), as a [`Body`].
 //!
-//! Owns the choice (a HEAD: the object's size against
+//! Owns the choice (a probe of the first byte: the object's size against
 //! `:bundle_ranged_download_threshold:`), the split into parts, the pinning of
-//! every range to the object the HEAD saw (its version and, with `If-Match`,
+//! every range to the object the probe saw (its version and, with `If-Match`,
 //! its ETag: an object replaced midway fails the download, never mixes two
 //! objects), and the retry of a range that breaks off from the byte where it
 //! stopped. Memory is bounded: at most `:bundle_download_connections:` parts
@@ -20,7 +20,7 @@ use std::time::Duration;
 use aws_sdk_s3::error::SdkError;
 use bytes::Bytes;
 use tokio::sync::mpsc;
-use tokio::task::JoinSet;
+use tokio::task::JoinHandle;
 
 use super::{etags_match, expect_etag, BodyError};
 use crate::bundle::error::{BrokenOff, BundleError, S3Object};
@@ -50,12 +50,12 @@ pub(super) fn parts(size: u64, part: u64) -> impl Iterator<Item = Range<u64>> {
     (0..size.div_ceil(part)).map(move |i| i * part..((i + 1) * part).min(size))
 }
 
-/// The object every range is pinned to, as the HEAD saw it.
+/// The object every range is pinned to, as the probe saw it.
 #[derive(Debug)]
 struct Pinned {
     bucket: String,
     key: String,
-    /// The HEAD's version (`None` for an unversioned bucket).
+    /// The probe's version (`None` for an unversioned bucket).
     version: Option<String>,
     /// Quoted, as S3 sends it and `If-Match` takes it.
     etag: String,
@@ -63,7 +63,7 @@ struct Pinned {
     object: S3Object,
 }
 
-/// A ranged download about to start: what the HEAD found, and how to cut it.
+/// A ranged download about to start: what the probe found, and how to cut it.
 #[derive(Debug)]
 pub(super) struct Plan {
     pinned: Arc<Pinned>,
@@ -74,9 +74,13 @@ pub(super) struct Plan {
 
 /// Whether `revision` is fetched as ranges under `download`, and how: `None`
 /// for one stream (one connection configured, an object below the
-/// threshold or of one part, or a HEAD that failed: the GET then says why).
-/// A HEAD whose ETag is not the deployment's fails here, before anything is
-/// written.
+/// threshold or of one part, or a probe that failed: the GET then says why).
+///
+/// The probe is a GetObject of the first byte rather than a HEAD: its
+/// `Content-Range` gives the size, with the ETag and version a HEAD gives,
+/// and it needs no second S3 operation in the binary (HeadObject's code
+/// weighs tens of KB against a 12 MB budget). An ETag that is not the
+/// deployment's fails here, before anything is written.
 pub(super) async fn plan(
     client: &aws_sdk_s3::Client,
     revision: &S3Revision,
@@ -86,31 +90,30 @@ pub(super) async fn plan(
         return Ok(None);
     }
     let object = S3Object::of(revision);
-    let head = match client
-        .head_object()
+    let probe = match client
+        .get_object()
         .bucket(&revision.bucket)
         .key(&revision.key)
         .set_version_id(revision.version.clone())
+        .range("bytes=0-0")
         .send()
         .await
     {
-        Ok(head) => head,
+        Ok(probe) => probe,
         Err(error) => {
+            // An empty object (416) and a refusal alike: the GET says why.
             tracing::debug!(
-                "HEAD of {object} failed ({}); downloading it as one stream",
+                "the first byte of {object} could not be read ({}); downloading it as one stream",
                 aws_sdk_s3::error::DisplayErrorContext(&error)
             );
             return Ok(None);
         }
     };
-    let etag = head.e_tag().unwrap_or_default().to_string();
+    let etag = probe.e_tag().unwrap_or_default().to_string();
     expect_etag(revision, &etag)?;
-    let size = head
-        .content_length()
-        .and_then(|n| u64::try_from(n).ok())
-        .unwrap_or(0);
+    let size = probe.content_range().and_then(total_size).unwrap_or(0);
     let part = part_size(download.connections);
-    // Without an ETag no range can be pinned to the object the HEAD saw.
+    // Without an ETag no range can be pinned to the object the probe saw.
     if size < download.ranged_threshold || size <= part || etag.is_empty() {
         return Ok(None);
     }
@@ -123,7 +126,7 @@ pub(super) async fn plan(
         pinned: Arc::new(Pinned {
             bucket: revision.bucket.clone(),
             key: revision.key.clone(),
-            version: head.version_id().map(str::to_string),
+            version: probe.version_id().map(str::to_string),
             etag,
             object,
         }),
@@ -133,19 +136,32 @@ pub(super) async fn plan(
     }))
 }
 
+/// The object's size from a `Content-Range` (`bytes 0-0/12345`; pure).
+fn total_size(content_range: &str) -> Option<u64> {
+    content_range.rsplit_once('/')?.1.trim().parse().ok()
+}
+
 /// What a part's task hands over: its bytes in order, or why it stopped.
 type PartChunks = mpsc::UnboundedReceiver<Result<Bytes, Fetch>>;
 
 /// A part being fetched: its chunks, and how many of its bytes are still to
-/// come (a task that ends short of them is a download that broke off).
+/// come (a task that ends short of them is a download that broke off). Its
+/// task ends when it is dropped.
 struct InFlight {
     chunks: PartChunks,
     range: Range<u64>,
     left: u64,
+    task: JoinHandle<()>,
 }
 
-/// The object's bytes in order, fetched as ranges by tasks of their own. The
-/// tasks end when it is dropped.
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+/// The object's bytes in order, fetched as ranges by tasks of their own
+/// (one per part in flight). The tasks end when it is dropped.
 pub(super) struct RangedBody {
     client: aws_sdk_s3::Client,
     plan: Plan,
@@ -153,7 +169,6 @@ pub(super) struct RangedBody {
     pending: VecDeque<Range<u64>>,
     /// The parts started and not yet handed on, in the object's order.
     in_flight: VecDeque<InFlight>,
-    tasks: JoinSet<()>,
 }
 
 impl RangedBody {
@@ -163,7 +178,6 @@ impl RangedBody {
             pending: parts(plan.size, plan.part).collect(),
             plan,
             in_flight: VecDeque::new(),
-            tasks: JoinSet::new(),
         };
         body.fill();
         body
@@ -178,7 +192,7 @@ impl RangedBody {
             let (sender, chunks) = mpsc::unbounded_channel();
             let (client, pinned) = (self.client.clone(), self.plan.pinned.clone());
             let task_range = range.clone();
-            self.tasks.spawn(async move {
+            let task = tokio::spawn(async move {
                 if let Err(error) = fetch_part(&client, &pinned, task_range, &sender).await {
                     let _ = sender.send(Err(error));
                 }
@@ -187,6 +201,7 @@ impl RangedBody {
                 chunks,
                 left: range.end - range.start,
                 range,
+                task,
             });
         }
     }
@@ -303,7 +318,7 @@ async fn fetch_part(
     Ok(())
 }
 
-/// GetObject of `range` (end exclusive), pinned to the HEAD's version and
+/// GetObject of `range` (end exclusive), pinned to the probe's version and
 /// ETag; the answer must be exactly those bytes of that object.
 async fn request_range(
     client: &aws_sdk_s3::Client,
@@ -378,6 +393,20 @@ mod tests {
         for (connections, part) in cases {
             assert_eq!(part_size(*connections), *part, "{connections}");
             assert!(part_size(*connections) * u64::from((*connections).max(1)) <= BUFFER_BUDGET);
+        }
+    }
+
+    #[test]
+    fn the_size_is_read_from_the_content_range() {
+        let cases: &[(&str, Option<u64>)] = &[
+            ("bytes 0-0/12345", Some(12345)),
+            ("bytes 0-0/1", Some(1)),
+            ("bytes 0-0/*", None),
+            ("bytes 0-0", None),
+            ("", None),
+        ];
+        for (header, size) in cases {
+            assert_eq!(total_size(header), *size, "{header:?}");
         }
     }
 
