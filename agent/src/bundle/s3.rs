@@ -16,6 +16,8 @@ use aws_credential_types::Credentials;
 use aws_sdk_s3::config::{BehaviorVersion, Region};
 use aws_sdk_s3::error::DisplayErrorContext;
 use aws_sdk_s3::primitives::ByteStreamError;
+use bytes::Bytes;
+use futures_util::future::BoxFuture;
 
 mod ranged;
 mod transport;
@@ -117,12 +119,12 @@ where
 
 /// The S3 body, chunk by chunk.
 impl Body for aws_sdk_s3::primitives::ByteStream {
-    type Chunk = bytes::Bytes;
-
-    async fn next_chunk(&mut self) -> Result<Option<Self::Chunk>, Fetch> {
-        self.try_next()
-            .await
-            .map_err(|e| Fetch::BrokenOff(BrokenOff::new(BodyError(e))))
+    fn next_chunk(&mut self) -> BoxFuture<'_, Result<Option<Bytes>, Fetch>> {
+        Box::pin(async move {
+            self.try_next()
+                .await
+                .map_err(|e| Fetch::BrokenOff(BrokenOff::new(BodyError(e))))
+        })
     }
 }
 
@@ -141,8 +143,8 @@ async fn fetch_once(
     // Boxed: the ranged path's futures would otherwise nest every command's
     // future past what the compiler lays out.
     if let Some(plan) = Box::pin(ranged::plan(client, revision, download)).await? {
-        let body = RangedBody::start(client, plan);
-        return Box::pin(receive(body, revision.bundle_type, destination)).await;
+        let mut body = RangedBody::start(client, plan);
+        return Box::pin(receive(&mut body, revision.bundle_type, destination)).await;
     }
     let object = S3Object::of(revision);
     let output = client
@@ -159,7 +161,8 @@ async fn fetch_once(
 
     // Known from the headers, before the body: a mismatch unpacks nothing.
     expect_etag(revision, output.e_tag().unwrap_or_default())?;
-    receive(output.body, revision.bundle_type, destination).await
+    let mut body = output.body;
+    receive(&mut body, revision.bundle_type, destination).await
 }
 
 /// The object's ETag must be the one the deployment names, if it names one.

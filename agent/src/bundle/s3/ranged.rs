@@ -19,6 +19,7 @@ use std::time::Duration;
 
 use aws_sdk_s3::error::SdkError;
 use bytes::Bytes;
+use futures_util::future::BoxFuture;
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
@@ -208,9 +209,13 @@ impl RangedBody {
 }
 
 impl Body for RangedBody {
-    type Chunk = Bytes;
+    fn next_chunk(&mut self) -> BoxFuture<'_, Result<Option<Bytes>, Fetch>> {
+        Box::pin(self.next_in_order())
+    }
+}
 
-    async fn next_chunk(&mut self) -> Result<Option<Bytes>, Fetch> {
+impl RangedBody {
+    async fn next_in_order(&mut self) -> Result<Option<Bytes>, Fetch> {
         loop {
             let Some(head) = self.in_flight.front_mut() else {
                 return Ok(None);
