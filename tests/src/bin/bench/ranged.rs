@@ -20,7 +20,7 @@ use codedeploy_e2e::{BundleType, Deployment, S3Location};
 
 use crate::bed::{seconds_between, BenchBed, Recorded};
 use crate::figures::{mib, Figure, Verdict};
-use crate::{large, procfs, startup_to_first_poll, Args};
+use crate::{large, procfs, Args};
 
 /// Bytes per second per connection.
 const RATE: u64 = 16 * 1024 * 1024;
@@ -115,8 +115,7 @@ fn run(
     for key in keys {
         config = config.extra_line(key);
     }
-    let (pid, spawned_at) = bed.start_agent(&args.agent, &config)?;
-    startup_to_first_poll(bed, spawned_at)?;
+    let (pid, _) = bed.start_agent(&args.agent, &config)?;
     let deployment = Deployment::new("BenchRanged", "BenchRanged-Fleet", location.clone());
     bed.deploy(&deployment, Duration::from_secs(900))?;
     let peak_kib = procfs::hwm_kib(pid);
