@@ -3,6 +3,9 @@
 //! moto unchanged, and object downloads (GET) can be answered instead with an
 //! S3 error status, a body cut short, or a different ETag. It counts the
 //! downloads it saw, so a test can tell a retried request from a single one.
+//! The agent's probe of an object's first byte (`Range: bytes=0-0`, which
+//! tells it whether to download in ranges) is forwarded unchanged and not
+//! counted: the faults are those of the bundle's GET.
 //! Plain `std` sockets on 127.0.0.1, one thread per connection; one request
 //! per connection (`Connection: close`), which every HTTP client accepts.
 
@@ -155,7 +158,9 @@ fn serve(
     // Bucket operations (creating, listing) are never faulted; a GET with a
     // key (`/bucket/key`) is a download.
     let path = request.head[0].split(' ').nth(1).unwrap_or("/");
+    let is_probe = header(&request.head, "range") == Some("bytes=0-0");
     let is_download = request.method == "GET"
+        && !is_probe
         && path
             .trim_start_matches('/')
             .split('?')

@@ -154,7 +154,11 @@ impl ThrottleProxy {
         self.shared.most_answering.store(0, Ordering::SeqCst);
     }
 
-    /// The most object GETs that were being answered at the same time.
+    /// The most object GETs (probes of the first byte aside) that were being
+    /// answered at the same time. Counted from the request's arrival to its
+    /// last byte written: a part that ends and the next one the agent starts
+    /// may overlap here by the proxy thread's scheduling, so this can exceed
+    /// the agent's connections by one.
     pub fn most_concurrent_gets(&self) -> usize {
         self.shared.most_answering.load(Ordering::SeqCst)
     }
@@ -298,7 +302,9 @@ fn serve(mut client: TcpStream, shared: &Shared) -> io::Result<()> {
             cut_after = controls.cut_after.take();
         }
     }
-    let _answering = is_get.then(|| Answering::new(shared));
+    // The agent's probe of the first byte is not a part of the download.
+    let answering =
+        (is_get && range.as_deref() != Some("bytes=0-0")).then(|| Answering::new(shared));
     let mut pacer = Pacer {
         client: &mut client,
         rate: shared.rate,
@@ -316,6 +322,8 @@ fn serve(mut client: TcpStream, shared: &Shared) -> io::Result<()> {
         }
         _ => forward(&request, shared.upstream_port, &mut pacer)?,
     };
+    // Done as soon as the last byte is written, before the bookkeeping.
+    drop(answering);
     if is_object {
         lock(&shared.served).push(Served {
             method: request.method.clone(),

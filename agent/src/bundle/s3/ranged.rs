@@ -75,7 +75,8 @@ pub(super) struct Plan {
 
 /// Whether `revision` is fetched as ranges under `download`, and how: `None`
 /// for one stream (one connection configured, an object below the
-/// threshold or of one part, or a probe that failed: the GET then says why).
+/// threshold, of one part, or empty). A probe that S3 refuses fails the
+/// download as the GET would have.
 ///
 /// The probe is a GetObject of the first byte rather than a HEAD: its
 /// `Content-Range` gives the size, with the ETag and version a HEAD gives,
@@ -101,13 +102,18 @@ pub(super) async fn plan(
         .await
     {
         Ok(probe) => probe,
+        // An empty object has no first byte: one stream fetches it.
+        Err(SdkError::ServiceError(service)) if service.raw().status().as_u16() == 416 => {
+            return Ok(None)
+        }
+        // Refused or unanswered: the same error, the same message, as the GET
+        // of one stream would have had (and no second request to learn it).
         Err(error) => {
-            // An empty object (416) and a refusal alike: the GET says why.
-            tracing::debug!(
-                "the first byte of {object} could not be read ({}); downloading it as one stream",
-                aws_sdk_s3::error::DisplayErrorContext(&error)
-            );
-            return Ok(None);
+            return Err(BundleError::S3Request {
+                object,
+                source: Box::new(error),
+            }
+            .into())
         }
     };
     let etag = probe.e_tag().unwrap_or_default().to_string();
