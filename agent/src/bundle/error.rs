@@ -51,12 +51,9 @@ pub enum BundleError {
 
     /// S3 answered a byte range with other bytes than asked (a server that
     /// ignores `Range`, or a length that does not add up).
-    #[error("Could not download the bundle {object}: S3 did not answer the byte range {range} as asked: {detail}")]
-    S3RangeRefused {
-        object: S3Object,
-        range: String,
-        detail: String,
-    },
+    /// `detail` names the range (`bytes=first-last`) and what came instead.
+    #[error("Could not download the bundle {object}: S3 did not answer the byte range {detail}")]
+    S3RangeRefused { object: S3Object, detail: String },
 
     #[error("Expected deployment artifact bundle etag {expected} but was actually {actual} (bundle {object})")]
     EtagMismatch {

@@ -382,8 +382,7 @@ fn changed(pinned: &Pinned) -> BundleError {
 fn range_refused(pinned: &Pinned, range: &Range<u64>, detail: String) -> Fetch {
     Fetch::Final(BundleError::S3RangeRefused {
         object: pinned.object.clone(),
-        range: format!("bytes={}-{}", range.start, range.end - 1),
-        detail,
+        detail: format!("bytes={}-{} as asked: {detail}", range.start, range.end - 1),
     })
 }
 
@@ -423,15 +422,17 @@ mod tests {
 
     #[test]
     fn parts_cover_the_object_in_order_without_overlap() {
-        let cases: &[(u64, u64, &[Range<u64>])] = &[
+        // (size, part size, the parts as (first byte, end))
+        type Case = (u64, u64, &'static [(u64, u64)]);
+        let cases: &[Case] = &[
             (0, 4, &[]),
-            (1, 4, &[0..1]),
-            (4, 4, &[0..4]),
-            (10, 4, &[0..4, 4..8, 8..10]),
-            (12, 4, &[0..4, 4..8, 8..12]),
+            (1, 4, &[(0, 1)]),
+            (4, 4, &[(0, 4)]),
+            (10, 4, &[(0, 4), (4, 8), (8, 10)]),
+            (12, 4, &[(0, 4), (4, 8), (8, 12)]),
         ];
         for (size, part, expected) in cases {
-            let got: Vec<_> = parts(*size, *part).collect();
+            let got: Vec<_> = parts(*size, *part).map(|r| (r.start, r.end)).collect();
             assert_eq!(got, *expected, "{size} in parts of {part}");
         }
     }
