@@ -46,6 +46,7 @@ mod names;
 mod parity;
 mod polling;
 mod proxy;
+mod ranged;
 mod restart;
 mod systemd;
 mod validate;

@@ -4,6 +4,7 @@
 //! revision bundles (`bundle`), an instance-metadata emulator (`imds`), a
 //! scripted HTTP service for health checks (`http_target`), a
 //! real forward proxy (`proxy`, tinyproxy), the real agent process (`agent`),
+//! a bandwidth-capping proxy in front of S3 (`throttle`),
 //! `testbed`, which wires them together for one test, and a Debian root booted
 //! with systemd as its PID 1 (`container`) for the tests of the packaged service.
 //!
@@ -22,6 +23,7 @@ pub mod proxy;
 pub mod s3;
 pub mod s3_faults;
 pub mod testbed;
+pub mod throttle;
 pub mod tls_relay;
 
 pub use agent::{AgentConfig, AgentProcess, OnPremisesIdentity};

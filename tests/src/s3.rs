@@ -194,8 +194,8 @@ impl S3Server {
         std::fs::read_to_string(&self.log_path).unwrap_or_default()
     }
 
-    /// Creates `bucket` with versioning enabled.
-    pub fn create_versioned_bucket(&self, bucket: &str) -> Result<(), String> {
+    /// Creates `bucket`, unversioned: an upload replaces the object.
+    pub fn create_bucket(&self, bucket: &str) -> Result<(), String> {
         self.runtime.block_on(async {
             self.client
                 .create_bucket()
@@ -203,6 +203,14 @@ impl S3Server {
                 .send()
                 .await
                 .map_err(|e| format!("CreateBucket {bucket}: {}", error_text(&e)))?;
+            Ok(())
+        })
+    }
+
+    /// Creates `bucket` with versioning enabled.
+    pub fn create_versioned_bucket(&self, bucket: &str) -> Result<(), String> {
+        self.create_bucket(bucket)?;
+        self.runtime.block_on(async {
             self.client
                 .put_bucket_versioning()
                 .bucket(bucket)

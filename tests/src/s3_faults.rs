@@ -3,6 +3,9 @@
 //! moto unchanged, and object downloads (GET) can be answered instead with an
 //! S3 error status, a body cut short, or a different ETag. It counts the
 //! downloads it saw, so a test can tell a retried request from a single one.
+//! The agent's probe of an object's first byte (`Range: bytes=0-0`, which
+//! tells it whether to download in ranges) is forwarded unchanged and not
+//! counted: the faults are those of the bundle's GET.
 //! Plain `std` sockets on 127.0.0.1, one thread per connection; one request
 //! per connection (`Connection: close`), which every HTTP client accepts.
 
@@ -100,13 +103,13 @@ impl Drop for S3FaultProxy {
 }
 
 /// One request: its head (request line and headers, as received) and body.
-struct Request {
-    method: String,
-    head: Vec<String>,
-    body: Vec<u8>,
+pub(crate) struct Request {
+    pub method: String,
+    pub head: Vec<String>,
+    pub body: Vec<u8>,
 }
 
-fn read_request(reader: &mut impl BufRead) -> io::Result<Option<Request>> {
+pub(crate) fn read_request(reader: &mut impl BufRead) -> io::Result<Option<Request>> {
     let mut head = Vec::new();
     loop {
         let mut line = String::new();
@@ -132,7 +135,7 @@ fn read_request(reader: &mut impl BufRead) -> io::Result<Option<Request>> {
     Ok(Some(Request { method, head, body }))
 }
 
-fn header<'a>(head: &'a [String], name: &str) -> Option<&'a str> {
+pub(crate) fn header<'a>(head: &'a [String], name: &str) -> Option<&'a str> {
     head.iter().skip(1).find_map(|line| {
         let (key, value) = line.split_once(':')?;
         key.trim()
@@ -155,7 +158,9 @@ fn serve(
     // Bucket operations (creating, listing) are never faulted; a GET with a
     // key (`/bucket/key`) is a download.
     let path = request.head[0].split(' ').nth(1).unwrap_or("/");
+    let is_probe = header(&request.head, "range") == Some("bytes=0-0");
     let is_download = request.method == "GET"
+        && !is_probe
         && path
             .trim_start_matches('/')
             .split('?')

@@ -43,6 +43,18 @@ pub enum BundleError {
         source: BrokenOff,
     },
 
+    /// A ranged download's object was replaced while it was being fetched:
+    /// a later range no longer matched the ETag (and version) the first had,
+    /// so the parts would mix two objects.
+    #[error("Could not download the bundle {object}: the object changed during the download (it no longer has the ETag {etag} the download started with); nothing of it was kept, deploy again")]
+    S3Changed { object: S3Object, etag: String },
+
+    /// S3 answered a byte range with other bytes than asked (a server that
+    /// ignores `Range`, or a length that does not add up).
+    /// `detail` names the range (`bytes=first-last`) and what came instead.
+    #[error("Could not download the bundle {object}: S3 did not answer the byte range {detail}")]
+    S3RangeRefused { object: S3Object, detail: String },
+
     #[error("Expected deployment artifact bundle etag {expected} but was actually {actual} (bundle {object})")]
     EtagMismatch {
         expected: String,

@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use crate::blocking::{off_runtime, TaskFailed};
-use crate::config::{BundlePolicy, ProxyUri};
+use crate::config::{BundleDownload, BundlePolicy, ProxyUri};
 use crate::deployment_spec::{BundleType, Revision, S3Revision};
 use crate::identity::{CredentialSource, IdentityError};
 use crate::shutdown::Shutdown;
@@ -22,6 +22,8 @@ pub struct S3Settings {
     pub endpoint_override: Option<String>,
     /// `:proxy_uri:`; `None` lets the proxy environment variables decide.
     pub proxy: Option<ProxyUri>,
+    /// When a bundle is fetched as byte ranges, and over how many connections.
+    pub download: BundleDownload,
 }
 
 /// Everything a fetch needs besides the revision itself.
@@ -127,6 +129,7 @@ impl Fetcher {
             &target.bundle_file,
             &target.archive_dir,
             &self.policy,
+            self.s3.download,
             stop,
         )
         .await?;

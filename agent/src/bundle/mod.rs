@@ -1,8 +1,9 @@
 //! Revision bundles: fetching them (S3, streamed through the unpacker as the
-//! body arrives; GitHub, downloaded whole then unpacked; or a local file or
-//! directory for the local CLI) and
-//! unpacking them safely into `deployment-archive/`. Fetching and unpacking never interpret the revision's
-//! content beyond the single-top-level-folder rule; the appspec is read later.
+//! body arrives, a large bundle as byte ranges over several connections;
+//! GitHub, downloaded whole then unpacked; or a local file or directory for
+//! the local CLI) and unpacking them safely into `deployment-archive/`.
+//! Fetching and unpacking never interpret the revision's content beyond the
+//! single-top-level-folder rule; the appspec is read later.
 
 mod error;
 mod fetch;

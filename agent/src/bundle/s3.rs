@@ -1,22 +1,27 @@
 //! Fetching a bundle from S3: the client, the ETag check, and the retry of a
 //! body that breaks off. The body itself is handed to `stream.rs`, which
-//! unpacks it as it arrives and keeps `bundle.tar`. Requests are retried by
-//! the SDK's standard retries only. The client goes through the same proxy as
-//! the Commands client.
+//! unpacks it as it arrives and keeps `bundle.tar`: one GetObject's body, or,
+//! for a large bundle, the ranges `s3/ranged.rs` fetches over several
+//! connections. Requests are retried by the SDK's standard retries only. The
+//! client goes through the same proxy as the Commands client.
 
 use std::path::Path;
 
 use super::error::{BrokenOff, BundleError, S3Object};
 use super::stream::{receive, Body, Destination, Fetch};
-use crate::config::{BundlePolicy, ProxyUri};
+use crate::config::{BundleDownload, BundlePolicy, ProxyUri};
 use crate::deployment_spec::S3Revision;
 use crate::shutdown::Shutdown;
 use aws_credential_types::Credentials;
 use aws_sdk_s3::config::{BehaviorVersion, Region};
 use aws_sdk_s3::error::DisplayErrorContext;
 use aws_sdk_s3::primitives::ByteStreamError;
+use bytes::Bytes;
+use futures_util::future::BoxFuture;
 
+mod ranged;
 mod transport;
+use ranged::RangedBody;
 use transport::S3Http;
 
 /// An S3 client for bundle downloads. With `endpoint_override` (the agent's
@@ -50,17 +55,20 @@ const BODY_ATTEMPTS: u32 = 3;
 
 /// DownloadBundle for an S3 revision: GetObject (with the revision's version
 /// when given) into `bundle_file`, unpacked into `archive_dir` under `policy`
-/// as the body arrives (see `stream.rs`). When the deployment names an ETag,
-/// the object's must match (quotes aside) before anything is written or
-/// unpacked. A body that breaks off is fetched again from the start (nothing
-/// of it is kept, the archive directory starts over empty), up to
-/// [`BODY_ATTEMPTS`] times.
+/// as the body arrives (see `stream.rs`); a bundle of `download`'s threshold
+/// or more comes as byte ranges over its connections (see `s3/ranged.rs`).
+/// When the deployment names an ETag, the object's must match (quotes aside)
+/// before anything is written or unpacked. A body that breaks off is fetched
+/// again from the start (nothing of it is kept, the archive directory starts
+/// over empty), up to [`BODY_ATTEMPTS`] times; a range that breaks off is
+/// first asked again from where it stopped.
 pub async fn fetch_s3(
     client: &aws_sdk_s3::Client,
     revision: &S3Revision,
     bundle_file: &Path,
     archive_dir: &Path,
     policy: &BundlePolicy,
+    download: BundleDownload,
     stop: &Shutdown,
 ) -> Result<(), BundleError> {
     let destination = Destination {
@@ -70,7 +78,7 @@ pub async fn fetch_s3(
         stop: stop.clone(),
     };
     with_retries(S3Object::of(revision), || {
-        fetch_once(client, revision, &destination)
+        fetch_once(client, revision, download, &destination)
     })
     .await
 }
@@ -111,12 +119,12 @@ where
 
 /// The S3 body, chunk by chunk.
 impl Body for aws_sdk_s3::primitives::ByteStream {
-    type Chunk = bytes::Bytes;
-
-    async fn next_chunk(&mut self) -> Result<Option<Self::Chunk>, BrokenOff> {
-        self.try_next()
-            .await
-            .map_err(|e| BrokenOff::new(BodyError(e)))
+    fn next_chunk(&mut self) -> BoxFuture<'_, Result<Option<Bytes>, Fetch>> {
+        Box::pin(async move {
+            self.try_next()
+                .await
+                .map_err(|e| Fetch::BrokenOff(BrokenOff::new(BodyError(e))))
+        })
     }
 }
 
@@ -129,8 +137,15 @@ struct BodyError(#[source] ByteStreamError);
 async fn fetch_once(
     client: &aws_sdk_s3::Client,
     revision: &S3Revision,
+    download: BundleDownload,
     destination: &Destination,
 ) -> Result<(), Fetch> {
+    // Boxed: the ranged path's futures would otherwise nest every command's
+    // future past what the compiler lays out.
+    if let Some(plan) = Box::pin(ranged::plan(client, revision, download)).await? {
+        let mut body = RangedBody::start(client, plan);
+        return Box::pin(receive(&mut body, revision.bundle_type, destination)).await;
+    }
     let object = S3Object::of(revision);
     let output = client
         .get_object()
@@ -145,18 +160,21 @@ async fn fetch_once(
         })?;
 
     // Known from the headers, before the body: a mismatch unpacks nothing.
-    if let Some(expected) = &revision.etag {
-        let actual = output.e_tag().unwrap_or_default();
-        if !etags_match(expected, actual) {
-            return Err(BundleError::EtagMismatch {
-                expected: expected.clone(),
-                actual: actual.to_string(),
-                object,
-            }
-            .into());
-        }
+    expect_etag(revision, output.e_tag().unwrap_or_default())?;
+    let mut body = output.body;
+    receive(&mut body, revision.bundle_type, destination).await
+}
+
+/// The object's ETag must be the one the deployment names, if it names one.
+fn expect_etag(revision: &S3Revision, actual: &str) -> Result<(), BundleError> {
+    match &revision.etag {
+        Some(expected) if !etags_match(expected, actual) => Err(BundleError::EtagMismatch {
+            expected: expected.clone(),
+            actual: actual.to_string(),
+            object: S3Object::of(revision),
+        }),
+        _ => Ok(()),
     }
-    receive(output.body, revision.bundle_type, destination).await
 }
 
 /// S3 ETags come quoted (`"abc"`); specs may carry them either way.

@@ -14,6 +14,8 @@
 use std::io::{self, Read, Write};
 use std::path::{Path, PathBuf};
 
+use bytes::Bytes;
+use futures_util::future::BoxFuture;
 use tokio::sync::mpsc;
 
 use super::error::{ArchiveFormat, BrokenOff, BundleError};
@@ -35,15 +37,16 @@ const HEAD_LEN: usize = 512;
 /// look for it to prove nothing partial is left).
 pub(super) const PARTIAL_PREFIX: &str = ".bundle-download-";
 
-/// A response body, chunk by chunk. The S3 body implements it; tests feed
-/// chunks of their own, including a body that breaks off.
-pub(super) trait Body {
-    type Chunk: AsRef<[u8]> + Send + 'static;
-    /// The next chunk, `None` at the end; `Err` (with the transport's
-    /// error) when the body broke off.
-    fn next_chunk(
-        &mut self,
-    ) -> impl std::future::Future<Output = Result<Option<Self::Chunk>, BrokenOff>>;
+/// A response body, chunk by chunk. The S3 body and the ranged download
+/// (`s3/ranged.rs`) implement it; tests feed chunks of their own, including a
+/// body that breaks off. Used as `dyn Body`: [`receive`] (and the blocking
+/// task it starts) is compiled once, not once per kind of body.
+pub(super) trait Body: Send {
+    /// The next chunk, `None` at the end; `Err(Fetch::BrokenOff)` (with the
+    /// transport's error) when the body broke off, `Err(Fetch::Final)` when
+    /// fetching again cannot help (the object changed under a ranged
+    /// download).
+    fn next_chunk(&mut self) -> BoxFuture<'_, Result<Option<Bytes>, Fetch>>;
 }
 
 /// Why one attempt failed: whether fetching again may help.
@@ -85,16 +88,16 @@ fn streaming_for(declared: BundleType, head: &[u8]) -> Option<TarCompression> {
 /// its first bytes allow (see [`streaming_for`]), else written whole and then
 /// unpacked. Either way `bundle.tar` holds the whole body on success, and a
 /// new `deployment-archive/` holds the revision.
-pub(super) async fn receive<B: Body>(
-    mut body: B,
+pub(super) async fn receive(
+    body: &mut dyn Body,
     declared: BundleType,
     destination: &Destination,
 ) -> Result<(), Fetch> {
-    let mut head: Vec<B::Chunk> = Vec::new();
+    let mut head: Vec<Bytes> = Vec::new();
     let mut head_len = 0;
     let mut ended = false;
     while head_len < HEAD_LEN {
-        match body.next_chunk().await.map_err(Fetch::BrokenOff)? {
+        match body.next_chunk().await? {
             Some(chunk) => {
                 head_len += chunk.as_ref().len();
                 head.push(chunk);
@@ -112,7 +115,7 @@ pub(super) async fn receive<B: Body>(
         .collect();
     let compression = streaming_for(declared, &first_bytes);
 
-    let (sender, receiver) = mpsc::channel::<Piece<B::Chunk>>(CHANNEL_CHUNKS);
+    let (sender, receiver) = mpsc::channel::<Piece<Bytes>>(CHANNEL_CHUNKS);
     let blocking = {
         let destination = destination.clone();
         tokio::task::spawn_blocking(move || match compression {
@@ -162,9 +165,10 @@ pub(super) async fn receive<B: Body>(
     })?;
     // A body that broke off is fetched again whatever the unpacking made of
     // the truncated stream: the next attempt starts from an empty archive
-    // directory, and the partial bundle file is already gone.
+    // directory, and the partial bundle file is already gone. A body that
+    // failed for good says why, whatever the unpacking made of it.
     if let Some(cause) = broken {
-        return Err(Fetch::BrokenOff(cause));
+        return Err(cause);
     }
     outcome.map_err(Fetch::Final)
 }

@@ -29,6 +29,15 @@ pub const MAX_CONCURRENT_COMMANDS: u32 = 256;
 /// Beyond half the interval, a poll's jitter could carry it past its next slot.
 pub const MAX_POLL_JITTER_PERCENT: u32 = 50;
 
+/// S3 bundles of this size or more are fetched as byte ranges
+/// (`:bundle_ranged_download_threshold:`): below it one stream is as fast.
+pub const DEFAULT_RANGED_DOWNLOAD_THRESHOLD: u64 = 64 * 1024 * 1024;
+/// Connections a ranged download uses at once (`:bundle_download_connections:`).
+pub const DEFAULT_DOWNLOAD_CONNECTIONS: u32 = 8;
+/// The most `:bundle_download_connections:` accepts: past this a host
+/// competes with itself, and every connection holds a part in memory.
+pub const MAX_DOWNLOAD_CONNECTIONS: u32 = 32;
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct AgentConfig {
     pub log_aws_wire: bool,
@@ -90,6 +99,30 @@ pub struct AgentConfig {
     pub startup_delay_max: Option<Duration>,
     /// Ours: how many commands (of different deployment groups) run at once.
     pub max_concurrent_commands: u32,
+    /// Ours: when and over how many connections an S3 bundle is fetched as
+    /// byte ranges.
+    pub bundle_download: BundleDownload,
+}
+
+/// How an S3 bundle is downloaded: one stream, or byte ranges over several
+/// connections when it is large (`:bundle_ranged_download_threshold:`,
+/// `:bundle_download_connections:`). GitHub bundles always take one stream.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BundleDownload {
+    /// Bundles of at least this many bytes (1 or more) are fetched as ranges.
+    pub ranged_threshold: u64,
+    /// Ranges fetched at once, 1 to [`MAX_DOWNLOAD_CONNECTIONS`]; 1 means
+    /// one stream whatever the size.
+    pub connections: u32,
+}
+
+impl Default for BundleDownload {
+    fn default() -> BundleDownload {
+        BundleDownload {
+            ranged_threshold: DEFAULT_RANGED_DOWNLOAD_THRESHOLD,
+            connections: DEFAULT_DOWNLOAD_CONNECTIONS,
+        }
+    }
 }
 
 /// How a signed deployment specification is verified.
@@ -140,6 +173,7 @@ impl Default for AgentConfig {
             poll_jitter_percent: 0,
             startup_delay_max: None,
             max_concurrent_commands: DEFAULT_MAX_CONCURRENT_COMMANDS,
+            bundle_download: BundleDownload::default(),
         }
     }
 }

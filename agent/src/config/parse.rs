@@ -16,6 +16,7 @@ use super::proxy::ProxyUri;
 use super::ConfigError;
 
 mod bounds;
+mod download;
 mod hardening;
 
 /// Keys the official agents know that this agent accepts and does not use
@@ -100,6 +101,9 @@ pub fn parse_agent_config(text: &str, file: &Path) -> Result<ParsedConfig, Confi
             continue;
         }
         if bounds::read_key(&field, &mut config)? {
+            continue;
+        }
+        if download::read_key(&field, &mut config, &mut warnings) {
             continue;
         }
         match key {

@@ -46,6 +46,7 @@ pub fn live_reload_ignored(running: &AgentConfig, reread: &AgentConfig) -> Vec<&
         poll_jitter_percent: _,
         startup_delay_max,
         max_concurrent_commands,
+        bundle_download,
     } = running;
     let mut ignored = Vec::new();
     let mut check = |changed: bool, key: &'static str| {
@@ -146,6 +147,10 @@ pub fn live_reload_ignored(running: &AgentConfig, reread: &AgentConfig) -> Vec<&
     check(
         *max_concurrent_commands != reread.max_concurrent_commands,
         "max_concurrent_commands",
+    );
+    check(
+        *bundle_download != reread.bundle_download,
+        "bundle_ranged_download_threshold / bundle_download_connections",
     );
     ignored
 }

@@ -433,6 +433,7 @@ async fn build_poller(
                     region: identity.region,
                     endpoint_override: s3_endpoint,
                     proxy: config.proxy_uri.clone(),
+                    download: config.bundle_download,
                 },
                 github_endpoint: config.github_endpoint_override.clone(),
                 credentials,

@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 use aws_sdk_s3::primitives::ByteStream;
 
 use super::*;
-use crate::config::BundlePolicy;
+use crate::config::{BundleDownload, BundlePolicy};
 use crate::deployment_spec::BundleType;
 use crate::shutdown;
 
@@ -61,6 +61,38 @@ fn revision(bucket: &str, key: &str) -> S3Revision {
     }
 }
 
+/// A download of one stream whatever the size.
+const ONE_STREAM: BundleDownload = BundleDownload {
+    ranged_threshold: u64::MAX,
+    connections: 1,
+};
+
+/// Ranges of 256 KiB, 32 at once, for anything of a byte or more.
+const RANGED: BundleDownload = BundleDownload {
+    ranged_threshold: 1,
+    connections: 32,
+};
+
+async fn fetch(
+    client: &aws_sdk_s3::Client,
+    revision: &S3Revision,
+    bundle_file: &std::path::Path,
+    archive_dir: &std::path::Path,
+    download: BundleDownload,
+) -> Result<(), BundleError> {
+    let policy = BundlePolicy::default();
+    fetch_s3(
+        client,
+        revision,
+        bundle_file,
+        archive_dir,
+        &policy,
+        download,
+        &shutdown::never(),
+    )
+    .await
+}
+
 #[tokio::test(flavor = "current_thread")]
 async fn downloads_by_key_version_and_etag_and_names_the_object_on_failure() {
     let Some(moto) = start_moto() else { return };
@@ -109,7 +141,6 @@ async fn downloads_by_key_version_and_etag_and_names_the_object_on_failure() {
     let dir = tempfile::tempdir().unwrap();
     let dest = dir.path().join("bundle.tar");
     let archive = dir.path().join("deployment-archive");
-    let policy = BundlePolicy::default();
     let names = |dir: &std::path::Path| -> Vec<String> {
         let mut names: Vec<String> = std::fs::read_dir(dir)
             .map(|entries| {
@@ -123,13 +154,12 @@ async fn downloads_by_key_version_and_etag_and_names_the_object_on_failure() {
     };
 
     // Latest version.
-    fetch_s3(
+    fetch(
         &client,
         &revision("bundles", "app/bundle.tar"),
         &dest,
         &archive,
-        &policy,
-        &shutdown::never(),
+        ONE_STREAM,
     )
     .await
     .unwrap();
@@ -140,7 +170,7 @@ async fn downloads_by_key_version_and_etag_and_names_the_object_on_failure() {
     let mut old = revision("bundles", "app/bundle.tar");
     old.version = first.version_id().map(str::to_string);
     old.etag = first.e_tag().map(|e| e.trim_matches('"').to_string());
-    fetch_s3(&client, &old, &dest, &archive, &policy, &shutdown::never())
+    fetch(&client, &old, &dest, &archive, ONE_STREAM)
         .await
         .unwrap();
     assert_eq!(std::fs::read(&dest).unwrap(), old_bundle);
@@ -150,48 +180,59 @@ async fn downloads_by_key_version_and_etag_and_names_the_object_on_failure() {
         vec![1u8; 300_000]
     );
 
-    // ETag mismatch: known from the headers, so nothing is written or unpacked.
-    let mut wrong = revision("bundles", "app/bundle.tar");
-    wrong.etag = Some("0123abcd".into());
-    let other_archive = dir.path().join("other-archive");
-    let err = fetch_s3(
-        &client,
-        &wrong,
-        &dir.path().join("other.tar"),
-        &other_archive,
-        &policy,
-        &shutdown::never(),
-    )
-    .await
-    .unwrap_err();
-    let message = err.to_string();
-    assert!(
-        message.starts_with("Expected deployment artifact bundle etag 0123abcd but was actually "),
-        "{message}"
-    );
-    assert!(message.contains("s3://bundles/app/bundle.tar"), "{message}");
-    assert!(!dir.path().join("other.tar").exists());
-    assert!(
-        !other_archive.exists(),
-        "nothing unpacked on an ETag mismatch"
-    );
+    // The same version as two ranges of 256 KiB: the same bundle, pinned to
+    // the old version although a newer one is the latest.
+    std::fs::remove_dir_all(&archive).unwrap();
+    fetch(&client, &old, &dest, &archive, RANGED).await.unwrap();
+    assert_eq!(std::fs::read(&dest).unwrap(), old_bundle);
+    assert_eq!(names(&archive), ["old.txt"]);
 
-    // Missing key: the service's code, and the object.
-    let err = fetch_s3(
-        &client,
-        &revision("bundles", "nope.tar"),
-        &dest,
-        &archive,
-        &policy,
-        &shutdown::never(),
-    )
-    .await
-    .unwrap_err();
-    let message = err.to_string();
-    assert!(
-        message.contains("s3://bundles/nope.tar") && message.contains("NoSuchKey"),
-        "{message}"
-    );
+    // Whether the ETag comes from GetObject or from the HEAD of a ranged
+    // download, and whether the key is missing at the HEAD or the GET, the
+    // operator reads the same.
+    for download in [ONE_STREAM, RANGED] {
+        // ETag mismatch: known from the headers, so nothing is written or unpacked.
+        let mut wrong = revision("bundles", "app/bundle.tar");
+        wrong.etag = Some("0123abcd".into());
+        let other_archive = dir.path().join("other-archive");
+        let err = fetch(
+            &client,
+            &wrong,
+            &dir.path().join("other.tar"),
+            &other_archive,
+            download,
+        )
+        .await
+        .unwrap_err();
+        let message = err.to_string();
+        assert!(
+            message
+                .starts_with("Expected deployment artifact bundle etag 0123abcd but was actually "),
+            "{message}"
+        );
+        assert!(message.contains("s3://bundles/app/bundle.tar"), "{message}");
+        assert!(!dir.path().join("other.tar").exists());
+        assert!(
+            !other_archive.exists(),
+            "nothing unpacked on an ETag mismatch"
+        );
+
+        // Missing key: the service's code, and the object.
+        let err = fetch(
+            &client,
+            &revision("bundles", "nope.tar"),
+            &dest,
+            &archive,
+            download,
+        )
+        .await
+        .unwrap_err();
+        let message = err.to_string();
+        assert!(
+            message.contains("s3://bundles/nope.tar") && message.contains("NoSuchKey"),
+            "{message}"
+        );
+    }
 
     // Only the final bundle and archive are left behind: no temporary files.
     assert_eq!(names(dir.path()), ["bundle.tar", "deployment-archive"]);

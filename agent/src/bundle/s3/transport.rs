@@ -16,7 +16,7 @@ use aws_smithy_runtime_api::client::runtime_components::RuntimeComponents;
 use aws_smithy_runtime_api::http::HttpError;
 use aws_smithy_types::body::SdkBody;
 
-use crate::config::ProxyUri;
+use crate::config::{ProxyUri, MAX_DOWNLOAD_CONNECTIONS};
 use crate::http::{ClientSettings, Proxying, Redirects};
 
 /// Time to set up the TCP and TLS connection to S3.
@@ -45,7 +45,10 @@ impl S3Http {
             proxy: Proxying::configured(proxy),
             // The SDK decides redirects (S3 answers 301 for a wrong region).
             redirects: Redirects::Return,
-            max_idle_per_host: Some(1),
+            // A ranged download's connections carry one range after another:
+            // kept open, each next range skips a TCP and TLS handshake. The
+            // client lives for one download, so none stays open after it.
+            max_idle_per_host: Some(MAX_DOWNLOAD_CONNECTIONS as usize),
             keepalive: None,
         }
         .build("S3")?;

@@ -11,10 +11,13 @@ use std::path::Path;
 use std::sync::atomic::{AtomicU32, Ordering};
 
 use super::*;
+use crate::bundle::error::BrokenOff;
 use crate::bundle::s3::with_retries;
 use crate::bundle::unpack::tests::{dir, file, hard_link, symlink_entry, tar_bytes};
 use crate::bundle::S3Object;
 use crate::shutdown;
+use bytes::Bytes;
+use futures_util::future::BoxFuture;
 
 /// A body served from memory in chunks of `chunk` bytes, optionally breaking
 /// off after `break_at` bytes.
@@ -40,10 +43,9 @@ impl MemoryBody {
 }
 
 impl Body for MemoryBody {
-    type Chunk = Vec<u8>;
-
-    async fn next_chunk(&mut self) -> Result<Option<Vec<u8>>, BrokenOff> {
-        self.pieces.pop_front().transpose()
+    fn next_chunk(&mut self) -> BoxFuture<'_, Result<Option<Bytes>, Fetch>> {
+        let next = self.pieces.pop_front().transpose();
+        Box::pin(async move { next.map(|c| c.map(Bytes::from)).map_err(Fetch::BrokenOff) })
     }
 }
 
@@ -279,7 +281,7 @@ async fn a_streamed_bundle_unpacks_to_the_same_tree_as_a_downloaded_one() {
         let expected = unpacked_from_file(bytes, *declared).unwrap();
         let tmp = tempfile::tempdir().unwrap();
         let to = destination(tmp.path(), BundlePolicy::default());
-        receive(MemoryBody::new(bytes, *chunk, None), *declared, &to)
+        receive(&mut MemoryBody::new(bytes, *chunk, None), *declared, &to)
             .await
             .unwrap_or_else(|e| panic!("{name}: {e:?}"));
         assert_eq!(snapshot(&to.archive_dir), expected, "{name}");
@@ -314,7 +316,7 @@ async fn bytes_that_are_not_the_declared_type_fail_or_succeed_as_before() {
         let expected = unpacked_from_file(bytes, *declared);
         let tmp = tempfile::tempdir().unwrap();
         let to = destination(tmp.path(), BundlePolicy::default());
-        let streamed = match receive(MemoryBody::new(bytes, 500, None), *declared, &to).await {
+        let streamed = match receive(&mut MemoryBody::new(bytes, 500, None), *declared, &to).await {
             Ok(()) => Ok(snapshot(&to.archive_dir)),
             Err(Fetch::Final(e)) => Err(e.to_string()),
             Err(Fetch::BrokenOff(cause)) => panic!("{declared:?}: broke off: {cause}"),
@@ -354,7 +356,7 @@ async fn a_body_that_breaks_off_leaves_nothing_behind() {
         let tmp = tempfile::tempdir().unwrap();
         let to = destination(tmp.path(), BundlePolicy::default());
         let result = receive(
-            MemoryBody::new(bytes, 4096, Some(*break_at)),
+            &mut MemoryBody::new(bytes, 4096, Some(*break_at)),
             *declared,
             &to,
         )
@@ -392,9 +394,9 @@ async fn a_broken_off_download_is_fetched_again_into_a_clean_tree() {
     };
     with_retries(object, || {
         let attempt = attempts.fetch_add(1, Ordering::SeqCst);
-        let body = MemoryBody::new(&tgz, 2048, (attempt == 0).then_some(tgz.len() / 3));
+        let mut body = MemoryBody::new(&tgz, 2048, (attempt == 0).then_some(tgz.len() / 3));
         let to = to.clone();
-        async move { receive(body, BundleType::Tgz, &to).await }
+        async move { receive(&mut body, BundleType::Tgz, &to).await }
     })
     .await
     .unwrap();
@@ -419,9 +421,9 @@ async fn a_body_that_keeps_breaking_off_fails_after_three_attempts() {
     };
     let err = with_retries(object, || {
         attempts.fetch_add(1, Ordering::SeqCst);
-        let body = MemoryBody::new(&tgz, 2048, Some(tgz.len() / 2));
+        let mut body = MemoryBody::new(&tgz, 2048, Some(tgz.len() / 2));
         let to = to.clone();
-        async move { receive(body, BundleType::Tgz, &to).await }
+        async move { receive(&mut body, BundleType::Tgz, &to).await }
     })
     .await
     .unwrap_err();
@@ -503,10 +505,11 @@ async fn hostile_entries_are_refused_with_the_same_message_when_streamed() {
             .unwrap_err()
             .to_string();
             fs::remove_file(&to.bundle_file).unwrap();
-            let streamed = match receive(MemoryBody::new(&bytes, 300, None), declared, &to).await {
-                Err(Fetch::Final(e)) => e.to_string(),
-                other => panic!("{fragment}: expected a refusal, got {other:?}"),
-            };
+            let streamed =
+                match receive(&mut MemoryBody::new(&bytes, 300, None), declared, &to).await {
+                    Err(Fetch::Final(e)) => e.to_string(),
+                    other => panic!("{fragment}: expected a refusal, got {other:?}"),
+                };
             assert_eq!(streamed, downloaded, "{declared:?}");
             assert!(
                 streamed.starts_with("Error extracting tar archive: ")

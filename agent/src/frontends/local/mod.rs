@@ -331,6 +331,7 @@ async fn executor_for(
                 region,
                 endpoint_override,
                 proxy: config.proxy_uri.clone(),
+                download: config.bundle_download,
             },
             github_endpoint: config.github_endpoint_override.clone(),
             credentials: Arc::new(credentials),

@@ -32,6 +32,7 @@ fn executor(root: &Path) -> Executor {
                 region: "us-east-1".into(),
                 endpoint_override: None,
                 proxy: None,
+                download: Default::default(),
             },
             github_endpoint: None,
             credentials: Arc::new(CredentialSource::Static(

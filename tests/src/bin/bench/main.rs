@@ -5,7 +5,7 @@
 //! output, not test assertions; BENCHMARKS.md and RELIABILITY.md record them.
 //!
 //! ```text
-//! bench --agent <path> [--only footprint|large|long-run|many-files]... [--idle-seconds S]
+//! bench --agent <path> [--only footprint|large|long-run|many-files|ranged]... [--idle-seconds S]
 //!       [--idle-wait-between-runs W] [--deployments N] [--long-run N]
 //!       [--work-dir DIR] [--scale-down F] [--perf-record FILE]
 //! ```
@@ -25,6 +25,10 @@
 //!   `:archive_max_entries:`), deployed, with the time per file and peak RSS
 //!   of each, the 200,000 against `tar -xzf` + `cp -a`; and a bundle one
 //!   past the cap, which the agent must refuse in bounded time and memory;
+//! - ranged (only when asked): a 1 GiB bundle through a proxy capping each
+//!   connection, over one connection and as ranges over the default
+//!   connections: speed-up, peak RSS, and the bytes fetched again after one
+//!   connection is cut in a range (issue 19 part 2);
 //! - chaos (`--chaos N` alone): N random SIGKILLs of the agent, each
 //!   followed by a restart and the invariants of `codedeploy_e2e::chaos`.
 
@@ -33,6 +37,7 @@ mod figures;
 mod large;
 mod many;
 mod procfs;
+mod ranged;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, ExitCode};
@@ -50,6 +55,7 @@ enum Phase {
     Large,
     LongRun,
     ManyFiles,
+    Ranged,
     Chaos,
 }
 
@@ -70,7 +76,7 @@ struct Args {
 }
 
 const USAGE: &str =
-    "bench --agent <path> [--only footprint|large|long-run|many-files]... [--idle-seconds S] \
+    "bench --agent <path> [--only footprint|large|long-run|many-files|ranged]... [--idle-seconds S] \
      [--idle-wait-between-runs W] [--deployments N] [--long-run N] [--work-dir DIR] \
      [--scale-down F] [--perf-record FILE] [--chaos N [--seed S]]";
 
@@ -103,9 +109,10 @@ fn parse_args(args: impl Iterator<Item = String>) -> Result<Args, String> {
                 "large" => Phase::Large,
                 "long-run" => Phase::LongRun,
                 "many-files" => Phase::ManyFiles,
+                "ranged" => Phase::Ranged,
                 other => {
                     return Err(format!(
-                        "--only {other:?}: footprint, large, long-run or many-files"
+                        "--only {other:?}: footprint, large, long-run, many-files or ranged"
                     ))
                 }
             }),
@@ -161,6 +168,7 @@ fn main() -> ExitCode {
             Phase::Large => large_revision(&args, &mut figures),
             Phase::LongRun => long_run(&args, &mut figures),
             Phase::ManyFiles => many::run(&args, &mut figures),
+            Phase::Ranged => ranged::ranged(&args, &mut figures),
             Phase::Chaos => chaos(&args, &mut figures),
         };
         if let Err(e) = result {
@@ -856,6 +864,7 @@ mod tests {
             ("", &[Phase::Footprint, Phase::Large], 0),
             ("--long-run 200", &[Phase::LongRun], 200),
             ("--only long-run", &[Phase::LongRun], 200),
+            ("--only ranged", &[Phase::Ranged], 0),
             (
                 "--only large --only footprint",
                 &[Phase::Large, Phase::Footprint],
@@ -874,7 +883,7 @@ mod tests {
         let cases: &[(&str, &str)] = &[
             (
                 "--only everything",
-                "footprint, large, long-run or many-files",
+                "footprint, large, long-run, many-files or ranged",
             ),
             ("--idle-seconds soon", "--idle-seconds needs a number"),
             ("--deployments 5", "at least 10"),

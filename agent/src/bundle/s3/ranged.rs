@@ -1,0 +1,439 @@
+//! The ranged DownloadBundle: a large S3 bundle fetched as byte ranges over
+//! several connections at once (as S3 limits what one connection carries),
+//! handed in order to the same streaming unpack and `bundle.tar` tee as a
+//! single stream (`stream.rs`), as a [`Body`].
+//!
+//! Owns the choice (a probe of the first byte: the object's size against
+//! `:bundle_ranged_download_threshold:`), the split into parts, the pinning of
+//! every range to the object the probe saw (its version and, with `If-Match`,
+//! its ETag: an object replaced midway fails the download, never mixes two
+//! objects), and the retry of a range that breaks off from the byte where it
+//! stopped. Memory is bounded: at most `:bundle_download_connections:` parts
+//! are in flight, and a part is at most [`BUFFER_BUDGET`] divided among them.
+//! Never decides how the bytes are unpacked.
+
+use std::collections::VecDeque;
+use std::ops::Range;
+use std::sync::Arc;
+use std::time::Duration;
+
+use aws_sdk_s3::error::SdkError;
+use bytes::Bytes;
+use futures_util::future::BoxFuture;
+use tokio::sync::mpsc;
+use tokio::task::JoinHandle;
+
+use super::{etags_match, expect_etag, BodyError};
+use crate::bundle::error::{BrokenOff, BundleError, S3Object};
+use crate::bundle::stream::{Body, Fetch};
+use crate::config::BundleDownload;
+use crate::deployment_spec::S3Revision;
+
+/// Bytes of the bundle held in memory at most by the parts in flight, all
+/// together: with the unpack's own buffers this keeps the agent within
+/// 32 MiB while the parts ahead of the one being unpacked keep arriving.
+const BUFFER_BUDGET: u64 = 8 * 1024 * 1024;
+/// The smallest part: below it a request's overhead outweighs its bytes.
+const MIN_PART: u64 = 256 * 1024;
+
+/// How many times a range is requested in all when its body keeps breaking
+/// off; after that the whole download breaks off (and `s3.rs` starts it over).
+const RANGE_ATTEMPTS: u32 = 3;
+
+/// The size of each part for `connections` parts in flight (pure).
+pub(super) fn part_size(connections: u32) -> u64 {
+    (BUFFER_BUDGET / u64::from(connections.max(1))).max(MIN_PART)
+}
+
+/// `size` bytes cut into parts of `part` bytes, the last one shorter (pure).
+pub(super) fn parts(size: u64, part: u64) -> impl Iterator<Item = Range<u64>> {
+    let part = part.max(1);
+    (0..size.div_ceil(part)).map(move |i| i * part..((i + 1) * part).min(size))
+}
+
+/// The object every range is pinned to, as the probe saw it.
+#[derive(Debug)]
+struct Pinned {
+    bucket: String,
+    key: String,
+    /// The probe's version (`None` for an unversioned bucket).
+    version: Option<String>,
+    /// Quoted, as S3 sends it and `If-Match` takes it.
+    etag: String,
+    /// For messages: the object as the deployment names it.
+    object: S3Object,
+}
+
+/// A ranged download about to start: what the probe found, and how to cut it.
+#[derive(Debug)]
+pub(super) struct Plan {
+    pinned: Arc<Pinned>,
+    size: u64,
+    part: u64,
+    connections: usize,
+}
+
+/// Whether `revision` is fetched as ranges under `download`, and how: `None`
+/// for one stream (one connection configured, an object below the
+/// threshold, of one part, or empty). A probe that S3 refuses fails the
+/// download as the GET would have.
+///
+/// The probe is a GetObject of the first byte rather than a HEAD: its
+/// `Content-Range` gives the size, with the ETag and version a HEAD gives,
+/// and it needs no second S3 operation in the binary (HeadObject's code
+/// weighs tens of KB against a 12 MB budget). An ETag that is not the
+/// deployment's fails here, before anything is written.
+pub(super) async fn plan(
+    client: &aws_sdk_s3::Client,
+    revision: &S3Revision,
+    download: BundleDownload,
+) -> Result<Option<Plan>, Fetch> {
+    if download.connections <= 1 {
+        return Ok(None);
+    }
+    let object = S3Object::of(revision);
+    let probe = match client
+        .get_object()
+        .bucket(&revision.bucket)
+        .key(&revision.key)
+        .set_version_id(revision.version.clone())
+        .range("bytes=0-0")
+        .send()
+        .await
+    {
+        Ok(probe) => probe,
+        // An empty object has no first byte: one stream fetches it.
+        Err(SdkError::ServiceError(service)) if service.raw().status().as_u16() == 416 => {
+            return Ok(None)
+        }
+        // Refused or unanswered: the same error, the same message, as the GET
+        // of one stream would have had (and no second request to learn it).
+        Err(error) => {
+            return Err(BundleError::S3Request {
+                object,
+                source: Box::new(error),
+            }
+            .into())
+        }
+    };
+    let etag = probe.e_tag().unwrap_or_default().to_string();
+    expect_etag(revision, &etag)?;
+    let size = probe.content_range().and_then(total_size).unwrap_or(0);
+    let part = part_size(download.connections);
+    // Without an ETag no range can be pinned to the object the probe saw.
+    if size < download.ranged_threshold || size <= part || etag.is_empty() {
+        return Ok(None);
+    }
+    let count = size.div_ceil(part);
+    tracing::info!(
+        "downloading {object} ({size} bytes) as {count} ranges of {part} bytes, {} at once",
+        download.connections
+    );
+    Ok(Some(Plan {
+        pinned: Arc::new(Pinned {
+            bucket: revision.bucket.clone(),
+            key: revision.key.clone(),
+            version: probe.version_id().map(str::to_string),
+            etag,
+            object,
+        }),
+        size,
+        part,
+        connections: download.connections as usize,
+    }))
+}
+
+/// The object's size from a `Content-Range` (`bytes 0-0/12345`; pure).
+fn total_size(content_range: &str) -> Option<u64> {
+    content_range.rsplit_once('/')?.1.trim().parse().ok()
+}
+
+/// What a part's task hands over: its bytes in order, or why it stopped.
+type PartChunks = mpsc::UnboundedReceiver<Result<Bytes, Fetch>>;
+
+/// A part being fetched: its chunks, and how many of its bytes are still to
+/// come (a task that ends short of them is a download that broke off). Its
+/// task ends when it is dropped.
+struct InFlight {
+    chunks: PartChunks,
+    range: Range<u64>,
+    left: u64,
+    task: JoinHandle<()>,
+}
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+/// The object's bytes in order, fetched as ranges by tasks of their own
+/// (one per part in flight). The tasks end when it is dropped.
+pub(super) struct RangedBody {
+    client: aws_sdk_s3::Client,
+    plan: Plan,
+    /// The parts not started yet, in the object's order.
+    pending: VecDeque<Range<u64>>,
+    /// The parts started and not yet handed on, in the object's order.
+    in_flight: VecDeque<InFlight>,
+}
+
+impl RangedBody {
+    pub(super) fn start(client: &aws_sdk_s3::Client, plan: Plan) -> RangedBody {
+        let mut body = RangedBody {
+            client: client.clone(),
+            pending: parts(plan.size, plan.part).collect(),
+            plan,
+            in_flight: VecDeque::new(),
+        };
+        body.fill();
+        body
+    }
+
+    /// Starts parts until as many are in flight as connections allow.
+    fn fill(&mut self) {
+        while self.in_flight.len() < self.plan.connections {
+            let Some(range) = self.pending.pop_front() else {
+                return;
+            };
+            let (sender, chunks) = mpsc::unbounded_channel();
+            let (client, pinned) = (self.client.clone(), self.plan.pinned.clone());
+            let task_range = range.clone();
+            let task = tokio::spawn(async move {
+                if let Err(error) = fetch_part(&client, &pinned, task_range, &sender).await {
+                    let _ = sender.send(Err(error));
+                }
+            });
+            self.in_flight.push_back(InFlight {
+                chunks,
+                left: range.end - range.start,
+                range,
+                task,
+            });
+        }
+    }
+}
+
+impl Body for RangedBody {
+    fn next_chunk(&mut self) -> BoxFuture<'_, Result<Option<Bytes>, Fetch>> {
+        Box::pin(self.next_in_order())
+    }
+}
+
+impl RangedBody {
+    async fn next_in_order(&mut self) -> Result<Option<Bytes>, Fetch> {
+        loop {
+            let Some(head) = self.in_flight.front_mut() else {
+                return Ok(None);
+            };
+            match head.chunks.recv().await {
+                Some(Ok(chunk)) => {
+                    head.left = head.left.saturating_sub(chunk.len() as u64);
+                    return Ok(Some(chunk));
+                }
+                Some(Err(error)) => return Err(error),
+                None if head.left == 0 => {
+                    self.in_flight.pop_front();
+                    self.fill();
+                }
+                None => {
+                    let missing = head.left;
+                    let range = head.range.clone();
+                    return Err(Fetch::BrokenOff(BrokenOff::new(PartEnded {
+                        range,
+                        missing,
+                    })));
+                }
+            }
+        }
+    }
+}
+
+/// A part's task ended before all its bytes were handed over (it was
+/// cancelled, or panicked).
+#[derive(Debug, thiserror::Error)]
+#[error("the range {}-{} ended {missing} bytes short", .range.start, .range.end - 1)]
+struct PartEnded {
+    range: Range<u64>,
+    missing: u64,
+}
+
+/// A range's body that broke off on its last attempt.
+#[derive(Debug, thiserror::Error)]
+#[error("the range {first}-{last} broke off at byte {at}: {cause}")]
+struct RangeBrokeOff {
+    first: u64,
+    last: u64,
+    at: u64,
+    #[source]
+    cause: BrokenOff,
+}
+
+/// Fetches `range` of the pinned object into `chunks`. A body that breaks
+/// off is asked again from the first byte not received, up to
+/// [`RANGE_ATTEMPTS`] requests in all; what arrived is never fetched again.
+async fn fetch_part(
+    client: &aws_sdk_s3::Client,
+    pinned: &Pinned,
+    range: Range<u64>,
+    chunks: &mpsc::UnboundedSender<Result<Bytes, Fetch>>,
+) -> Result<(), Fetch> {
+    let mut at = range.start;
+    let mut attempt = 1;
+    while at < range.end {
+        let mut body = request_range(client, pinned, at..range.end).await?;
+        let cause = loop {
+            match body.try_next().await {
+                Ok(Some(chunk)) => {
+                    let len = chunk.len() as u64;
+                    if len > range.end - at {
+                        return Err(range_refused(
+                            pinned,
+                            &(at..range.end),
+                            "more bytes than the range holds".to_string(),
+                        ));
+                    }
+                    at += len;
+                    if chunks.send(Ok(chunk)).is_err() {
+                        // The download was given up; nobody wants the rest.
+                        return Ok(());
+                    }
+                }
+                Ok(None) if at == range.end => return Ok(()),
+                Ok(None) => {
+                    break BrokenOff::new(std::io::Error::new(
+                        std::io::ErrorKind::UnexpectedEof,
+                        "the answer ended early",
+                    ))
+                }
+                Err(error) => break BrokenOff::new(BodyError(error)),
+            }
+        };
+        let error = RangeBrokeOff {
+            first: range.start,
+            last: range.end - 1,
+            at,
+            cause,
+        };
+        if attempt >= RANGE_ATTEMPTS {
+            return Err(Fetch::BrokenOff(BrokenOff::new(error)));
+        }
+        attempt += 1;
+        tracing::warn!(
+            "the download of {} broke off: {error}; fetching bytes {at}-{} again (attempt {attempt} of {RANGE_ATTEMPTS})",
+            pinned.object,
+            range.end - 1
+        );
+        tokio::time::sleep(Duration::from_millis(200 * u64::from(attempt))).await;
+    }
+    Ok(())
+}
+
+/// GetObject of `range` (end exclusive), pinned to the probe's version and
+/// ETag; the answer must be exactly those bytes of that object.
+async fn request_range(
+    client: &aws_sdk_s3::Client,
+    pinned: &Pinned,
+    range: Range<u64>,
+) -> Result<aws_sdk_s3::primitives::ByteStream, Fetch> {
+    let output = client
+        .get_object()
+        .bucket(&pinned.bucket)
+        .key(&pinned.key)
+        .set_version_id(pinned.version.clone())
+        .if_match(&pinned.etag)
+        .range(format!("bytes={}-{}", range.start, range.end - 1))
+        .send()
+        .await
+        .map_err(|error| match &error {
+            SdkError::ServiceError(service) if service.raw().status().as_u16() == 412 => {
+                changed(pinned)
+            }
+            _ => BundleError::S3Request {
+                object: pinned.object.clone(),
+                source: Box::new(error),
+            },
+        })?;
+    // A server that ignores If-Match (or a version) must still not mix objects.
+    if !etags_match(&pinned.etag, output.e_tag().unwrap_or_default()) {
+        return Err(changed(pinned).into());
+    }
+    let expected = range.end - range.start;
+    match output.content_length().and_then(|n| u64::try_from(n).ok()) {
+        Some(length) if length == expected => Ok(output.body),
+        other => Err(range_refused(
+            pinned,
+            &range,
+            format!(
+                "{} bytes in the answer instead of {expected}",
+                other.map_or("no length".to_string(), |n| n.to_string())
+            ),
+        )),
+    }
+}
+
+fn changed(pinned: &Pinned) -> BundleError {
+    BundleError::S3Changed {
+        object: pinned.object.clone(),
+        etag: pinned.etag.replace('"', ""),
+    }
+}
+
+fn range_refused(pinned: &Pinned, range: &Range<u64>, detail: String) -> Fetch {
+    Fetch::Final(BundleError::S3RangeRefused {
+        object: pinned.object.clone(),
+        detail: format!("bytes={}-{} as asked: {detail}", range.start, range.end - 1),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parts_share_an_8_mib_budget_among_the_connections() {
+        let cases: &[(u32, u64)] = &[
+            (2, 4 << 20),
+            (4, 2 << 20),
+            (8, 1 << 20),
+            (16, 512 << 10),
+            (32, 256 << 10),
+            (0, 8 << 20),
+        ];
+        for (connections, part) in cases {
+            assert_eq!(part_size(*connections), *part, "{connections}");
+            assert!(part_size(*connections) * u64::from((*connections).max(1)) <= BUFFER_BUDGET);
+        }
+    }
+
+    #[test]
+    fn the_size_is_read_from_the_content_range() {
+        let cases: &[(&str, Option<u64>)] = &[
+            ("bytes 0-0/12345", Some(12345)),
+            ("bytes 0-0/1", Some(1)),
+            ("bytes 0-0/*", None),
+            ("bytes 0-0", None),
+            ("", None),
+        ];
+        for (header, size) in cases {
+            assert_eq!(total_size(header), *size, "{header:?}");
+        }
+    }
+
+    #[test]
+    fn parts_cover_the_object_in_order_without_overlap() {
+        // (size, part size, the parts as (first byte, end))
+        type Case = (u64, u64, &'static [(u64, u64)]);
+        let cases: &[Case] = &[
+            (0, 4, &[]),
+            (1, 4, &[(0, 1)]),
+            (4, 4, &[(0, 4)]),
+            (10, 4, &[(0, 4), (4, 8), (8, 10)]),
+            (12, 4, &[(0, 4), (4, 8), (8, 12)]),
+        ];
+        for (size, part, expected) in cases {
+            let got: Vec<_> = parts(*size, *part).map(|r| (r.start, r.end)).collect();
+            assert_eq!(got, *expected, "{size} in parts of {part}");
+        }
+    }
+}
