@@ -30,8 +30,12 @@ pub const MAX_CONCURRENT_COMMANDS: u32 = 256;
 pub const MAX_POLL_JITTER_PERCENT: u32 = 50;
 
 /// S3 bundles of this size or more are fetched as byte ranges
-/// (`:bundle_ranged_download_threshold:`): below it one stream is as fast.
-pub const DEFAULT_RANGED_DOWNLOAD_THRESHOLD: u64 = 64 * 1024 * 1024;
+/// (`:bundle_ranged_download_threshold:`). The parts are held in memory
+/// (1 MiB each at 8 connections), so a ranged download costs a request per
+/// MiB: below this size one stream is as fast or faster (the 201 MiB
+/// revision of BENCHMARKS.md took 25 s as ranges from moto, 1.1 s as one
+/// stream).
+pub const DEFAULT_RANGED_DOWNLOAD_THRESHOLD: u64 = 256 * 1024 * 1024;
 /// Connections a ranged download uses at once (`:bundle_download_connections:`).
 pub const DEFAULT_DOWNLOAD_CONNECTIONS: u32 = 8;
 /// The most `:bundle_download_connections:` accepts: past this a host

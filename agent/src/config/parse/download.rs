@@ -66,7 +66,7 @@ mod tests {
     #[test]
     fn download_keys_default_to_64_mib_and_8_connections() {
         let (download, warnings) = parse(":max_revisions: 5\n");
-        assert_eq!(download.ranged_threshold, 64 * 1024 * 1024);
+        assert_eq!(download.ranged_threshold, 256 * 1024 * 1024);
         assert_eq!(download.connections, 8);
         assert!(warnings.is_empty(), "{warnings:?}");
     }
@@ -81,9 +81,21 @@ mod tests {
                 1_000_000_000,
                 8,
             ),
-            (":bundle_download_connections: 1", 64 << 20, 1),
-            (":bundle_download_connections: 32", 64 << 20, 32),
-            ("bundle_download_connections: '4'", 64 << 20, 4),
+            (
+                ":bundle_download_connections: 1",
+                super::DEFAULT_RANGED_DOWNLOAD_THRESHOLD,
+                1,
+            ),
+            (
+                ":bundle_download_connections: 32",
+                super::DEFAULT_RANGED_DOWNLOAD_THRESHOLD,
+                32,
+            ),
+            (
+                "bundle_download_connections: '4'",
+                super::DEFAULT_RANGED_DOWNLOAD_THRESHOLD,
+                4,
+            ),
         ];
         for (text, threshold, connections) in cases {
             let (download, warnings) = parse(text);
