@@ -18,10 +18,10 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime};
 
 use crate::emulator::{DeploymentRecord, DeploymentStatus};
-use crate::{BundleType, Deployment, Revision, S3Location, TestBed};
+use crate::{BundleType, Deployment, Operation, Revision, S3Location, TestBed};
 
 /// The events whose hooks each revision has (a short sleep each).
 const HOOKED_EVENTS: [&str; 5] = [
@@ -146,10 +146,15 @@ pub fn soak(
         let phase = phase_of(bed.emulator.deployment(&cut.deployment_id));
         *report.by_phase.entry(phase.clone()).or_default() += 1;
         report.kills += 1;
+        let restarted = SystemTime::now();
         bed.start_agent_with(binary, &config);
         let ended = bed
             .emulator
             .wait_for_deployment_end(&cut.deployment_id, DEPLOYMENT_DEADLINE);
+        // A kill after the deployment's end leaves nothing to wait for above;
+        // the restarted agent has dealt with what its predecessor left on
+        // disk once it polls (it takes the tracking files first).
+        let polled = polled_since(bed, restarted, DEPLOYMENT_DEADLINE);
         let mut violated = |what: String| {
             report
                 .violations
@@ -157,6 +162,9 @@ pub fn soak(
         };
         if ended.record().is_none() {
             violated(format!("the cut deployment never ended: {ended}"));
+        }
+        if !polled {
+            violated("the restarted agent never polled".to_string());
         }
         let record = bed.emulator.deployment(&cut.deployment_id);
         for problem in reported_once(record.as_ref(), &phase) {
@@ -193,6 +201,22 @@ pub fn soak(
     bed.stop_agent(Duration::from_secs(10));
     report.elapsed = started.elapsed();
     report
+}
+
+/// Whether the agent polled at or after `since`, waiting up to `limit`.
+fn polled_since(bed: &TestBed, since: SystemTime, limit: Duration) -> bool {
+    let deadline = Instant::now() + limit;
+    loop {
+        let polled = bed
+            .emulator
+            .calls_of(Operation::PollHostCommand)
+            .iter()
+            .any(|call| call.at >= since);
+        if polled || Instant::now() >= deadline {
+            return polled;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
 }
 
 /// Runs `deployment` undisturbed: it must succeed and leave exactly `revision`.
