@@ -118,7 +118,7 @@ pub async fn run(config_file: &Path) -> Result<(), StartupError> {
         tracing::warn!("{why}; the agent keeps its current priority");
     }
     let mut signals = Signals::install()?;
-    let _pid_lock = PidLock::acquire(&config.pid_dir, &config.program_name)?;
+    let _pid_lock = PidLock::acquire(&config.pid_dir, &config.program_name).await?;
     let (schedule, schedule_updates) = watch::channel(schedule_of(&config));
     // Start-up may wait on instance metadata: a stop request ends it cleanly.
     let poller = tokio::select! {
@@ -459,8 +459,15 @@ struct PidLock {
     _lock: nix::fcntl::Flock<File>,
 }
 
+/// How long start-up waits for a pid lock whose recorded holder is gone.
+/// A hook spawned by an agent that was then killed holds the lock from its
+/// fork until its exec (the descriptor closes on exec): milliseconds, longer
+/// on a loaded host, and a restart that comes at once (systemd's, an
+/// operator's) must not take that for a running agent.
+const ORPHANED_LOCK_PATIENCE: Duration = Duration::from_secs(5);
+
 impl PidLock {
-    fn acquire(pid_dir: &Path, program_name: &str) -> Result<PidLock, StartupError> {
+    async fn acquire(pid_dir: &Path, program_name: &str) -> Result<PidLock, StartupError> {
         let pid_file = pid_dir.join(format!("{program_name}.pid"));
         let lock_file = pid_dir.join(format!("{program_name}.pid.lock"));
         let cannot = |source: std::io::Error| StartupError::PidFile {
@@ -468,21 +475,31 @@ impl PidLock {
             source,
         };
         std::fs::create_dir_all(pid_dir).map_err(cannot)?;
-        let file = File::options()
+        let mut file = File::options()
             .create(true)
             .truncate(false)
             .write(true)
             .open(&lock_file)
             .map_err(cannot)?;
-        let lock = nix::fcntl::Flock::lock(file, nix::fcntl::FlockArg::LockExclusiveNonblock)
-            .map_err(|(_, source)| {
-                let holder = std::fs::read_to_string(&pid_file).unwrap_or_default();
-                StartupError::AlreadyRunning {
-                    file: pid_file.clone(),
-                    holder: holder.trim().to_string(),
-                    source,
+        let deadline = tokio::time::Instant::now() + ORPHANED_LOCK_PATIENCE;
+        let lock = loop {
+            match nix::fcntl::Flock::lock(file, nix::fcntl::FlockArg::LockExclusiveNonblock) {
+                Ok(lock) => break lock,
+                Err((back, source)) => {
+                    let holder = std::fs::read_to_string(&pid_file).unwrap_or_default();
+                    let holder = holder.trim().to_string();
+                    if holder_alive(&holder) || tokio::time::Instant::now() >= deadline {
+                        return Err(StartupError::AlreadyRunning {
+                            file: pid_file.clone(),
+                            holder,
+                            source,
+                        });
+                    }
+                    file = back;
+                    tokio::time::sleep(Duration::from_millis(50)).await;
                 }
-            })?;
+            }
+        };
         let mut pid = File::create(&pid_file).map_err(cannot)?;
         writeln!(pid, "{}", std::process::id()).map_err(cannot)?;
         Ok(PidLock {
@@ -492,8 +509,97 @@ impl PidLock {
     }
 }
 
+/// Whether the process a pid file names is alive (an unreadable or empty
+/// pid file names none).
+fn holder_alive(holder: &str) -> bool {
+    holder
+        .parse::<u32>()
+        .is_ok_and(|pid| Path::new(&format!("/proc/{pid}")).exists())
+}
+
 impl Drop for PidLock {
     fn drop(&mut self) {
         let _ = std::fs::remove_file(&self.pid_file);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// What a killed agent leaves: its pid file, and the lock held by a
+    /// child that has not exec'd yet (here `flock`, holding it for 0.5 s).
+    /// A new agent waits for it; a live holder is refused at once.
+    #[tokio::test]
+    async fn a_lock_held_after_its_agent_died_is_waited_for_a_live_agent_is_not() {
+        let dir = tempfile::tempdir().unwrap();
+        let lock_file = dir.path().join("codedeploy-agent.pid.lock");
+        std::fs::write(&lock_file, "").unwrap();
+        let mut child = std::process::Command::new("flock")
+            .arg("-x")
+            .arg(&lock_file)
+            .args(["sleep", "0.5"])
+            .spawn()
+            .unwrap();
+        // Until the child has the lock.
+        let started = std::time::Instant::now();
+        while nix::fcntl::Flock::lock(
+            File::open(&lock_file).unwrap(),
+            nix::fcntl::FlockArg::LockSharedNonblock,
+        )
+        .is_ok()
+        {
+            assert!(
+                started.elapsed() < Duration::from_secs(5),
+                "flock never took the lock"
+            );
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        // A pid no process has (above the kernel's largest).
+        std::fs::write(dir.path().join("codedeploy-agent.pid"), "4194305\n").unwrap();
+        let waited = std::time::Instant::now();
+        let lock = PidLock::acquire(dir.path(), "codedeploy-agent")
+            .await
+            .unwrap();
+        assert!(
+            waited.elapsed() >= Duration::from_millis(100),
+            "{:?}",
+            waited.elapsed()
+        );
+        child.wait().unwrap();
+        drop(lock);
+
+        // Held, and the pid file names a live process (this one): refused at once.
+        let mut child = std::process::Command::new("flock")
+            .arg("-x")
+            .arg(&lock_file)
+            .args(["sleep", "2"])
+            .spawn()
+            .unwrap();
+        while nix::fcntl::Flock::lock(
+            File::open(&lock_file).unwrap(),
+            nix::fcntl::FlockArg::LockSharedNonblock,
+        )
+        .is_ok()
+        {
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        std::fs::write(
+            dir.path().join("codedeploy-agent.pid"),
+            format!("{}\n", std::process::id()),
+        )
+        .unwrap();
+        let refused = std::time::Instant::now();
+        let error = PidLock::acquire(dir.path(), "codedeploy-agent")
+            .await
+            .err()
+            .expect("a live holder refuses the start");
+        assert!(refused.elapsed() < Duration::from_secs(1));
+        assert!(
+            matches!(error, StartupError::AlreadyRunning { .. }),
+            "{error}"
+        );
+        let _ = child.kill();
+        let _ = child.wait();
     }
 }
