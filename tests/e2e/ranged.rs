@@ -58,6 +58,20 @@ fn object_bytes(bed: &TestBed, location: &S3Location) -> Vec<u8> {
         .unwrap_or_else(|e| panic!("{e}"))
 }
 
+/// The deployment's `bundle.tar` is the object (the version `location`
+/// names), byte for byte; the object's bytes.
+fn ensure_bundle_is_the_object(
+    bed: &TestBed,
+    deployment: &Deployment,
+    location: &S3Location,
+    what: &str,
+) -> Vec<u8> {
+    let object = object_bytes(bed, location);
+    let bundle = std::fs::read(deployment_dir(bed, deployment).join("bundle.tar")).unwrap();
+    ensure!(bed, bundle == object, "{what}");
+    object
+}
+
 fn gets(proxy: &ThrottleProxy) -> Vec<Served> {
     proxy.served().into_iter().filter(Served::is_get).collect()
 }
@@ -90,12 +104,11 @@ fn a_bundle_above_the_threshold_arrives_as_ranges_over_several_connections() {
     start_agent(&bed, &proxy, RANGED_4);
     expect_success(&bed, &deployment);
 
-    let object = object_bytes(&bed, &location);
-    let bundle = std::fs::read(deployment_dir(&bed, &deployment).join("bundle.tar")).unwrap();
-    ensure!(
-        bed,
-        bundle == object,
-        "bundle.tar is the object, byte for byte"
+    let object = ensure_bundle_is_the_object(
+        &bed,
+        &deployment,
+        &location,
+        "bundle.tar is the object, byte for byte",
     );
     ensure!(
         bed,
@@ -146,12 +159,11 @@ fn a_connection_cut_in_a_range_is_ridden_out_fetching_only_the_rest() {
     start_agent(&bed, &proxy, RANGED_4);
     expect_success(&bed, &deployment);
 
-    let object = object_bytes(&bed, &location);
-    let bundle = std::fs::read(deployment_dir(&bed, &deployment).join("bundle.tar")).unwrap();
-    ensure!(
-        bed,
-        bundle == object,
-        "bundle.tar is the object, byte for byte"
+    let object = ensure_bundle_is_the_object(
+        &bed,
+        &deployment,
+        &location,
+        "bundle.tar is the object, byte for byte",
     );
     ensure_eq!(bed, read(&install.join("version.txt")), "version 2\n", "");
 
@@ -302,12 +314,11 @@ fn an_object_overwritten_in_a_versioned_bucket_deploys_the_version_the_download_
     let (deployment, location) = deploy_while_overwritten(&bed, &proxy, &install, true);
     expect_success(&bed, &deployment);
 
-    let first = object_bytes(&bed, &location);
-    let bundle = std::fs::read(deployment_dir(&bed, &deployment).join("bundle.tar")).unwrap();
-    ensure!(
-        bed,
-        bundle == first,
-        "bundle.tar is the first version, byte for byte"
+    ensure_bundle_is_the_object(
+        &bed,
+        &deployment,
+        &location,
+        "bundle.tar is the first version, byte for byte",
     );
     ensure_eq!(bed, read(&install.join("version.txt")), "version 3\n", "");
     ensure!(

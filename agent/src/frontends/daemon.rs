@@ -527,6 +527,23 @@ impl Drop for PidLock {
 mod tests {
     use super::*;
 
+    /// Until another process holds `lock_file`'s lock.
+    fn wait_until_held(lock_file: &Path) {
+        let started = std::time::Instant::now();
+        while nix::fcntl::Flock::lock(
+            File::open(lock_file).unwrap(),
+            nix::fcntl::FlockArg::LockSharedNonblock,
+        )
+        .is_ok()
+        {
+            assert!(
+                started.elapsed() < Duration::from_secs(5),
+                "flock never took the lock"
+            );
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+
     /// What a killed agent leaves: its pid file, and the lock held by a
     /// child that has not exec'd yet (here `flock`, holding it for 0.5 s).
     /// A new agent waits for it; a live holder is refused at once.
@@ -541,20 +558,7 @@ mod tests {
             .args(["sleep", "0.5"])
             .spawn()
             .unwrap();
-        // Until the child has the lock.
-        let started = std::time::Instant::now();
-        while nix::fcntl::Flock::lock(
-            File::open(&lock_file).unwrap(),
-            nix::fcntl::FlockArg::LockSharedNonblock,
-        )
-        .is_ok()
-        {
-            assert!(
-                started.elapsed() < Duration::from_secs(5),
-                "flock never took the lock"
-            );
-            std::thread::sleep(Duration::from_millis(10));
-        }
+        wait_until_held(&lock_file);
         // A pid no process has (above the kernel's largest).
         std::fs::write(dir.path().join("codedeploy-agent.pid"), "4194305\n").unwrap();
         let waited = std::time::Instant::now();
@@ -576,14 +580,7 @@ mod tests {
             .args(["sleep", "2"])
             .spawn()
             .unwrap();
-        while nix::fcntl::Flock::lock(
-            File::open(&lock_file).unwrap(),
-            nix::fcntl::FlockArg::LockSharedNonblock,
-        )
-        .is_ok()
-        {
-            std::thread::sleep(Duration::from_millis(10));
-        }
+        wait_until_held(&lock_file);
         std::fs::write(
             dir.path().join("codedeploy-agent.pid"),
             format!("{}\n", std::process::id()),
