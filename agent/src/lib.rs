@@ -27,6 +27,7 @@ pub mod logging;
 pub mod memory;
 pub mod metrics;
 pub mod names;
+pub mod pid;
 pub mod poller;
 pub mod protocol;
 #[cfg(test)]

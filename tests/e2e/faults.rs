@@ -10,6 +10,7 @@
 
 use std::path::Path;
 
+use codedeploy_e2e::emulator::Operation;
 use codedeploy_e2e::s3_faults::{S3Fault, S3FaultProxy};
 use codedeploy_e2e::{BundleType, Deployment, Revision, S3Location, TestBed};
 
@@ -565,6 +566,68 @@ fn agent_killed_during_install_leaves_only_whole_files_and_the_next_deployment_s
         on_disk,
         vec!["index.html".to_string()],
         "the destination holds the next revision only"
+    );
+}
+
+/// A kill while a state file was being replaced (install.json, a pointer,
+/// a tracking file) leaves its temporary file, named after the killed
+/// process. The next start removes those, and keeps one that a live process
+/// is writing.
+#[test]
+fn half_written_state_files_of_a_killed_agent_are_removed_at_the_next_start() {
+    let bed = TestBed::start("leftover-temporaries");
+    let root = bed.root_dir();
+    let gone = {
+        let mut child = std::process::Command::new("true").spawn().unwrap();
+        child.wait().unwrap();
+        child.id()
+    };
+    let leftover = format!(".tmp-{gone}-Xq3kP0");
+    let live = format!(".tmp-{}-Xq3kP0", std::process::id());
+    let deployment = root.join("group-1/d-KILLED123");
+    let planted = [
+        root.join("deployment-instructions").join(&leftover),
+        root.join("ongoing-deployment").join(&leftover),
+        deployment.join(&leftover),
+    ];
+    for path in &planted {
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        std::fs::write(path, "{\"half").unwrap();
+    }
+    let being_written = root.join("deployment-instructions").join(&live);
+    std::fs::write(&being_written, "{\"half").unwrap();
+    // A revision's own file of that name is the revision's: it stays.
+    let in_revision = deployment.join("deployment-archive").join(&leftover);
+    std::fs::create_dir_all(in_revision.parent().unwrap()).unwrap();
+    std::fs::write(&in_revision, "shipped").unwrap();
+
+    let started = std::time::SystemTime::now();
+    bed.start_agent(&agent_binary());
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    let polled = || {
+        bed.emulator
+            .calls_of(Operation::PollHostCommand)
+            .iter()
+            .any(|call| call.at >= started)
+    };
+    while !polled() && std::time::Instant::now() < deadline {
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    ensure!(bed, polled(), "the agent polled after its start");
+    let left: Vec<&std::path::PathBuf> = planted.iter().filter(|p| p.exists()).collect();
+    ensure_eq!(
+        bed,
+        left,
+        Vec::<&std::path::PathBuf>::new(),
+        "the killed writer's temporary files are gone before the first poll"
+    );
+    ensure!(bed, being_written.exists(), "a live writer's file stays");
+    ensure!(bed, in_revision.exists(), "a revision's file stays");
+    let log = bed.agent_output();
+    ensure!(
+        bed,
+        log.contains(&format!("removed {}", planted[0].display())),
+        "the removal is logged: {log}"
     );
 }
 

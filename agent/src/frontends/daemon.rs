@@ -512,9 +512,7 @@ impl PidLock {
 /// Whether the process a pid file names is alive (an unreadable or empty
 /// pid file names none).
 fn holder_alive(holder: &str) -> bool {
-    holder
-        .parse::<u32>()
-        .is_ok_and(|pid| Path::new(&format!("/proc/{pid}")).exists())
+    holder.parse::<u32>().is_ok_and(crate::pid::alive)
 }
 
 impl Drop for PidLock {

@@ -55,6 +55,23 @@ impl Executor {
         PreparedCommand::prepare(&self.root, origin, event, spec)
     }
 
+    /// After a start: removes the temporary files that a killed agent left
+    /// half-written in the deployment root (logged, never an error).
+    pub async fn remove_leftovers(&self) {
+        let root = self.root.clone();
+        match off_runtime("tidying", move || disk::remove_leftover_temporaries(&root)).await {
+            Ok(removed) => {
+                for path in removed {
+                    tracing::info!(
+                        "removed {}, left half-written by a process that is gone",
+                        path.display()
+                    );
+                }
+            }
+            Err(e) => tracing::warn!("{e}"),
+        }
+    }
+
     /// Runs a prepared command.
     pub async fn execute(
         &self,

@@ -72,6 +72,7 @@ impl Poller {
     /// commands at once meanwhile; then waits for the running commands, unless
     /// `abort` is triggered too, which stops their scripts.
     pub async fn run_with(&self, mut shutdown: Shutdown, abort: Shutdown) {
+        self.executor.remove_leftovers().await;
         self.report_interrupted_commands(&shutdown).await;
         let clock = Instant::now();
         let mut rng = fastrand::Rng::new();

@@ -192,6 +192,7 @@ async fn deploy_as(
             return LocalExit::Failed;
         }
     };
+    executor.remove_leftovers().await;
     let dir = executor
         .root
         .deployment(&spec.deployment_group_id, &spec.deployment_id);

@@ -74,6 +74,39 @@ pub fn write_bundle_source(dir: &DeploymentDir, source: &str) -> Result<(), Layo
     .map_err(LayoutError::at("write", &file))
 }
 
+/// Removes the temporary files that writers killed mid-write left in the
+/// folders the agent replaces files in: `deployment-instructions/`, the
+/// ongoing-deployment folder and every deployment folder (its bundle-source
+/// marker). A file a live process is writing stays. Returns the paths
+/// removed; reads as many folders as retention keeps.
+pub fn remove_leftover_temporaries(root: &DeploymentRoot) -> Vec<PathBuf> {
+    let mut folders = vec![root.instructions_dir(), root.ongoing_dir()];
+    let subfolders = |dir: &Path| -> Vec<PathBuf> {
+        std::fs::read_dir(dir)
+            .map(|entries| {
+                entries
+                    .flatten()
+                    .filter(|e| e.file_type().is_ok_and(|t| t.is_dir()))
+                    .map(|e| e.path())
+                    .collect()
+            })
+            .unwrap_or_default()
+    };
+    for group in subfolders(root.path()) {
+        if !folders.contains(&group) {
+            folders.extend(subfolders(&group));
+        }
+    }
+    folders
+        .iter()
+        .flat_map(|dir| {
+            crate::atomic_file::remove_leftovers(dir)
+                .into_iter()
+                .map(|name| dir.join(name))
+        })
+        .collect()
+}
+
 /// Keeps at most `max_revisions` deployment folders of the group (the
 /// current one counted, the last successful one never removed); a folder
 /// that cannot be removed is logged and left. Blocks for as long as the
@@ -118,5 +151,52 @@ pub fn remove_old_revisions(
         if let Err(e) = std::fs::remove_dir_all(&path) {
             tracing::warn!("cannot remove old revision {}: {e}", path.display());
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn leftovers_of_a_killed_writer_are_removed_from_the_agents_folders_only() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = DeploymentRoot::new(dir.path(), "ongoing-deployment");
+        let gone = {
+            let mut child = std::process::Command::new("true").spawn().unwrap();
+            child.wait().unwrap();
+            child.id()
+        };
+        let deployment = root.deployment("group-1", "d-ABCDEF123");
+        let archive = deployment.archive_dir();
+        std::fs::create_dir_all(&archive).unwrap();
+        std::fs::create_dir_all(root.instructions_dir()).unwrap();
+        std::fs::create_dir_all(root.ongoing_dir()).unwrap();
+        let leftover = format!(".tmp-{gone}-a1b2c3");
+        let live = format!(".tmp-{}-a1b2c3", std::process::id());
+        let planted = [
+            root.instructions_dir().join(&leftover),
+            root.ongoing_dir().join(&leftover),
+            deployment.path().join(&leftover),
+        ];
+        for path in &planted {
+            std::fs::write(path, "half").unwrap();
+        }
+        // A revision's own file of that name, and a live writer's file, stay.
+        std::fs::write(archive.join(&leftover), "the revision's").unwrap();
+        std::fs::write(root.instructions_dir().join(&live), "being written").unwrap();
+
+        let mut removed = remove_leftover_temporaries(&root);
+        removed.sort();
+        let mut expected = planted.to_vec();
+        expected.sort();
+        assert_eq!(removed, expected);
+        assert!(planted.iter().all(|p| !p.exists()));
+        assert!(archive.join(&leftover).exists());
+        assert!(root.instructions_dir().join(&live).exists());
+        assert!(
+            remove_leftover_temporaries(&DeploymentRoot::new(dir.path().join("none"), "o"))
+                .is_empty()
+        );
     }
 }
