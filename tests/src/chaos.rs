@@ -33,6 +33,9 @@ const HOOKED_EVENTS: [&str; 5] = [
 ];
 /// `:max_revisions:` of the soak, so retention is exercised often.
 const MAX_REVISIONS: usize = 3;
+/// How long the emulator must hear nothing after a kill before the soak
+/// reads where the kill landed.
+const QUIET: Duration = Duration::from_millis(300);
 /// How long one deployment may take before the soak calls it stuck.
 const DEPLOYMENT_DEADLINE: Duration = Duration::from_secs(120);
 
@@ -143,6 +146,13 @@ pub fn soak(
         std::thread::sleep(delay);
         bed.kill_agent();
         let _ = bed.wait_for_agent_exit(Duration::from_secs(10));
+        // A Complete the agent sent just before the kill is still on its way
+        // into the emulator: the kill landed after that command, not in it.
+        if !bed.emulator.wait_quiet(QUIET, Duration::from_secs(5)) {
+            progress(&format!(
+                "chaos: kill {round}: the emulator was still busy 5 s after the kill"
+            ));
+        }
         let phase = phase_of(bed.emulator.deployment(&cut.deployment_id));
         *report.by_phase.entry(phase.clone()).or_default() += 1;
         report.kills += 1;

@@ -31,6 +31,25 @@ struct Answer {
 }
 
 fn send(emulator: &Emulator, secret: &str, target: Option<&str>, body: &str) -> Answer {
+    let raw = signed_request(emulator, secret, target, body);
+    let mut stream = TcpStream::connect(("127.0.0.1", emulator.port())).unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    stream.write_all(raw.as_bytes()).unwrap();
+    let mut response = Vec::new();
+    stream.read_to_end(&mut response).unwrap();
+    let text = String::from_utf8(response).unwrap();
+    let (head, body) = text.split_once("\r\n\r\n").unwrap();
+    let status = head.split(' ').nth(1).unwrap().parse().unwrap();
+    Answer {
+        status,
+        body: serde_json::from_str(body).unwrap_or(Value::String(body.to_string())),
+    }
+}
+
+/// A whole signed request as it goes on the wire.
+fn signed_request(emulator: &Emulator, secret: &str, target: Option<&str>, body: &str) -> String {
     let host = format!("127.0.0.1:{}", emulator.port());
     let mut headers = vec![
         ("content-type".to_string(), CONTENT_TYPE.to_string()),
@@ -68,20 +87,7 @@ fn send(emulator: &Emulator, secret: &str, target: Option<&str>, body: &str) -> 
         "content-length: {}\r\nconnection: close\r\n\r\n{body}",
         body.len()
     ));
-    let mut stream = TcpStream::connect(("127.0.0.1", emulator.port())).unwrap();
-    stream
-        .set_read_timeout(Some(Duration::from_secs(10)))
-        .unwrap();
-    stream.write_all(raw.as_bytes()).unwrap();
-    let mut response = Vec::new();
-    stream.read_to_end(&mut response).unwrap();
-    let text = String::from_utf8(response).unwrap();
-    let (head, body) = text.split_once("\r\n\r\n").unwrap();
-    let status = head.split(' ').nth(1).unwrap().parse().unwrap();
-    Answer {
-        status,
-        body: serde_json::from_str(body).unwrap_or(Value::String(body.to_string())),
-    }
+    raw
 }
 
 fn location() -> S3Location {
@@ -223,4 +229,32 @@ fn waits_end_at_their_deadline() {
         emulator.wait_for_deployment_end("d-NOPE", Duration::from_millis(10)),
         Outcome::TimedOut(None)
     ));
+}
+
+#[test]
+fn a_request_whose_sender_hung_up_is_still_heard_before_the_emulator_is_quiet() {
+    let mut config = EmulatorConfig::new(
+        HOST,
+        vec![Credential::new("AKIDHTTP", "right-secret")],
+        TestPki::generate().unwrap(),
+    );
+    config.poll_hold = Duration::from_millis(1500);
+    let emulator = Emulator::start(config).unwrap();
+    let poll = json!({ "HostIdentifier": HOST }).to_string();
+    let raw = signed_request(&emulator, "right-secret", Some("PollHostCommand"), &poll);
+    // Sent, then the sender is gone, as an agent killed right after writing.
+    TcpStream::connect(("127.0.0.1", emulator.port()))
+        .unwrap()
+        .write_all(raw.as_bytes())
+        .unwrap();
+    // The held poll is still being answered: not quiet yet.
+    assert!(!emulator.wait_quiet(Duration::from_millis(50), Duration::from_millis(500)));
+    assert!(emulator.wait_quiet(Duration::from_millis(50), Duration::from_secs(10)));
+    assert_eq!(emulator.calls_of(Operation::PollHostCommand).len(), 1);
+    let started = std::time::Instant::now();
+    assert!(emulator.wait_quiet(Duration::from_millis(10), Duration::from_secs(10)));
+    assert!(
+        started.elapsed() < Duration::from_secs(1),
+        "an idle emulator is quiet at once"
+    );
 }

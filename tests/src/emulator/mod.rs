@@ -31,7 +31,7 @@ pub use wire::{Envelope, Operation, ServiceError, CONTENT_TYPE, TARGET_PREFIX};
 
 use std::fmt::{self, Write as _};
 use std::io::{Read, Write};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, RwLock};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant, SystemTime};
@@ -95,6 +95,10 @@ struct Shared {
     started: Instant,
     poll_hold: Duration,
     stop: AtomicBool,
+    /// Requests handed to a handler that has not answered yet.
+    in_flight: AtomicUsize,
+    /// When the last request was handed to a handler.
+    last_arrival: Mutex<Instant>,
 }
 
 impl Shared {
@@ -218,6 +222,8 @@ impl Emulator {
             started: Instant::now(),
             poll_hold: config.poll_hold,
             stop: AtomicBool::new(false),
+            in_flight: AtomicUsize::new(0),
+            last_arrival: Mutex::new(Instant::now()),
         });
         let accept_shared = Arc::clone(&shared);
         let acceptor = std::thread::Builder::new()
@@ -226,12 +232,23 @@ impl Emulator {
                 while !accept_shared.stop.load(Ordering::Relaxed) {
                     match server.recv_timeout(Duration::from_millis(100)) {
                         Ok(Some(request)) => {
+                            *accept_shared
+                                .last_arrival
+                                .lock()
+                                .unwrap_or_else(|e| e.into_inner()) = Instant::now();
+                            accept_shared.in_flight.fetch_add(1, Ordering::SeqCst);
                             let shared = Arc::clone(&accept_shared);
                             // One thread per request: a held poll must not
                             // block a completion arriving meanwhile.
-                            let _ = std::thread::Builder::new()
+                            let spawned = std::thread::Builder::new()
                                 .name("emulator-request".into())
-                                .spawn(move || handle(&shared, request));
+                                .spawn(move || {
+                                    handle(&shared, request);
+                                    shared.in_flight.fetch_sub(1, Ordering::SeqCst);
+                                });
+                            if spawned.is_err() {
+                                accept_shared.in_flight.fetch_sub(1, Ordering::SeqCst);
+                            }
                         }
                         Ok(None) => {}
                         Err(_) => std::thread::sleep(Duration::from_millis(10)),
@@ -249,6 +266,29 @@ impl Emulator {
 
     pub fn port(&self) -> u16 {
         self.port
+    }
+
+    /// Waits until every request received has been answered and none has
+    /// arrived for `quiet`, or `limit` has passed; returns whether it got
+    /// quiet. After a client is killed, a request it had sent (a Complete in
+    /// the socket's buffer) is still read and recorded: what the emulator
+    /// heard is only final once it is quiet.
+    pub fn wait_quiet(&self, quiet: Duration, limit: Duration) -> bool {
+        let deadline = Instant::now() + limit;
+        loop {
+            let last = *self
+                .shared
+                .last_arrival
+                .lock()
+                .unwrap_or_else(|e| e.into_inner());
+            if self.shared.in_flight.load(Ordering::SeqCst) == 0 && last.elapsed() >= quiet {
+                return true;
+            }
+            if Instant::now() >= deadline {
+                return false;
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
     }
 
     /// `http://127.0.0.1:<port>`: the agent's `deploy_control_endpoint`.
