@@ -76,12 +76,11 @@ fn gets(proxy: &ThrottleProxy) -> Vec<Served> {
     proxy.served().into_iter().filter(Served::is_get).collect()
 }
 
-/// The GETs of the object's parts: all but the probe of its first byte.
+/// The GETs of the object's parts, after one HEAD of the object.
 fn part_gets(proxy: &ThrottleProxy) -> Vec<Served> {
-    let gets = gets(proxy);
-    let probes = gets.iter().filter(|g| g.is_probe()).count();
-    assert_eq!(probes, 1, "one probe of the first byte: {gets:#?}");
-    gets.into_iter().filter(|g| !g.is_probe()).collect()
+    let heads = proxy.served().into_iter().filter(Served::is_head).count();
+    assert_eq!(heads, 1, "one HEAD of the object: {:#?}", proxy.served());
+    gets(proxy)
 }
 
 fn body_bytes(served: &[Served]) -> u64 {
@@ -236,8 +235,8 @@ fn deploy_while_overwritten(
     let deployment = Deployment::new("App", "App-Group", location.clone());
     bed.emulator.add_deployment(deployment.clone());
     // 2 connections: parts of 4 MiB, the 3rd asked for once the 1st is in
-    // (the 4th ranged GET, after the probe of the first byte).
-    proxy.hold_ranges_from(4);
+    // (the 3rd ranged GET).
+    proxy.hold_ranges_from(3);
     start_agent(
         bed,
         proxy,
@@ -248,7 +247,7 @@ fn deploy_while_overwritten(
     );
     ensure!(
         bed,
-        wait_until(Duration::from_secs(60), || proxy.ranged_gets_seen() >= 4),
+        wait_until(Duration::from_secs(60), || proxy.ranged_gets_seen() >= 3),
         "the agent asked for a 3rd part: {:#?}",
         proxy.served()
     );
@@ -334,10 +333,10 @@ fn an_object_overwritten_in_a_versioned_bucket_deploys_the_version_the_download_
 #[test]
 fn a_bundle_below_the_threshold_or_with_one_connection_comes_in_one_get() {
     let cases: &[(&str, &[&str], usize, bool)] = &[
-        // The default threshold (64 MiB): a GET of the first byte learns the
-        // size, then one GET without a range carries the bundle.
+        // The default threshold: a HEAD learns the size, then one GET
+        // without a range carries the bundle.
         ("ranged-below", &[], 2 * MIB, true),
-        // One connection: no probe at all, whatever the size.
+        // One connection: no HEAD at all, whatever the size.
         (
             "ranged-one-connection",
             &[
@@ -348,7 +347,7 @@ fn a_bundle_below_the_threshold_or_with_one_connection_comes_in_one_get() {
             false,
         ),
     ];
-    for (name, keys, size, probe) in cases {
+    for (name, keys, size, head) in cases {
         let (bed, proxy) = bed_behind_throttle(name);
         let install = bed.path().join("srv/app");
         let revision = large_revision(&install, *size, 5);
@@ -359,30 +358,27 @@ fn a_bundle_below_the_threshold_or_with_one_connection_comes_in_one_get() {
         expect_success(&bed, &deployment);
 
         let object = object_bytes(&bed, &location);
-        let gets = gets(&proxy);
-        let (probes, whole): (Vec<Served>, Vec<Served>) =
-            gets.iter().cloned().partition(Served::is_probe);
+        let whole = gets(&proxy);
         ensure_eq!(
             bed,
             whole.len(),
             1,
-            "{name}: one GET of the bundle: {gets:#?}"
+            "{name}: one GET of the bundle: {whole:#?}"
         );
         ensure_eq!(bed, whole[0].range, None, "{name}: without a Range header");
         ensure_eq!(bed, whole[0].body_bytes, object.len() as u64, "{name}");
+        let heads: Vec<Served> = proxy.served().into_iter().filter(Served::is_head).collect();
         ensure_eq!(
             bed,
-            probes.len(),
-            usize::from(*probe),
-            "{name}: probes: {gets:#?}"
+            heads.len(),
+            usize::from(*head),
+            "{name}: HEADs: {heads:#?}"
         );
         ensure!(
             bed,
-            probes.iter().all(|p| p.body_bytes == 1),
-            "{name}: a probe reads one byte: {gets:#?}"
+            heads.iter().all(|h| h.body_bytes == 0),
+            "{name}: a HEAD carries no body: {heads:#?}"
         );
-        let heads = proxy.served().iter().filter(|s| s.method == "HEAD").count();
-        ensure_eq!(bed, heads, 0, "{name}: no HEAD");
         ensure_eq!(
             bed,
             read(&install.join("version.txt")),

@@ -50,10 +50,10 @@ impl Served {
         self.method == "GET"
     }
 
-    /// The agent's probe of an object's first byte (its size, ETag and
-    /// version), before a ranged download.
-    pub fn is_probe(&self) -> bool {
-        self.range.as_deref() == Some("bytes=0-0")
+    /// The agent's HEAD of the object (its size, ETag and version), before
+    /// it chooses how to download it.
+    pub fn is_head(&self) -> bool {
+        self.method == "HEAD"
     }
 }
 
@@ -154,7 +154,7 @@ impl ThrottleProxy {
         self.shared.most_answering.store(0, Ordering::SeqCst);
     }
 
-    /// The most object GETs (probes of the first byte aside) that were being
+    /// The most object GETs that were being
     /// answered at the same time. Counted from the request's arrival to its
     /// last byte written: a part that ends and the next one the agent starts
     /// may overlap here by the proxy thread's scheduling, so this can exceed
@@ -292,8 +292,7 @@ fn serve(mut client: TcpStream, shared: &Shared) -> io::Result<()> {
                 .unwrap_or_else(|e| e.into_inner())
                 .0;
         }
-        // Only a range long enough to be cut where asked (not the agent's
-        // probe of the first byte).
+        // Only a range long enough to be cut where asked.
         let length = range.as_deref().and_then(range_length);
         if controls
             .cut_after
@@ -302,9 +301,7 @@ fn serve(mut client: TcpStream, shared: &Shared) -> io::Result<()> {
             cut_after = controls.cut_after.take();
         }
     }
-    // The agent's probe of the first byte is not a part of the download.
-    let answering =
-        (is_get && range.as_deref() != Some("bytes=0-0")).then(|| Answering::new(shared));
+    let answering = is_get.then(|| Answering::new(shared));
     let mut pacer = Pacer {
         client: &mut client,
         rate: shared.rate,

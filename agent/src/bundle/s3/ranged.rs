@@ -3,9 +3,9 @@
 //! handed in order to the same streaming unpack and `bundle.tar` tee as a
 //! single stream (`stream.rs`), as a [`Body`].
 //!
-//! Owns the choice (a probe of the first byte: the object's size against
+//! Owns the choice (a HEAD: the object's size against
 //! `:bundle_ranged_download_threshold:`), the split into parts, the pinning of
-//! every range to the object the probe saw (its version and, with `If-Match`,
+//! every range to the object the HEAD saw (its version and, with `If-Match`,
 //! its ETag: an object replaced midway fails the download, never mixes two
 //! objects), and the retry of a range that breaks off from the byte where it
 //! stopped. Memory is bounded: at most `:bundle_download_connections:` parts
@@ -17,7 +17,7 @@ use std::ops::Range;
 use std::sync::Arc;
 use std::time::Duration;
 
-use aws_sdk_s3::error::SdkError;
+use aws_sdk_s3::error::{DisplayErrorContext, SdkError};
 use bytes::Bytes;
 use futures_util::future::BoxFuture;
 use tokio::sync::mpsc;
@@ -51,12 +51,12 @@ pub(super) fn parts(size: u64, part: u64) -> impl Iterator<Item = Range<u64>> {
     (0..size.div_ceil(part)).map(move |i| i * part..((i + 1) * part).min(size))
 }
 
-/// The object every range is pinned to, as the probe saw it.
+/// The object every range is pinned to, as the HEAD saw it.
 #[derive(Debug)]
 struct Pinned {
     bucket: String,
     key: String,
-    /// The probe's version (`None` for an unversioned bucket).
+    /// The version the HEAD saw (`None` for an unversioned bucket).
     version: Option<String>,
     /// Quoted, as S3 sends it and `If-Match` takes it.
     etag: String,
@@ -64,7 +64,7 @@ struct Pinned {
     object: S3Object,
 }
 
-/// A ranged download about to start: what the probe found, and how to cut it.
+/// A ranged download about to start: what the HEAD found, and how to cut it.
 #[derive(Debug)]
 pub(super) struct Plan {
     pinned: Arc<Pinned>,
@@ -75,14 +75,14 @@ pub(super) struct Plan {
 
 /// Whether `revision` is fetched as ranges under `download`, and how: `None`
 /// for one stream (one connection configured, an object below the
-/// threshold, of one part, or empty). A probe that S3 refuses fails the
-/// download as the GET would have.
+/// threshold, of one part, or empty).
 ///
-/// The probe is a GetObject of the first byte rather than a HEAD: its
-/// `Content-Range` gives the size, with the ETag and version a HEAD gives,
-/// and it needs no second S3 operation in the binary (HeadObject's code
-/// weighs tens of KB against a 12 MB budget). An ETag that is not the
-/// deployment's fails here, before anything is written.
+/// A HEAD learns the size, ETag and version, as the AWS CLI does before a
+/// download: it carries no body, so it costs one round trip, where a GET of
+/// the first byte makes some S3 servers read the whole object. A HEAD that
+/// fails says no more than its status (a HEAD answer has no body): the
+/// single stream's GET then fails with S3's own code and message. An ETag
+/// that is not the deployment's fails here, before anything is written.
 pub(super) async fn plan(
     client: &aws_sdk_s3::Client,
     revision: &S3Revision,
@@ -92,35 +92,30 @@ pub(super) async fn plan(
         return Ok(None);
     }
     let object = S3Object::of(revision);
-    let probe = match client
-        .get_object()
+    let head = match client
+        .head_object()
         .bucket(&revision.bucket)
         .key(&revision.key)
         .set_version_id(revision.version.clone())
-        .range("bytes=0-0")
         .send()
         .await
     {
-        Ok(probe) => probe,
-        // An empty object has no first byte: one stream fetches it.
-        Err(SdkError::ServiceError(service)) if service.raw().status().as_u16() == 416 => {
-            return Ok(None)
-        }
-        // Refused or unanswered: the same error, the same message, as the GET
-        // of one stream would have had (and no second request to learn it).
+        Ok(head) => head,
+        // Refused or unanswered: the single stream's GET meets the same
+        // answer and reports it as it always has, in S3's own words.
         Err(error) => {
-            return Err(BundleError::S3Request {
-                object,
-                source: Box::new(error),
-            }
-            .into())
+            tracing::debug!("HEAD of {object}: {}", DisplayErrorContext(&error));
+            return Ok(None);
         }
     };
-    let etag = probe.e_tag().unwrap_or_default().to_string();
+    let etag = head.e_tag().unwrap_or_default().to_string();
     expect_etag(revision, &etag)?;
-    let size = probe.content_range().and_then(total_size).unwrap_or(0);
+    let size = head
+        .content_length()
+        .and_then(|length| u64::try_from(length).ok())
+        .unwrap_or(0);
     let part = part_size(download.connections);
-    // Without an ETag no range can be pinned to the object the probe saw.
+    // Without an ETag no range can be pinned to the object the HEAD saw.
     if size < download.ranged_threshold || size <= part || etag.is_empty() {
         return Ok(None);
     }
@@ -133,7 +128,7 @@ pub(super) async fn plan(
         pinned: Arc::new(Pinned {
             bucket: revision.bucket.clone(),
             key: revision.key.clone(),
-            version: probe.version_id().map(str::to_string),
+            version: head.version_id().map(str::to_string),
             etag,
             object,
         }),
@@ -141,11 +136,6 @@ pub(super) async fn plan(
         part,
         connections: download.connections as usize,
     }))
-}
-
-/// The object's size from a `Content-Range` (`bytes 0-0/12345`; pure).
-fn total_size(content_range: &str) -> Option<u64> {
-    content_range.rsplit_once('/')?.1.trim().parse().ok()
 }
 
 /// What a part's task hands over: its bytes in order, or why it stopped.
@@ -329,7 +319,7 @@ async fn fetch_part(
     Ok(())
 }
 
-/// GetObject of `range` (end exclusive), pinned to the probe's version and
+/// GetObject of `range` (end exclusive), pinned to the version the HEAD saw and
 /// ETag; the answer must be exactly those bytes of that object.
 async fn request_range(
     client: &aws_sdk_s3::Client,
@@ -403,20 +393,6 @@ mod tests {
         for (connections, part) in cases {
             assert_eq!(part_size(*connections), *part, "{connections}");
             assert!(part_size(*connections) * u64::from((*connections).max(1)) <= BUFFER_BUDGET);
-        }
-    }
-
-    #[test]
-    fn the_size_is_read_from_the_content_range() {
-        let cases: &[(&str, Option<u64>)] = &[
-            ("bytes 0-0/12345", Some(12345)),
-            ("bytes 0-0/1", Some(1)),
-            ("bytes 0-0/*", None),
-            ("bytes 0-0", None),
-            ("", None),
-        ];
-        for (header, size) in cases {
-            assert_eq!(total_size(header), *size, "{header:?}");
         }
     }
 

@@ -202,13 +202,7 @@ pub fn ranged(args: &Args, figures: &mut Vec<Figure>) -> Result<(), String> {
     check_installed("ranged with a cut")?;
 
     let speedup = single.download_secs / ranged.download_secs.max(0.001);
-    // The probe of the first byte is not part of the object's download.
-    let served = |gets: &[Served]| {
-        gets.iter()
-            .filter(|g| !g.is_probe())
-            .map(|g| g.body_bytes)
-            .sum::<u64>()
-    };
+    let served = |gets: &[Served]| gets.iter().map(|g| g.body_bytes).sum::<u64>();
     let refetched = served(&cut.gets).saturating_sub(size);
     let cuts = cut.gets.iter().filter(|g| g.cut).count();
     let label = |what: &str| {
@@ -224,7 +218,7 @@ pub fn ranged(args: &Args, figures: &mut Vec<Figure>) -> Result<(), String> {
     figures.push(Figure::new(
         label("DownloadBundle as ranges over 8 connections (defaults)"),
         format!(
-            "{:.2} s ({} ranged GETs with the probe of the first byte, {} at most at once)",
+            "{:.2} s ({} ranged GETs after a HEAD, {} at most at once)",
             ranged.download_secs,
             ranged.gets.len(),
             ranged.most_at_once
