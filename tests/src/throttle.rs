@@ -46,6 +46,13 @@ impl Served {
         spec.split('-').next()?.trim().parse().ok()
     }
 
+    /// The first and last byte of the range asked for (`bytes=first-last`).
+    pub fn range_bounds(&self) -> Option<(u64, u64)> {
+        let spec = self.range.as_deref()?.strip_prefix("bytes=")?;
+        let (first, last) = spec.split_once('-')?;
+        Some((first.trim().parse().ok()?, last.trim().parse().ok()?))
+    }
+
     pub fn is_get(&self) -> bool {
         self.method == "GET"
     }

@@ -8,7 +8,7 @@
 use std::path::Path;
 
 use super::error::{BrokenOff, BundleError, S3Object};
-use super::stream::{receive, Body, Destination, Fetch};
+use super::stream::{receive, Body, Destination, Fetch, InOrder, Placed};
 use crate::config::{BundleDownload, BundlePolicy, ProxyUri};
 use crate::deployment_spec::S3Revision;
 use crate::shutdown::Shutdown;
@@ -117,13 +117,21 @@ where
     }
 }
 
-/// The S3 body, chunk by chunk.
-impl Body for aws_sdk_s3::primitives::ByteStream {
-    fn next_chunk(&mut self) -> BoxFuture<'_, Result<Option<Bytes>, Fetch>> {
+/// One GetObject's body, chunk by chunk, in the object's order.
+struct WholeBody {
+    stream: aws_sdk_s3::primitives::ByteStream,
+    order: InOrder,
+}
+
+impl Body for WholeBody {
+    fn next_chunk(&mut self) -> BoxFuture<'_, Result<Option<Placed>, Fetch>> {
         Box::pin(async move {
-            self.try_next()
+            let chunk: Option<Bytes> = self
+                .stream
+                .try_next()
                 .await
-                .map_err(|e| Fetch::BrokenOff(BrokenOff::new(BodyError(e))))
+                .map_err(|e| Fetch::BrokenOff(BrokenOff::new(BodyError(e))))?;
+            Ok(chunk.map(|bytes| self.order.place(bytes)))
         })
     }
 }
@@ -161,7 +169,10 @@ async fn fetch_once(
 
     // Known from the headers, before the body: a mismatch unpacks nothing.
     expect_etag(revision, output.e_tag().unwrap_or_default())?;
-    let mut body = output.body;
+    let mut body = WholeBody {
+        stream: output.body,
+        order: InOrder::default(),
+    };
     receive(&mut body, revision.bundle_type, destination).await
 }
 

@@ -30,16 +30,17 @@ pub const MAX_CONCURRENT_COMMANDS: u32 = 256;
 pub const MAX_POLL_JITTER_PERCENT: u32 = 50;
 
 /// S3 bundles of this size or more are fetched as byte ranges
-/// (`:bundle_ranged_download_threshold:`). The parts are held in memory
-/// (1 MiB each at 8 connections), so a ranged download costs a request per
-/// MiB: below this size one stream is as fast or faster (the 201 MiB
-/// revision of BENCHMARKS.md took 25 s as ranges from moto, 1.1 s as one
-/// stream).
+/// (`:bundle_ranged_download_threshold:`), in parts of up to 8 MiB. Below
+/// it, one stream takes a few seconds at most and costs one request; some
+/// S3-compatible servers (moto among them) read the whole object for every
+/// range, which makes ranges of a middling bundle slower than one stream
+/// (the 201 MiB revision of BENCHMARKS.md took 25 s as ranges from moto,
+/// 1.1 s as one stream).
 pub const DEFAULT_RANGED_DOWNLOAD_THRESHOLD: u64 = 256 * 1024 * 1024;
 /// Connections a ranged download uses at once (`:bundle_download_connections:`).
 pub const DEFAULT_DOWNLOAD_CONNECTIONS: u32 = 8;
 /// The most `:bundle_download_connections:` accepts: past this a host
-/// competes with itself, and every connection holds a part in memory.
+/// competes with itself, and every connection holds a few chunks in memory.
 pub const MAX_DOWNLOAD_CONNECTIONS: u32 = 32;
 
 #[derive(Debug, Clone, PartialEq, Eq)]

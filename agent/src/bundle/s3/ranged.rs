@@ -1,7 +1,10 @@
 //! The ranged DownloadBundle: a large S3 bundle fetched as byte ranges over
 //! several connections at once (as S3 limits what one connection carries),
-//! handed in order to the same streaming unpack and `bundle.tar` tee as a
-//! single stream (`stream.rs`), as a [`Body`].
+//! handed as it arrives, each chunk with its place in the object, to the same
+//! streaming unpack and `bundle.tar` tee as a single stream (`stream.rs`),
+//! as a [`Body`]. The tee writes every chunk to the bundle file at its place
+//! and the unpack follows the bytes written without a gap, so parts can be
+//! as large as S3 serves well whatever the memory budget.
 //!
 //! Owns the choice (a HEAD: the object's size against
 //! `:bundle_ranged_download_threshold:`), the split into parts, the pinning of
@@ -9,40 +12,45 @@
 //! its ETag: an object replaced midway fails the download, never mixes two
 //! objects), and the retry of a range that breaks off from the byte where it
 //! stopped. Memory is bounded: at most `:bundle_download_connections:` parts
-//! are in flight, and a part is at most [`BUFFER_BUDGET`] divided among them.
-//! Never decides how the bytes are unpacked.
+//! are in flight, each holding at most [`PART_CHUNKS`] chunks not yet handed
+//! over. Never decides how the bytes are unpacked.
 
 use std::collections::VecDeque;
 use std::ops::Range;
 use std::sync::Arc;
+use std::task::{Context, Poll};
 use std::time::Duration;
 
 use aws_sdk_s3::error::{DisplayErrorContext, SdkError};
-use bytes::Bytes;
 use futures_util::future::BoxFuture;
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
 use super::{etags_match, expect_etag, BodyError};
 use crate::bundle::error::{BrokenOff, BundleError, S3Object};
-use crate::bundle::stream::{Body, Fetch};
+use crate::bundle::stream::{Body, Fetch, Placed};
 use crate::config::BundleDownload;
 use crate::deployment_spec::S3Revision;
 
-/// Bytes of the bundle held in memory at most by the parts in flight, all
-/// together: with the unpack's own buffers this keeps the agent within
-/// 32 MiB while the parts ahead of the one being unpacked keep arriving.
-const BUFFER_BUDGET: u64 = 8 * 1024 * 1024;
+/// The largest part: the AWS CLI's default part size, where a request's
+/// overhead is small next to its bytes.
+const MAX_PART: u64 = 8 * 1024 * 1024;
 /// The smallest part: below it a request's overhead outweighs its bytes.
-const MIN_PART: u64 = 256 * 1024;
+const MIN_PART: u64 = 1024 * 1024;
+/// Chunks a part's task may hold that were not handed over yet: a part ahead
+/// of a slow unpack waits with these, not with its whole body.
+const PART_CHUNKS: usize = 2;
 
 /// How many times a range is requested in all when its body keeps breaking
 /// off; after that the whole download breaks off (and `s3.rs` starts it over).
 const RANGE_ATTEMPTS: u32 = 3;
 
-/// The size of each part for `connections` parts in flight (pure).
-pub(super) fn part_size(connections: u32) -> u64 {
-    (BUFFER_BUDGET / u64::from(connections.max(1))).max(MIN_PART)
+/// The size of each part of an object of `size` bytes fetched over
+/// `connections`: one part per connection when that keeps parts within
+/// [`MIN_PART`] and [`MAX_PART`], else the nearest bound (pure).
+pub(super) fn part_size(size: u64, connections: u32) -> u64 {
+    size.div_ceil(u64::from(connections.max(1)))
+        .clamp(MIN_PART, MAX_PART)
 }
 
 /// `size` bytes cut into parts of `part` bytes, the last one shorter (pure).
@@ -114,7 +122,7 @@ pub(super) async fn plan(
         .content_length()
         .and_then(|length| u64::try_from(length).ok())
         .unwrap_or(0);
-    let part = part_size(download.connections);
+    let part = part_size(size, download.connections);
     // Without an ETag no range can be pinned to the object the HEAD saw.
     if size < download.ranged_threshold || size <= part || etag.is_empty() {
         return Ok(None);
@@ -138,8 +146,9 @@ pub(super) async fn plan(
     }))
 }
 
-/// What a part's task hands over: its bytes in order, or why it stopped.
-type PartChunks = mpsc::UnboundedReceiver<Result<Bytes, Fetch>>;
+/// What a part's task hands over: its bytes in order, each with its place,
+/// or why it stopped.
+type PartChunks = mpsc::Receiver<Result<Placed, Fetch>>;
 
 /// A part being fetched: its chunks, and how many of its bytes are still to
 /// come (a task that ends short of them is a download that broke off). Its
@@ -157,15 +166,17 @@ impl Drop for InFlight {
     }
 }
 
-/// The object's bytes in order, fetched as ranges by tasks of their own
-/// (one per part in flight). The tasks end when it is dropped.
+/// The object's bytes as they arrive, fetched as ranges by tasks of their
+/// own (one per part in flight). The tasks end when it is dropped.
 pub(super) struct RangedBody {
     client: aws_sdk_s3::Client,
     plan: Plan,
     /// The parts not started yet, in the object's order.
     pending: VecDeque<Range<u64>>,
-    /// The parts started and not yet handed on, in the object's order.
-    in_flight: VecDeque<InFlight>,
+    /// The parts started and not finished.
+    in_flight: Vec<InFlight>,
+    /// The part looked at first next time, so that every part is heard.
+    turn: usize,
 }
 
 impl RangedBody {
@@ -174,7 +185,8 @@ impl RangedBody {
             client: client.clone(),
             pending: parts(plan.size, plan.part).collect(),
             plan,
-            in_flight: VecDeque::new(),
+            in_flight: Vec::new(),
+            turn: 0,
         };
         body.fill();
         body
@@ -186,15 +198,15 @@ impl RangedBody {
             let Some(range) = self.pending.pop_front() else {
                 return;
             };
-            let (sender, chunks) = mpsc::unbounded_channel();
+            let (sender, chunks) = mpsc::channel(PART_CHUNKS);
             let (client, pinned) = (self.client.clone(), self.plan.pinned.clone());
             let task_range = range.clone();
             let task = tokio::spawn(async move {
                 if let Err(error) = fetch_part(&client, &pinned, task_range, &sender).await {
-                    let _ = sender.send(Err(error));
+                    let _ = sender.send(Err(error)).await;
                 }
             });
-            self.in_flight.push_back(InFlight {
+            self.in_flight.push(InFlight {
                 chunks,
                 left: range.end - range.start,
                 range,
@@ -202,40 +214,51 @@ impl RangedBody {
             });
         }
     }
-}
 
-impl Body for RangedBody {
-    fn next_chunk(&mut self) -> BoxFuture<'_, Result<Option<Bytes>, Fetch>> {
-        Box::pin(self.next_in_order())
+    /// The next message of any part in flight, with the part's index.
+    fn poll_parts(&mut self, cx: &mut Context<'_>) -> Poll<(usize, Option<Result<Placed, Fetch>>)> {
+        let count = self.in_flight.len();
+        for k in 0..count {
+            let index = (self.turn + k) % count;
+            if let Poll::Ready(message) = self.in_flight[index].chunks.poll_recv(cx) {
+                self.turn = index + 1;
+                return Poll::Ready((index, message));
+            }
+        }
+        Poll::Pending
     }
-}
 
-impl RangedBody {
-    async fn next_in_order(&mut self) -> Result<Option<Bytes>, Fetch> {
+    async fn next_arrived(&mut self) -> Result<Option<Placed>, Fetch> {
         loop {
-            let Some(head) = self.in_flight.front_mut() else {
+            if self.in_flight.is_empty() {
                 return Ok(None);
-            };
-            match head.chunks.recv().await {
+            }
+            let (index, message) = std::future::poll_fn(|cx| self.poll_parts(cx)).await;
+            let part = &mut self.in_flight[index];
+            match message {
                 Some(Ok(chunk)) => {
-                    head.left = head.left.saturating_sub(chunk.len() as u64);
+                    part.left = part.left.saturating_sub(chunk.bytes.len() as u64);
                     return Ok(Some(chunk));
                 }
                 Some(Err(error)) => return Err(error),
-                None if head.left == 0 => {
-                    self.in_flight.pop_front();
+                None if part.left == 0 => {
+                    self.in_flight.remove(index);
                     self.fill();
                 }
                 None => {
-                    let missing = head.left;
-                    let range = head.range.clone();
                     return Err(Fetch::BrokenOff(BrokenOff::new(PartEnded {
-                        range,
-                        missing,
+                        range: part.range.clone(),
+                        missing: part.left,
                     })));
                 }
             }
         }
+    }
+}
+
+impl Body for RangedBody {
+    fn next_chunk(&mut self) -> BoxFuture<'_, Result<Option<Placed>, Fetch>> {
+        Box::pin(self.next_arrived())
     }
 }
 
@@ -266,7 +289,7 @@ async fn fetch_part(
     client: &aws_sdk_s3::Client,
     pinned: &Pinned,
     range: Range<u64>,
-    chunks: &mpsc::UnboundedSender<Result<Bytes, Fetch>>,
+    chunks: &mpsc::Sender<Result<Placed, Fetch>>,
 ) -> Result<(), Fetch> {
     let mut at = range.start;
     let mut attempt = 1;
@@ -283,8 +306,9 @@ async fn fetch_part(
                             "more bytes than the range holds".to_string(),
                         ));
                     }
+                    let placed = Placed { at, bytes: chunk };
                     at += len;
-                    if chunks.send(Ok(chunk)).is_err() {
+                    if chunks.send(Ok(placed)).await.is_err() {
                         // The download was given up; nobody wants the rest.
                         return Ok(());
                     }
@@ -381,18 +405,26 @@ mod tests {
     use super::*;
 
     #[test]
-    fn parts_share_an_8_mib_budget_among_the_connections() {
-        let cases: &[(u32, u64)] = &[
-            (2, 4 << 20),
-            (4, 2 << 20),
-            (8, 1 << 20),
-            (16, 512 << 10),
-            (32, 256 << 10),
-            (0, 8 << 20),
+    fn a_part_per_connection_within_1_and_8_mib() {
+        const MIB: u64 = 1 << 20;
+        // (object size, connections, part size)
+        let cases: &[(u64, u32, u64)] = &[
+            (1024 * MIB, 8, 8 * MIB),
+            (64 * MIB, 8, 8 * MIB),
+            (32 * MIB, 8, 4 * MIB),
+            (9 * MIB, 2, 9 * MIB / 2),
+            (9 * MIB + 1, 2, 9 * MIB / 2 + 1),
+            (3 * MIB, 8, MIB),
+            (0, 8, MIB),
+            (100 * MIB, 0, 8 * MIB),
+            (u64::MAX, 32, 8 * MIB),
         ];
-        for (connections, part) in cases {
-            assert_eq!(part_size(*connections), *part, "{connections}");
-            assert!(part_size(*connections) * u64::from((*connections).max(1)) <= BUFFER_BUDGET);
+        for (size, connections, part) in cases {
+            assert_eq!(
+                part_size(*size, *connections),
+                *part,
+                "{size} over {connections}"
+            );
         }
     }
 

@@ -22,15 +22,16 @@ use futures_util::future::BoxFuture;
 /// A body served from memory in chunks of `chunk` bytes, optionally breaking
 /// off after `break_at` bytes.
 struct MemoryBody {
-    pieces: VecDeque<Result<Vec<u8>, BrokenOff>>,
+    pieces: VecDeque<Result<Placed, BrokenOff>>,
 }
 
 impl MemoryBody {
     fn new(bytes: &[u8], chunk: usize, break_at: Option<usize>) -> MemoryBody {
         let sent = break_at.unwrap_or(bytes.len()).min(bytes.len());
+        let mut order = InOrder::default();
         let mut pieces: VecDeque<_> = bytes[..sent]
             .chunks(chunk)
-            .map(|c| Ok(c.to_vec()))
+            .map(|c| Ok(order.place(Bytes::copy_from_slice(c))))
             .collect();
         if break_at.is_some() {
             pieces.push_back(Err(BrokenOff::new(std::io::Error::new(
@@ -40,12 +41,54 @@ impl MemoryBody {
         }
         MemoryBody { pieces }
     }
+
+    /// The bytes as a ranged download hands them over: parts of `part`
+    /// bytes, `connections` of them at once, their chunks of `chunk` bytes
+    /// taken in turn, a finished part's place taken by the next one.
+    fn side_by_side(bytes: &[u8], part: usize, connections: usize, chunk: usize) -> MemoryBody {
+        let mut waiting: VecDeque<VecDeque<Placed>> = bytes
+            .chunks(part)
+            .enumerate()
+            .map(|(i, part_bytes)| {
+                part_bytes
+                    .chunks(chunk)
+                    .enumerate()
+                    .map(|(j, c)| Placed {
+                        at: (i * part + j * chunk) as u64,
+                        bytes: Bytes::copy_from_slice(c),
+                    })
+                    .collect()
+            })
+            .collect();
+        let mut running: Vec<VecDeque<Placed>> = Vec::new();
+        let mut pieces = VecDeque::new();
+        loop {
+            while running.len() < connections {
+                match waiting.pop_front() {
+                    Some(next) => running.push(next),
+                    None => break,
+                }
+            }
+            if running.is_empty() {
+                break;
+            }
+            // The last part started comes first: the first part is never
+            // ahead of the others.
+            for part in running.iter_mut().rev() {
+                if let Some(placed) = part.pop_front() {
+                    pieces.push_back(Ok(placed));
+                }
+            }
+            running.retain(|part| !part.is_empty());
+        }
+        MemoryBody { pieces }
+    }
 }
 
 impl Body for MemoryBody {
-    fn next_chunk(&mut self) -> BoxFuture<'_, Result<Option<Bytes>, Fetch>> {
+    fn next_chunk(&mut self) -> BoxFuture<'_, Result<Option<Placed>, Fetch>> {
         let next = self.pieces.pop_front().transpose();
-        Box::pin(async move { next.map(|c| c.map(Bytes::from)).map_err(Fetch::BrokenOff) })
+        Box::pin(async move { next.map_err(Fetch::BrokenOff) })
     }
 }
 
@@ -299,6 +342,137 @@ async fn a_streamed_bundle_unpacks_to_the_same_tree_as_a_downloaded_one() {
         tree["data/same.bin"].contains("inode of data/deep/er/big.bin"),
         "{tree:?}"
     );
+}
+
+/// A ranged download's parts arrive side by side, out of the object's order:
+/// each chunk goes to its place in `bundle.tar`, and the tree is the one the
+/// same bytes in order make.
+#[tokio::test(flavor = "current_thread")]
+async fn a_bundle_whose_parts_arrive_side_by_side_unpacks_as_in_order() {
+    let tar = revision_tar();
+    let tgz = gzip(&tar);
+    let zip = zip_of_revision();
+    // (name, type, bytes, part, connections, chunk)
+    type Case<'a> = (&'a str, BundleType, &'a [u8], usize, usize, usize);
+    let cases: &[Case] = &[
+        (
+            "tgz, parts of 1 KiB over 3",
+            BundleType::Tgz,
+            &tgz,
+            1024,
+            3,
+            100,
+        ),
+        (
+            "tgz, parts of 777 B over 8",
+            BundleType::Tgz,
+            &tgz,
+            777,
+            8,
+            64,
+        ),
+        (
+            "tar, parts of 4 KiB over 2",
+            BundleType::Tar,
+            &tar,
+            4096,
+            2,
+            1000,
+        ),
+        (
+            "tar, parts of 512 B over 16",
+            BundleType::Tar,
+            &tar,
+            512,
+            16,
+            512,
+        ),
+        (
+            "zip, parts of 300 B over 4",
+            BundleType::Zip,
+            &zip,
+            300,
+            4,
+            100,
+        ),
+    ];
+    for (name, declared, bytes, part, connections, chunk) in cases {
+        let body = MemoryBody::side_by_side(bytes, *part, *connections, *chunk);
+        let first_at = body
+            .pieces
+            .front()
+            .and_then(|p| p.as_ref().ok())
+            .map(|p| p.at);
+        assert_ne!(
+            first_at,
+            Some(0),
+            "{name}: the first chunk is not the first part's"
+        );
+        let expected = unpacked_from_file(bytes, *declared).unwrap();
+        let tmp = tempfile::tempdir().unwrap();
+        let to = destination(tmp.path(), BundlePolicy::default());
+        let mut body = body;
+        receive(&mut body, *declared, &to)
+            .await
+            .unwrap_or_else(|e| panic!("{name}: {e:?}"));
+        assert_eq!(snapshot(&to.archive_dir), expected, "{name}");
+        assert_eq!(fs::read(&to.bundle_file).unwrap(), *bytes, "{name}");
+        assert_eq!(partial_files(tmp.path()), Vec::<String>::new(), "{name}");
+    }
+}
+
+/// A body that ends with a hole (a part never handed over) is no bundle: the
+/// download fails naming the missing bytes, and nothing is left.
+#[tokio::test(flavor = "current_thread")]
+async fn a_body_that_ends_with_bytes_missing_fails_and_leaves_nothing() {
+    let tgz = gzip(&revision_tar());
+    let mut body = MemoryBody::side_by_side(&tgz, 1024, 4, 256);
+    // The chunk of bytes 1024-1279 never comes.
+    body.pieces
+        .retain(|p| p.as_ref().map_or(true, |placed| placed.at != 1024));
+    let tmp = tempfile::tempdir().unwrap();
+    let to = destination(tmp.path(), BundlePolicy::default());
+    let error = match receive(&mut body, BundleType::Tgz, &to).await {
+        Err(Fetch::Final(error)) => error.to_string(),
+        other => panic!("not a failure: {other:?}"),
+    };
+    assert!(error.contains("ended without bytes 1024-1279"), "{error}");
+    assert!(!to.bundle_file.exists());
+    assert_eq!(partial_files(tmp.path()), Vec::<String>::new());
+}
+
+#[test]
+fn bytes_written_are_tracked_as_a_prefix_and_runs_beyond_it() {
+    // Chunks (at, len) added in turn; the prefix and the runs after each.
+    type Step = ((u64, u64), u64, &'static [(u64, u64)]);
+    let steps: &[Step] = &[
+        ((10, 5), 0, &[(10, 15)]),
+        ((15, 5), 0, &[(10, 20)]),
+        ((30, 10), 0, &[(10, 20), (30, 40)]),
+        ((0, 4), 4, &[(10, 20), (30, 40)]),
+        ((4, 6), 20, &[(30, 40)]),
+        ((25, 5), 20, &[(25, 40)]),
+        ((20, 5), 40, &[]),
+        ((40, 0), 40, &[]),
+    ];
+    let mut written = Written::default();
+    for ((at, len), prefix, runs) in steps {
+        written.add(*at, *len).unwrap();
+        assert_eq!(written.prefix, *prefix, "after {at}+{len}");
+        let got: Vec<(u64, u64)> = written.runs.iter().map(|(s, e)| (*s, *e)).collect();
+        assert_eq!(got, *runs, "after {at}+{len}");
+    }
+    assert_eq!(written.first_gap(), None);
+    // Overlaps: with the prefix, a run's start, middle or end, an overflow.
+    let mut written = Written::default();
+    written.add(0, 10).unwrap();
+    written.add(20, 10).unwrap();
+    for (at, len) in [(5, 1), (19, 2), (25, 1), (29, 5), (15, 100), (u64::MAX, 2)] {
+        let before = written.clone();
+        assert!(written.add(at, len).is_err(), "{at}+{len} overlaps");
+        assert_eq!(written, before, "a refused chunk changes nothing");
+    }
+    assert_eq!(written.first_gap(), Some(10..20));
 }
 
 /// When the bytes are not the declared type, streaming steps aside and the
