@@ -95,10 +95,14 @@ fn proxy_uri_carries_all_control_plane_and_s3_traffic() {
     ensure_all_commands_calls_proxied(&bed, &proxy);
     let revision = &deployment.revision;
     let object_url = format!("{}/{}/{}", bed.s3.endpoint(), revision.bucket, revision.key);
+    // A HEAD learns the object's size, then a GET fetches it.
     let downloads = proxied_to(&proxy.requests(), &object_url);
     ensure!(
         bed,
-        !downloads.is_empty() && downloads.iter().all(|r| r.method == "GET"),
+        downloads.iter().any(|r| r.method == "GET")
+            && downloads
+                .iter()
+                .all(|r| r.method == "GET" || r.method == "HEAD"),
         "the bundle was fetched from S3 through the proxy ({object_url})\n{}",
         proxy.log()
     );

@@ -36,6 +36,9 @@ const MAX_REVISIONS: usize = 3;
 /// How long the emulator must hear nothing after a kill before the soak
 /// reads where the kill landed.
 const QUIET: Duration = Duration::from_millis(300);
+/// How long a tracking file may outlive its deployment's last Complete
+/// (the agent removes it once the answer to that Complete is in).
+const TRACKING_GRACE: Duration = Duration::from_secs(5);
 /// How long one deployment may take before the soak calls it stuck.
 const DEPLOYMENT_DEADLINE: Duration = Duration::from_secs(120);
 
@@ -352,7 +355,15 @@ fn files_whole(destination: &Path, revisions: &[SoakRevision; 2]) -> Vec<String>
 fn root_tidy(bed: &TestBed, deployment: &Deployment) -> Vec<String> {
     let root = bed.root_dir();
     let mut problems = Vec::new();
-    let tracking: Vec<PathBuf> = list(&root.join("ongoing-deployment"));
+    // The agent removes a command's tracking file once the service has
+    // answered its Complete, which is also what ends the deployment here: a
+    // file that is going away goes within moments, one left stays.
+    let tracking_dir = root.join("ongoing-deployment");
+    let deadline = Instant::now() + TRACKING_GRACE;
+    while !list(&tracking_dir).is_empty() && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let tracking: Vec<PathBuf> = list(&tracking_dir);
     if !tracking.is_empty() {
         problems.push(format!("tracking files left: {tracking:?}"));
     }
