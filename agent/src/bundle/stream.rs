@@ -4,7 +4,10 @@
 //!
 //! Owns the hand-over between the async body and the blocking tar reader: a
 //! bounded channel of chunks, so memory stays flat whatever the bundle size
-//! (a slow disk makes the download wait, never the other way round). Owns the
+//! (a slow disk makes the download wait, never the other way round). Each
+//! chunk carries its place in the object and is written there, so the parts
+//! of a ranged download may arrive side by side; the tar reader gets the
+//! bytes in order, as far as they are written without a gap. Owns the
 //! choice to stream at all: the first bytes decide, and anything that is not
 //! plainly the declared tar or tgz (a zip, which needs its central directory;
 //! a tgz that is really a plain tar; bytes nothing recognises) is downloaded
